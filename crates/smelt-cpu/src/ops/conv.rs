@@ -1,0 +1,11 @@
+use crate::{Result, Scratch};
+use smelt_ir::{Op, TensorView, TensorViewMut};
+
+pub fn eval(
+    op: &Op,
+    _inputs: &[Option<TensorView>],
+    _outputs: &mut [TensorViewMut],
+    _scratch: &mut Scratch,
+) -> Result<()> {
+    Err(crate::CpuError::invalid(op.name(), "no CPU kernel yet"))
+}

@@ -1,0 +1,11 @@
+//! Kernels, one module per op family.
+
+pub mod conv;
+pub mod elementwise;
+pub mod gather;
+pub mod linalg;
+pub mod movement;
+pub mod norm;
+pub mod pool;
+pub mod reduce;
+pub mod resize;

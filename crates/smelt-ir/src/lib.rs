@@ -1,0 +1,23 @@
+//! Smelt's intermediate representation: element types, symbolic shapes, host
+//! tensors, the typed op enum, the graph, and shape inference.
+//!
+//! The IR knows nothing of devices or file formats: importers build it, passes
+//! rewrite it, backends compile it.
+
+mod dtype;
+mod error;
+mod graph;
+pub mod infer;
+mod op;
+mod shape;
+mod tensor;
+
+pub use dtype::{DType, Element};
+pub use error::IrError;
+pub use graph::{Fact, Graph, Node, Value, ValueId};
+pub use op::*;
+pub use shape::{Dim, Shape};
+pub use tensor::{num_elements, strides_of, AlignedBytes, Tensor, TensorView, TensorViewMut};
+
+/// Re-exported so `dispatch_dtype!` works in dependent crates without naming `half`.
+pub use half;
