@@ -24,15 +24,19 @@
 
 pub mod cleanup;
 mod consts;
+pub mod conv_bn;
 pub mod dead;
+pub mod epilogue;
 pub mod fold;
 pub mod identity;
 pub mod memory;
+mod optimize;
 mod patch;
 #[cfg(test)]
 mod testing;
 mod uses;
 
+pub use optimize::{optimize, OptimizeOptions, PassReport};
 pub use patch::Patch;
 
 use smelt_ir::{IrError, Op, Tensor};

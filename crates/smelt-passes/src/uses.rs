@@ -23,15 +23,6 @@ impl Uses {
         Uses { producers: graph.producers(), consumers: graph.consumers(), is_output, is_input }
     }
 
-    /// The node that computes `value` (`None` for inputs and constants).
-    pub(crate) fn producer(&self, value: ValueId) -> Option<usize> {
-        self.producers[value]
-    }
-
-    pub(crate) fn readers(&self, value: ValueId) -> &[usize] {
-        &self.consumers[value]
-    }
-
     pub(crate) fn is_output(&self, value: ValueId) -> bool {
         self.is_output[value]
     }

@@ -82,7 +82,7 @@ pub(crate) fn propagate(op: &Op, inputs: &[Option<DimsValue>], first_shape: Opti
         }
         Op::Identity => input(0).cloned(),
         Op::Cast { to } if *to != DType::Bool => Some(DimsValue { dtype: *to, ..input(0)?.clone() }),
-        Op::Gather { axis } if matches!(axis, 0 | -1) => gather(input(0)?, input(1)?),
+        Op::Gather { axis: 0 | -1 } => gather(input(0)?, input(1)?),
         Op::Unsqueeze => {
             let data = input(0)?;
             let to_vector = data.scalar && matches!(input(1)?.known()?.as_slice(), [0] | [-1]);
@@ -97,7 +97,7 @@ pub(crate) fn propagate(op: &Op, inputs: &[Option<DimsValue>], first_shape: Opti
             let to_scalar = !data.scalar && data.elems.len() == 1 && axes_ok;
             to_scalar.then(|| DimsValue { scalar: true, ..data.clone() })
         }
-        Op::Concat { axis } if matches!(axis, 0 | -1) => {
+        Op::Concat { axis: 0 | -1 } => {
             let parts: Vec<&DimsValue> = (0..inputs.len()).map(input).collect::<Option<_>>()?;
             let first = parts.first()?;
             let compatible = parts.iter().all(|p| !p.scalar && p.dtype == first.dtype);
