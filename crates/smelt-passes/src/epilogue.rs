@@ -58,10 +58,10 @@ pub fn fuse_epilogues(graph: &mut Graph) -> Result<FuseOutcome, PassError> {
 
         let producer = &graph.nodes[producer_index];
         let mut inputs = producer.inputs.clone();
-        if let Some((slot, bias)) = fused.bias {
+        if let Some(bias) = fused.bias {
             let bias = patch.add_constant(format!("{}_fused_bias", producer.name), bias);
-            inputs.resize(inputs.len().max(slot + 1), None);
-            inputs[slot] = Some(bias);
+            inputs.resize(inputs.len().max(3), None);
+            inputs[BIAS_INPUT] = Some(bias);
             outcome.biases += 1;
         } else {
             outcome.activations += 1;
@@ -76,10 +76,13 @@ pub fn fuse_epilogues(graph: &mut Graph) -> Result<FuseOutcome, PassError> {
     Ok(outcome)
 }
 
-/// The producer's new op, and the bias tensor to put at an input slot.
+/// The bias input's position in Conv (`B`), Gemm (`C`) and MatMul (Smelt's fused form).
+const BIAS_INPUT: usize = 2;
+
+/// The producer's new op, and the bias tensor to put at [`BIAS_INPUT`].
 struct Fused {
     op: Op,
-    bias: Option<(usize, Tensor)>,
+    bias: Option<Tensor>,
 }
 
 /// `producer` rewritten to also add `addend` to its output, if its kernel can.
@@ -89,7 +92,7 @@ fn with_bias(graph: &Graph, producer: &Node, addend: &Tensor) -> Option<Fused> {
     }
     let input_fact = |slot: usize| producer.inputs.get(slot).copied().flatten().map(|v| graph.fact(v));
     let existing_bias = |len: usize| -> Option<Vec<f64>> {
-        match producer.inputs.get(2).copied().flatten() {
+        match producer.inputs.get(BIAS_INPUT).copied().flatten() {
             None => Some(vec![0.0; len]),
             Some(b) => {
                 graph.constant(b).filter(|t| t.dtype() == addend.dtype() && t.len() == len).map(|t| t.to_f64_vec())
@@ -125,23 +128,17 @@ fn with_bias(graph: &Graph, producer: &Node, addend: &Tensor) -> Option<Fused> {
             }
             (producer.op.clone(), *n)
         }
-        Op::Gemm { alpha, trans_a, trans_b, activation, .. } => {
+        Op::Gemm { alpha, trans_a, trans_b, .. } => {
             let n = weight_dims.get(if *trans_b { 0 } else { 1 })?.fixed()?;
             let rows_ok = addend.rank() < 2 || addend.shape()[0] == 1;
             let cols_ok = addend.rank() == 0 || matches!(addend.shape().last(), Some(&d) if d == 1 || d == n);
             // C must be absent: beta scales it, so merging into an existing C would
             // need beta folded into the constant first.
-            let has_c = producer.inputs.get(2).copied().flatten().is_some();
+            let has_c = producer.inputs.get(BIAS_INPUT).copied().flatten().is_some();
             if addend.rank() > 2 || !rows_ok || !cols_ok || has_c {
                 return None;
             }
-            let op = Op::Gemm {
-                alpha: *alpha,
-                beta: 1.0,
-                trans_a: *trans_a,
-                trans_b: *trans_b,
-                activation: activation.clone(),
-            };
+            let op = Op::Gemm { alpha: *alpha, beta: 1.0, trans_a: *trans_a, trans_b: *trans_b, activation: None };
             (op, n)
         }
         _ => return None,
@@ -149,7 +146,7 @@ fn with_bias(graph: &Graph, producer: &Node, addend: &Tensor) -> Option<Fused> {
     let addend_values = addend.to_f64_vec();
     let at = |i: usize| addend_values[if addend_values.len() == 1 { 0 } else { i }];
     let bias: Vec<f64> = existing_bias(len)?.iter().enumerate().map(|(i, b)| b + at(i)).collect();
-    Some(Fused { op, bias: Some((2, tensor_from_f64(addend.dtype(), &[len], &bias))) })
+    Some(Fused { op, bias: Some(tensor_from_f64(addend.dtype(), &[len], &bias)) })
 }
 
 /// The activation `node` computes, if a Conv/Gemm/MatMul kernel can apply it.

@@ -45,6 +45,8 @@ impl DimsValue {
         if scalar && dims.len() != 1 {
             return None;
         }
+        // Shape inference stores negative values (Reshape's -1) as the bit pattern of
+        // the i64 in `Dim::Fixed`; the `as` cast restores them.
         let elems = dims.iter().map(|d| d.fixed().map(|n| n as i64)).collect();
         Some(DimsValue { dtype: fact.dtype, scalar, elems })
     }
@@ -61,11 +63,30 @@ impl DimsValue {
     }
 }
 
+/// What is known of one input of a shape-arithmetic node.
+#[derive(Clone, Debug)]
+pub(crate) enum Operand {
+    /// An omitted optional input.
+    Absent,
+    /// A value none of whose elements is known.
+    Opaque,
+    Known(DimsValue),
+}
+
 /// What can be said about the single output of a shape-arithmetic node, given what
-/// is known of its inputs (`inputs[i]`) and the shape of its first input.
-/// `None` when the op is not shape arithmetic or nothing useful is known.
-pub(crate) fn propagate(op: &Op, inputs: &[Option<DimsValue>], first_shape: Option<&Shape>) -> Option<DimsValue> {
-    let input = |i: usize| inputs.get(i).and_then(Option::as_ref);
+/// is known of its inputs and the shape of its first input. `None` when the op is
+/// not shape arithmetic or nothing useful is known.
+pub(crate) fn propagate(op: &Op, inputs: &[Operand], first_shape: Option<&Shape>) -> Option<DimsValue> {
+    let input = |i: usize| match inputs.get(i) {
+        Some(Operand::Known(value)) => Some(value),
+        _ => None,
+    };
+    // An optional input: `Some(None)` when omitted, `None` when present but unknown.
+    let optional = |i: usize| match inputs.get(i) {
+        None | Some(Operand::Absent) => Some(None),
+        Some(Operand::Known(value)) => Some(Some(value)),
+        Some(Operand::Opaque) => None,
+    };
     match op {
         Op::Shape { start, end } => {
             let dims = first_shape?.dims()?;
@@ -89,12 +110,10 @@ pub(crate) fn propagate(op: &Op, inputs: &[Option<DimsValue>], first_shape: Opti
             to_vector.then(|| DimsValue::vector(data.dtype, data.elems.clone()))
         }
         Op::Squeeze => {
+            // Every valid Squeeze of a one-element vector (axes [0], [-1], [] or
+            // omitted) gives a scalar, so the axes need not be known.
             let data = input(0)?;
-            let axes_ok = match input(1) {
-                None => true,
-                Some(axes) => matches!(axes.known()?.as_slice(), [0] | [-1]),
-            };
-            let to_scalar = !data.scalar && data.elems.len() == 1 && axes_ok;
+            let to_scalar = !data.scalar && data.elems.len() == 1;
             to_scalar.then(|| DimsValue { scalar: true, ..data.clone() })
         }
         Op::Concat { axis: 0 | -1 } => {
@@ -103,7 +122,7 @@ pub(crate) fn propagate(op: &Op, inputs: &[Option<DimsValue>], first_shape: Opti
             let compatible = parts.iter().all(|p| !p.scalar && p.dtype == first.dtype);
             compatible.then(|| DimsValue::vector(first.dtype, parts.iter().flat_map(|p| p.elems.clone()).collect()))
         }
-        Op::Slice => slice(input(0)?, input(1)?, input(2)?, input(3), input(4)),
+        Op::Slice => slice(input(0)?, input(1)?, input(2)?, optional(3)?, optional(4)?),
         _ => None,
     }
 }
@@ -174,12 +193,16 @@ mod tests {
     use super::*;
     use smelt_ir::Dim;
 
-    fn ints(values: &[i64]) -> Option<DimsValue> {
-        Some(DimsValue::vector(DType::I64, values.iter().copied().map(Some).collect()))
+    fn ints(values: &[i64]) -> Operand {
+        Operand::Known(DimsValue::vector(DType::I64, values.iter().copied().map(Some).collect()))
     }
 
-    fn scalar(value: i64) -> Option<DimsValue> {
-        Some(DimsValue { dtype: DType::I64, scalar: true, elems: vec![Some(value)] })
+    fn scalar(value: i64) -> Operand {
+        Operand::Known(DimsValue { dtype: DType::I64, scalar: true, elems: vec![Some(value)] })
+    }
+
+    fn shape_of(shape: &Shape) -> Operand {
+        Operand::Known(propagate(&Op::Shape { start: 0, end: None }, &[Operand::Opaque], Some(shape)).unwrap())
     }
 
     fn shape_of_input() -> Shape {
@@ -188,15 +211,16 @@ mod tests {
 
     #[test]
     fn shape_keeps_fixed_dims_and_honours_start_end() {
-        let full = propagate(&Op::Shape { start: 0, end: None }, &[None], Some(&shape_of_input())).unwrap();
+        let full = propagate(&Op::Shape { start: 0, end: None }, &[Operand::Opaque], Some(&shape_of_input())).unwrap();
         assert_eq!(full.elems, vec![None, Some(3), Some(224), None]);
-        let middle = propagate(&Op::Shape { start: 1, end: Some(-1) }, &[None], Some(&shape_of_input())).unwrap();
+        let middle =
+            propagate(&Op::Shape { start: 1, end: Some(-1) }, &[Operand::Opaque], Some(&shape_of_input())).unwrap();
         assert_eq!(middle.to_tensor().unwrap().to_i64_vec(), vec![3, 224]);
     }
 
     #[test]
     fn gather_of_a_fixed_dim_is_known_even_if_others_are_not() {
-        let shape = propagate(&Op::Shape { start: 0, end: None }, &[None], Some(&shape_of_input()));
+        let shape = shape_of(&shape_of_input());
         let dim1 = propagate(&Op::Gather { axis: 0 }, &[shape.clone(), scalar(1)], None).unwrap();
         assert!(dim1.scalar);
         assert_eq!(dim1.to_tensor().unwrap(), Tensor::scalar(3i64));
@@ -207,8 +231,8 @@ mod tests {
 
     #[test]
     fn unsqueeze_concat_builds_a_reshape_target() {
-        let batch = Some(DimsValue { dtype: DType::I64, scalar: true, elems: vec![None] });
-        let batch_vec = propagate(&Op::Unsqueeze, &[batch, ints(&[0])], None);
+        let batch = Operand::Known(DimsValue { dtype: DType::I64, scalar: true, elems: vec![None] });
+        let batch_vec = Operand::Known(propagate(&Op::Unsqueeze, &[batch, ints(&[0])], None).unwrap());
         let target = propagate(&Op::Concat { axis: 0 }, &[batch_vec, ints(&[-1]), ints(&[64])], None).unwrap();
         assert_eq!(target.elems, vec![None, Some(-1), Some(64)]);
         assert!(target.to_tensor().is_none());
@@ -218,20 +242,23 @@ mod tests {
     fn slice_follows_onnx_clamping() {
         let data = ints(&[10, 20, 30, 40]);
         let run = |starts, ends, steps| {
-            propagate(&Op::Slice, &[data.clone(), ints(starts), ints(ends), None, steps], None).and_then(|d| d.known())
+            propagate(&Op::Slice, &[data.clone(), ints(starts), ints(ends), Operand::Absent, steps], None)
+                .and_then(|d| d.known())
         };
-        assert_eq!(run(&[1], &[i64::MAX], None), Some(vec![20, 30, 40]));
-        assert_eq!(run(&[-2], &[4], None), Some(vec![30, 40]));
+        assert_eq!(run(&[1], &[i64::MAX], Operand::Absent), Some(vec![20, 30, 40]));
+        assert_eq!(run(&[-2], &[4], Operand::Absent), Some(vec![30, 40]));
         assert_eq!(run(&[-1], &[i64::MIN], ints(&[-1])), Some(vec![40, 30, 20, 10]));
         assert_eq!(run(&[0], &[4], ints(&[2])), Some(vec![10, 30]));
-        assert_eq!(run(&[3], &[1], None), Some(vec![]));
+        assert_eq!(run(&[3], &[1], Operand::Absent), Some(vec![]));
+        // Steps computed at run time could be anything.
+        assert_eq!(run(&[0], &[4], Operand::Opaque), None);
     }
 
     #[test]
     fn squeeze_and_cast() {
-        let one = propagate(&Op::Squeeze, &[ints(&[7]), None], None).unwrap();
+        let one = propagate(&Op::Squeeze, &[ints(&[7]), Operand::Absent], None).unwrap();
         assert!(one.scalar);
-        let cast = propagate(&Op::Cast { to: DType::I32 }, &[Some(one)], None).unwrap();
+        let cast = propagate(&Op::Cast { to: DType::I32 }, &[Operand::Known(one)], None).unwrap();
         assert_eq!(cast.to_tensor().unwrap(), Tensor::scalar(7i32));
         assert!(propagate(&Op::Cast { to: DType::Bool }, &[ints(&[1])], None).is_none());
     }
@@ -243,8 +270,8 @@ mod tests {
         let floats = Tensor::from_vec(&[1], vec![1.0f32]).unwrap();
         assert!(DimsValue::from_constant(&floats).is_none());
 
-        let mut fact = Fact::new(DType::I64, Shape::fixed(&[2]));
-        fact.dims_value = Some(vec![Dim::Sym("batch".into()), Dim::Fixed(8)]);
-        assert_eq!(DimsValue::from_fact(&fact).unwrap().elems, vec![None, Some(8)]);
+        let mut fact = Fact::new(DType::I64, Shape::fixed(&[3]));
+        fact.dims_value = Some(vec![Dim::Sym("batch".into()), Dim::Fixed(8), Dim::Fixed(-1i64 as usize)]);
+        assert_eq!(DimsValue::from_fact(&fact).unwrap().elems, vec![None, Some(8), Some(-1)]);
     }
 }

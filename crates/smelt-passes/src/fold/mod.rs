@@ -4,7 +4,7 @@
 mod dims;
 
 use crate::{ConstEval, PassError, Patch};
-use dims::DimsValue;
+use dims::{DimsValue, Operand};
 use smelt_ir::{Graph, Node, Op, Shape, Tensor, ValueId};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -223,11 +223,15 @@ fn shape_arithmetic(
     if !relevant || node.outputs.len() != 1 {
         return None;
     }
-    let known = |v: ValueId| match &constants[v] {
-        Some(tensor) => DimsValue::from_constant(tensor),
-        None => partial.get(&v).cloned().or_else(|| DimsValue::from_fact(graph.fact(v))),
+    let operand = |input: Option<ValueId>| {
+        let Some(v) = input else { return Operand::Absent };
+        let known = match &constants[v] {
+            Some(tensor) => DimsValue::from_constant(tensor),
+            None => partial.get(&v).cloned().or_else(|| DimsValue::from_fact(graph.fact(v))),
+        };
+        known.map_or(Operand::Opaque, Operand::Known)
     };
-    let inputs: Vec<Option<DimsValue>> = node.inputs.iter().map(|v| v.and_then(known)).collect();
+    let inputs: Vec<Operand> = node.inputs.iter().map(|&v| operand(v)).collect();
     let first_shape = node.inputs.first().copied().flatten().map(|v| match &constants[v] {
         Some(tensor) => Shape::fixed(tensor.shape()),
         None => graph.fact(v).shape.clone(),
