@@ -16,8 +16,10 @@
 //! 5. [`dead::remove_dead_nodes`]: nodes whose outputs nobody reads.
 //!
 //! Graph inputs and outputs keep their ONNX names through every pass: callers ask
-//! for outputs by name. Value ids are *not* stable across [`optimize`], which
-//! compacts the value table at the end ([`cleanup::prune_values`]).
+//! for outputs by name. A graph output may end up a constant (when everything it
+//! depends on folds), so executors must be able to return constants as outputs.
+//! Value ids are *not* stable across [`optimize`], which compacts the value table
+//! at the end ([`cleanup::prune_values`]).
 //!
 //! [`memory`] plans one arena for a graph's intermediate values from their
 //! lifetimes.
