@@ -3,6 +3,7 @@
 pub mod conv;
 pub mod elementwise;
 pub mod gather;
+pub mod layout;
 pub mod linalg;
 pub mod movement;
 pub mod norm;
