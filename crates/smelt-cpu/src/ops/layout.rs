@@ -408,7 +408,9 @@ mod tests {
     fn broadcast_negative_and_strided_destinations() {
         let src = bytes(4 * 6, 9);
         // Expand [3,1] -> [2,3,4]; reversed rows; a sub-box of a larger destination.
-        let cases: [(&[usize], &[isize], usize, &[isize], usize); 3] = [
+        // (shape, source strides, source offset, destination strides, destination offset)
+        type Case<'a> = (&'a [usize], &'a [isize], usize, &'a [isize], usize);
+        let cases: [Case; 3] = [
             (&[2, 3, 4], &[0, 1, 0], 0, &[12, 4, 1], 0),
             (&[2, 3], &[-1, 2], 1, &[3, 1], 0),
             (&[2, 3], &[3, 1], 0, &[5, 1], 6),

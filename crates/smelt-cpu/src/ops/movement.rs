@@ -6,8 +6,11 @@
 
 mod concat;
 mod expand;
+mod one_hot;
+mod pad;
 mod slice;
 mod transpose;
+mod trilu;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -28,10 +31,13 @@ pub fn eval(op: &Op, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut
         Op::Slice => slice::slice(inputs, outputs),
         Op::Expand => expand::expand(inputs, outputs),
         Op::Tile => expand::tile(inputs, outputs),
+        Op::Pad { mode } => pad::pad(*mode, inputs, outputs),
         Op::Shape { start, end } => shape(*start, *end, inputs, outputs),
         Op::Size => size(inputs, outputs),
         Op::ConstantOfShape { value } => constant_of_shape(value, inputs, outputs),
         Op::Range => range(inputs, outputs),
+        Op::Trilu { upper } => trilu::trilu(*upper, inputs, outputs),
+        Op::OneHot { axis } => one_hot::one_hot(*axis, inputs, outputs),
         other => Err(CpuError::invalid(other.name(), "is not a data-movement op")),
     }
 }

@@ -125,8 +125,3 @@ pub fn by_index(
     });
     Tensor::from_bytes(src.dtype(), shape, &bytes).unwrap()
 }
-
-/// One element of `t` at `index`, as f64.
-pub fn at_f64<T: Element>(t: &Tensor, index: &[usize]) -> f64 {
-    t.as_slice::<T>().unwrap()[flat(t.shape(), index)].to_f64()
-}
