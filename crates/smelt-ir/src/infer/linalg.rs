@@ -1,0 +1,126 @@
+//! Matrix products: MatMul (numpy semantics) and Gemm.
+
+use super::dims::{broadcast_dims, check_broadcasts_to, unify};
+use super::{dims_of_rank, Args};
+use crate::{Dim, Fact, Shape};
+
+pub(super) fn matmul(inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, String> {
+    let a = Args::new(inputs, &["A", "B", "bias"], 2)?;
+    let dtype = a.same_dtype(&[0, 1, 2])?;
+    let shape = matmul_shape(&a.req(0).shape, &a.req(1).shape)?;
+    if let Some(bias) = a.opt(2) {
+        check_broadcasts_to(&bias.shape, &shape, "bias")?;
+    }
+    Ok(vec![Fact::new(dtype, shape)])
+}
+
+/// numpy matmul: 1-D operands gain a dim that the result then drops, leading dims
+/// broadcast.
+pub(super) fn matmul_shape(a: &Shape, b: &Shape) -> Result<Shape, String> {
+    let (Some(ad), Some(bd)) = (a.dims(), b.dims()) else { return Ok(Shape::unknown()) };
+    if ad.is_empty() || bd.is_empty() {
+        return Err(format!("operands must have rank 1 or more, got A {a} and B {b}"));
+    }
+    let (m, ka, a_batch) = match ad.len() {
+        1 => (None, &ad[0], &ad[..0]),
+        r => (Some(&ad[r - 2]), &ad[r - 1], &ad[..r - 2]),
+    };
+    let (kb, n, b_batch) = match bd.len() {
+        1 => (&bd[0], None, &bd[..0]),
+        r => (&bd[r - 2], Some(&bd[r - 1]), &bd[..r - 2]),
+    };
+    if unify(ka, kb).is_none() {
+        return Err(format!("inner dimensions differ: A {a} has K = {ka}, B {b} has K = {kb}"));
+    }
+    let mut out = broadcast_dims(a_batch, b_batch)
+        .ok_or_else(|| format!("batch dimensions of A {a} and B {b} do not broadcast"))?;
+    out.extend(m.cloned());
+    out.extend(n.cloned());
+    Ok(Shape::new(out))
+}
+
+pub(super) fn gemm(trans_a: bool, trans_b: bool, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, String> {
+    let a = Args::new(inputs, &["A", "B", "C"], 2)?;
+    let dtype = a.same_dtype(&[0, 1, 2])?;
+    let (sa, sb) = (&a.req(0).shape, &a.req(1).shape);
+    let da = dims_of_rank(sa, 2, "A")?;
+    let db = dims_of_rank(sb, 2, "B")?;
+    let orient = |d: Option<&[Dim]>, t: bool| match d {
+        Some(d) if t => (d[1].clone(), d[0].clone()),
+        Some(d) => (d[0].clone(), d[1].clone()),
+        None => (Dim::Unknown, Dim::Unknown),
+    };
+    let (m, ka) = orient(da, trans_a);
+    let (kb, n) = orient(db, trans_b);
+    if unify(&ka, &kb).is_none() {
+        return Err(format!(
+            "inner dimensions differ: A {sa}{} has K = {ka}, B {sb}{} has K = {kb}",
+            if trans_a { " (transposed)" } else { "" },
+            if trans_b { " (transposed)" } else { "" },
+        ));
+    }
+    let shape = Shape::new(vec![m, n]);
+    if let Some(c) = a.opt(2) {
+        check_broadcasts_to(&c.shape, &shape, "C")?;
+    }
+    Ok(vec![Fact::new(dtype, shape)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use crate::{Op, Shape};
+
+    fn mm() -> Op {
+        Op::MatMul { activation: None }
+    }
+
+    fn gemm(ta: bool, tb: bool) -> Op {
+        Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: ta, trans_b: tb, activation: None }
+    }
+
+    #[test]
+    fn matmul_keeps_symbolic_batch() {
+        let out = one(&mm(), &[&f32(shape!["batch", 128, 768]), &f32(shape![768, 3072])]);
+        assert_eq!(out.shape, shape!["batch", 128, 3072]);
+    }
+
+    #[test]
+    fn attention_matmuls() {
+        let q = f32(shape!["batch", 12, "seq", 64]);
+        let kt = f32(shape!["batch", 12, 64, "seq"]);
+        let scores = one(&mm(), &[&q, &kt]);
+        assert_eq!(scores.shape, shape!["batch", 12, "seq", "seq"]);
+        let v = f32(shape!["batch", 12, "seq", 64]);
+        assert_eq!(one(&mm(), &[&scores, &v]).shape, shape!["batch", 12, "seq", 64]);
+    }
+
+    #[test]
+    fn matmul_vectors_and_broadcast_batches() {
+        assert_eq!(one(&mm(), &[&f32(shape![3]), &f32(shape![3])]).shape, shape![]);
+        assert_eq!(one(&mm(), &[&f32(shape![3]), &f32(shape![2, 3, 4])]).shape, shape![2, 4]);
+        assert_eq!(one(&mm(), &[&f32(shape![5, 2, 3]), &f32(shape![3])]).shape, shape![5, 2]);
+        assert_eq!(one(&mm(), &[&f32(shape![2, 1, 4, 3]), &f32(shape![5, 3, 6])]).shape, shape![2, 5, 4, 6]);
+        assert_eq!(one(&mm(), &[&f32(Shape::unknown()), &f32(shape![3, 4])]).shape, Shape::unknown());
+    }
+
+    #[test]
+    fn matmul_mismatch_names_k() {
+        let e = err(&mm(), &[&f32(shape![2, 3]), &f32(shape![4, 5])]);
+        assert!(e.contains("K = 3") && e.contains("K = 4"), "{e}");
+        assert!(err(&mm(), &[&f32(shape![2, 2, 3]), &f32(shape![3, 3, 4])]).contains("batch"));
+        assert!(err(&mm(), &[&f32(shape![]), &f32(shape![3])]).contains("rank 1"));
+    }
+
+    #[test]
+    fn gemm_transposes() {
+        let a = f32(shape![3, "m"]);
+        let b = f32(shape![10, 3]);
+        assert_eq!(one(&gemm(true, true), &[&a, &b, &f32(shape![10])]).shape, shape!["m", 10]);
+        assert_eq!(one(&gemm(false, false), &[&f32(shape![4, 5]), &f32(shape![5, 6])]).shape, shape![4, 6]);
+        let e = err(&gemm(false, false), &[&f32(shape![4, 5]), &f32(shape![6, 5])]);
+        assert!(e.contains("K = 5") && e.contains("K = 6"), "{e}");
+        assert!(err(&gemm(false, false), &[&f32(shape![4, 5]), &f32(shape![5, 6]), &f32(shape![5])]).contains("C"));
+        assert!(err(&gemm(false, false), &[&f32(shape![4, 5, 1]), &f32(shape![5, 6])]).contains("rank 2"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Shape inference over the op chains real models use.
