@@ -324,20 +324,27 @@ fn strided<T: Copy>(dst: &mut [T], d: isize, src: &[T], s: isize, a: Axis) {
     }
 }
 
-/// A 2-D transpose in square tiles: within a tile, every source line read along
-/// `tile` and every destination line written along `last` stays in cache.
+/// A 2-D transpose in square tiles, staged through a small buffer: each tile is
+/// read as contiguous source lines along `tile` and written as contiguous
+/// destination lines along `last`. Reading the source across lines directly would
+/// touch one cache line per element at a large stride, and strides that are
+/// multiples of 4 KiB map every one of those lines to the same L1 set.
 fn blocked<T: Copy>(dst: &mut [T], d: isize, src: &[T], s: isize, tile: Axis, last: Axis) {
-    // About 2 KiB per side of a tile: small enough for L1 with both sides resident.
-    let block = if std::mem::size_of::<T>() >= 8 { 16 } else { 32 };
-    for a0 in (0..tile.len).step_by(block) {
-        let a1 = (a0 + block).min(tile.len);
-        for b0 in (0..last.len).step_by(block) {
-            let b1 = (b0 + block).min(last.len);
-            for a in a0..a1 {
-                let row = (d + a as isize * tile.dst) as usize;
-                let col = s + a as isize; // tile.src == 1
-                for (b, out) in dst[row + b0..row + b1].iter_mut().enumerate() {
-                    *out = src[(col + (b0 + b) as isize * last.src) as usize];
+    const B: usize = 32;
+    // buf[b][a] holds source element (a, b) of the current tile.
+    let mut buf = [[src[s as usize]; B]; B];
+    for a0 in (0..tile.len).step_by(B) {
+        let na = B.min(tile.len - a0);
+        for b0 in (0..last.len).step_by(B) {
+            let nb = B.min(last.len - b0);
+            for (b, line) in buf[..nb].iter_mut().enumerate() {
+                let from = (s + a0 as isize + (b0 + b) as isize * last.src) as usize; // tile.src == 1
+                line[..na].copy_from_slice(&src[from..from + na]);
+            }
+            for a in 0..na {
+                let row = (d + (a0 + a) as isize * tile.dst) as usize + b0;
+                for (out, line) in dst[row..row + nb].iter_mut().zip(&buf[..nb]) {
+                    *out = line[a];
                 }
             }
         }
