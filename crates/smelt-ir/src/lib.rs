@@ -4,6 +4,7 @@
 //! The IR knows nothing of devices or file formats: importers build it, passes
 //! rewrite it, backends compile it.
 
+pub mod cost;
 mod dtype;
 mod error;
 mod graph;
