@@ -40,8 +40,8 @@ import os
 # One BLAS thread: the numpy calibration pass then sums in a fixed order on
 # every machine, which keeps the written bytes reproducible. Must precede the
 # numpy import.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+os.environ["OMP_NUM_THREADS"] = "1"
 
 import argparse  # noqa: E402
 import math  # noqa: E402
