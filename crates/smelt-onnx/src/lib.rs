@@ -1,1 +1,26 @@
-//! ONNX import.
+//! ONNX import: protobuf model files → Smelt's typed graph IR.
+//!
+//! - [`load_model`] / [`load_model_from_bytes`] decode a model, read its tensors
+//!   (inline or from external data files next to it), and lower every node into a
+//!   [`smelt_ir::Op`] in canonical form, whatever opset (7 to 28) it was written for.
+//!   Shape inference is left to the caller (`Graph::infer_facts`).
+//! - [`summarize`] outlines a model without importing it, including the nodes
+//!   Smelt cannot run.
+//! - [`read_tensor_proto`] reads a standalone serialized tensor (the ONNX test
+//!   suite's `input_0.pb` files).
+
+mod attrs;
+mod dtype;
+mod error;
+mod external;
+mod import;
+mod ops;
+pub mod proto;
+mod summary;
+mod tensor;
+
+pub use error::{OnnxError, UnsupportedNode};
+pub use import::{load_model, load_model_from_bytes, Model, MAX_OPSET, MIN_OPSET};
+pub use ops::SUPPORTED_OPS;
+pub use summary::{summarize, IoSummary, ModelSummary, OpCount};
+pub use tensor::read_tensor_proto;
