@@ -1,5 +1,7 @@
 //! Kernels, one module per op family.
 
+pub mod activation;
+pub mod broadcast;
 pub mod conv;
 pub mod elementwise;
 pub mod gather;
