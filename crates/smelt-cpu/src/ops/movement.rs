@@ -48,16 +48,35 @@ pub(crate) fn required<'a>(
     inputs: &[Option<TensorView<'a>>],
     index: usize,
 ) -> Result<TensorView<'a>> {
-    inputs
-        .get(index)
-        .copied()
-        .flatten()
-        .ok_or_else(|| CpuError::invalid(op, format!("input {index} is required but missing")))
+    optional(op, inputs, index)?.ok_or_else(|| CpuError::invalid(op, format!("input {index} is required but missing")))
 }
 
 /// Input `index` if present.
-pub(crate) fn optional<'a>(inputs: &[Option<TensorView<'a>>], index: usize) -> Option<TensorView<'a>> {
-    inputs.get(index).copied().flatten()
+pub(crate) fn optional<'a>(
+    op: &'static str,
+    inputs: &[Option<TensorView<'a>>],
+    index: usize,
+) -> Result<Option<TensorView<'a>>> {
+    inputs.get(index).copied().flatten().map(|input| checked(op, index, input)).transpose()
+}
+
+/// `input` after checking that its buffer holds exactly its shape, which the
+/// kernels' indexing relies on.
+fn checked<'a>(op: &'static str, index: usize, input: TensorView<'a>) -> Result<TensorView<'a>> {
+    let bytes = input.len() * input.dtype.size();
+    if input.data.len() == bytes {
+        Ok(input)
+    } else {
+        Err(CpuError::invalid(
+            op,
+            format!(
+                "input {index} holds {} bytes, but {:?} {} needs {bytes}",
+                input.data.len(),
+                input.shape,
+                input.dtype
+            ),
+        ))
+    }
 }
 
 /// The values of an integer input such as `axes` or `pads` (int64 or int32).
@@ -160,20 +179,22 @@ fn reshape(allowzero: bool, inputs: &[Option<TensorView>], outputs: &mut [Tensor
         }
     }
     let total = data.len();
+    // Counts in u128: shape values come from the model and may be absurdly large.
+    let count = |dims: &[usize]| dims.iter().map(|&d| d as u128).product::<u128>();
     if let Some(i) = inferred {
-        let known: usize = shape.iter().product();
+        let known = count(&shape);
         if known == 0 {
             return Err(CpuError::invalid(
                 OP,
                 format!("cannot infer the -1 in {spec:?}: the other dims hold 0 elements"),
             ));
         }
-        if total % known != 0 {
+        if total as u128 % known != 0 {
             return Err(CpuError::invalid(OP, format!("cannot reshape {:?} to {spec:?}", data.shape)));
         }
-        shape[i] = total / known;
+        shape[i] = (total as u128 / known) as usize;
     }
-    if shape.iter().product::<usize>() != total {
+    if count(&shape) != total as u128 {
         return Err(CpuError::invalid(OP, format!("cannot reshape {:?} ({total} elements) to {shape:?}", data.shape)));
     }
     copy_as(OP, data, outputs, &shape)
@@ -209,7 +230,8 @@ fn axes_of(op: &'static str, axes: &[i64], rank: usize) -> Result<Vec<usize>> {
 fn squeeze(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Result<()> {
     const OP: &str = "Squeeze";
     let data = required(OP, inputs, 0)?;
-    let shape: Vec<usize> = match optional(inputs, 1) {
+    // An empty `axes` means no axes were given, as in onnxruntime.
+    let shape: Vec<usize> = match optional(OP, inputs, 1)?.filter(|axes| !axes.is_empty()) {
         None => data.shape.iter().copied().filter(|&d| d != 1).collect(),
         Some(axes) => {
             let axes = axes_of(OP, &int_values(OP, "axes", axes)?, data.rank())?;
@@ -354,7 +376,7 @@ mod tests {
         let got = run1(&Op::Reshape { allowzero: true }, &[Some(&empty), Some(&i64s(&[3, 0]))], DType::F32, &[3, 0]);
         assert_eq!(got.unwrap().shape(), &[3, 0]);
         let x = random(&mut rng, DType::F32, &[2, 3]);
-        for bad in [&[4, -1][..], &[-1, -1], &[5], &[0, 0, 0], &[-2, 3]] {
+        for bad in [&[4, -1][..], &[-1, -1], &[5], &[0, 0, 0], &[-2, 3], &[i64::MAX, 4, -1], &[i64::MAX, i64::MAX]] {
             let err = run1(&Op::Reshape { allowzero: false }, &[Some(&x), Some(&i64s(bad))], DType::F32, &[6]);
             assert!(err.is_err(), "{bad:?}");
         }
@@ -381,6 +403,8 @@ mod tests {
             assert!(run1(&Op::Flatten { axis: 5 }, &[Some(&x)], dtype, &[6, 1]).is_err());
 
             let got = run1(&Op::Squeeze, &[Some(&x)], dtype, &[2, 3]).unwrap();
+            assert_eq!(got.bytes(), x.bytes());
+            let got = run1(&Op::Squeeze, &[Some(&x), Some(&i64s(&[]))], dtype, &[2, 3]).unwrap();
             assert_eq!(got.bytes(), x.bytes());
             let got = run1(&Op::Squeeze, &[Some(&x), Some(&i64s(&[-1]))], dtype, &[2, 1, 3]).unwrap();
             assert_eq!(got.bytes(), x.bytes());

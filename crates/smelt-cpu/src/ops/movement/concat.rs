@@ -72,11 +72,11 @@ pub fn split(
     let n = data.shape[axis];
     let count = outputs.len();
     // Exporters write an empty `split` where older opsets had no way to omit it.
-    let sizes: Vec<usize> = match optional(inputs, 1).filter(|s| !s.is_empty()) {
+    let sizes: Vec<usize> = match optional(OP, inputs, 1)?.filter(|s| !s.is_empty()) {
         Some(split) => {
             let split = int_values(OP, "split", split)?;
             let sizes: Vec<usize> = split.iter().filter_map(|&s| usize::try_from(s).ok()).collect();
-            if sizes.len() != count || sizes.iter().sum::<usize>() != n {
+            if sizes.len() != count || sizes.iter().map(|&s| s as u128).sum::<u128>() != n as u128 {
                 return Err(CpuError::invalid(
                     OP,
                     format!("split {split:?} does not cut axis {axis} of size {n} into {count} outputs"),

@@ -49,7 +49,15 @@ pub fn tile(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Res
         ));
     }
     let in_strides = layout::row_major(data.shape);
-    let out_shape: Vec<usize> = data.shape.iter().zip(&repeats).map(|(&n, &r)| n * r as usize).collect();
+    let out_shape = data
+        .shape
+        .iter()
+        .zip(&repeats)
+        .map(|(&n, &r)| {
+            n.checked_mul(r as usize)
+                .ok_or_else(|| CpuError::invalid(OP, format!("repeats {repeats:?} overflow the output size")))
+        })
+        .collect::<Result<Vec<usize>>>()?;
     // Output dim k, of size r*n, is the pair [r, n] read with strides [0, stride_k].
     let pairs: Vec<usize> = data.shape.iter().zip(&repeats).flat_map(|(&n, &r)| [r as usize, n]).collect();
     let strides: Vec<isize> = in_strides.iter().flat_map(|&s| [0, s]).collect();
@@ -117,5 +125,6 @@ mod tests {
         let x = random(&mut rng, DType::F32, &[2, 3]);
         assert!(run1(&Op::Tile, &[Some(&x), Some(&i64s(&[2]))], DType::F32, &[4, 3]).is_err());
         assert!(run1(&Op::Tile, &[Some(&x), Some(&i64s(&[-1, 1]))], DType::F32, &[0, 3]).is_err());
+        assert!(run1(&Op::Tile, &[Some(&x), Some(&i64s(&[i64::MAX, 1]))], DType::F32, &[2, 3]).is_err());
     }
 }

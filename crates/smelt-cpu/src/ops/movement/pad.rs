@@ -30,7 +30,7 @@ pub fn pad(mode: PadMode, inputs: &[Option<TensorView>], outputs: &mut [TensorVi
     let data = required(OP, inputs, 0)?;
     let rank = data.rank();
     let pads = int_values(OP, "pads", required(OP, inputs, 1)?)?;
-    let axes: Vec<usize> = match optional(inputs, 3) {
+    let axes: Vec<usize> = match optional(OP, inputs, 3)? {
         Some(axes) => {
             let axes = int_values(OP, "axes", axes)?;
             super::axes_of(OP, &axes, rank)?
@@ -41,7 +41,7 @@ pub fn pad(mode: PadMode, inputs: &[Option<TensorView>], outputs: &mut [TensorVi
         return Err(CpuError::invalid(OP, format!("pads {pads:?} must hold 2 values per padded axis, {axes:?}")));
     }
     let es = data.dtype.size();
-    let value = match optional(inputs, 2).filter(|v| !v.is_empty()) {
+    let value = match optional(OP, inputs, 2)?.filter(|v| !v.is_empty()) {
         Some(v) if v.dtype != data.dtype || v.len() != 1 => {
             return Err(CpuError::invalid(
                 OP,
@@ -56,13 +56,16 @@ pub fn pad(mode: PadMode, inputs: &[Option<TensorView>], outputs: &mut [TensorVi
         data.shape.iter().map(|&n| AxisPad { before: 0, kept: n, cropped: 0, len: n }).collect();
     for (i, &axis) in axes.iter().enumerate() {
         let (begin, end, n) = (pads[i], pads[axes.len() + i], data.shape[axis]);
-        let crop = |p: i64| usize::try_from(-p).unwrap_or(0);
+        let crop = |p: i64| if p < 0 { p.unsigned_abs() as usize } else { 0 };
         let grow = |p: i64| usize::try_from(p).unwrap_or(0);
-        let kept = n.checked_sub(crop(begin) + crop(end)).ok_or_else(|| {
+        let kept = n.checked_sub(crop(begin).saturating_add(crop(end))).ok_or_else(|| {
             CpuError::invalid(OP, format!("pads {begin} and {end} crop more than the {n} elements of axis {axis}"))
         })?;
-        geometry[axis] =
-            AxisPad { before: grow(begin), kept, cropped: crop(begin), len: grow(begin) + kept + grow(end) };
+        let len = grow(begin)
+            .checked_add(kept)
+            .and_then(|n| n.checked_add(grow(end)))
+            .ok_or_else(|| CpuError::invalid(OP, format!("pads {begin} and {end} overflow axis {axis}")))?;
+        geometry[axis] = AxisPad { before: grow(begin), kept, cropped: crop(begin), len };
     }
     let shape: Vec<usize> = geometry.iter().map(|g| g.len).collect();
     let out = output(OP, outputs, data.dtype, &shape)?;
@@ -271,6 +274,8 @@ mod tests {
         assert!(pad(&[1, 1, 1, 1], Some(&[1, -1]), &[2, 7]).is_err());
         assert!(pad(&[1, 1], Some(&[1]), &[2, 4]).is_err());
         assert!(pad(&[1, 1], Some(&[1]), &[2, 5]).is_ok());
+        assert!(pad(&[i64::MAX, i64::MAX], Some(&[1]), &[2, 5]).is_err());
+        assert!(pad(&[i64::MIN, 0], Some(&[1]), &[2, 5]).is_err());
         let wrong = Tensor::scalar(1i64);
         let r = run1(
             &Op::Pad { mode: PadMode::Constant },

@@ -11,11 +11,11 @@ pub fn slice(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Re
     let data = required(OP, inputs, 0)?;
     let starts = int_values(OP, "starts", required(OP, inputs, 1)?)?;
     let ends = int_values(OP, "ends", required(OP, inputs, 2)?)?;
-    let axes = match optional(inputs, 3) {
+    let axes = match optional(OP, inputs, 3)? {
         Some(axes) => int_values(OP, "axes", axes)?,
         None => (0..starts.len() as i64).collect(),
     };
-    let steps = match optional(inputs, 4) {
+    let steps = match optional(OP, inputs, 4)? {
         Some(steps) => int_values(OP, "steps", steps)?,
         None => vec![1; starts.len()],
     };

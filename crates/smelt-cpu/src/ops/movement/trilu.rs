@@ -14,7 +14,7 @@ pub fn trilu(upper: bool, inputs: &[Option<TensorView>], outputs: &mut [TensorVi
     if rank < 2 {
         return Err(CpuError::invalid(OP, format!("input must have rank 2 or more, got {:?}", data.shape)));
     }
-    let k = optional(inputs, 1).map(|k| scalar_int(OP, "k", k)).transpose()?.unwrap_or(0);
+    let k = optional(OP, inputs, 1)?.map(|k| scalar_int(OP, "k", k)).transpose()?.unwrap_or(0);
     let out = output(OP, outputs, data.dtype, data.shape)?;
     if out.data.is_empty() {
         return Ok(());
