@@ -18,7 +18,7 @@ struct Window {
 impl Window {
     /// The extent the dilated kernel covers.
     fn extent(&self) -> usize {
-        (self.kernel.max(1) - 1) * self.dilation + 1
+        (self.kernel.max(1) - 1).saturating_mul(self.dilation).saturating_add(1)
     }
 }
 
@@ -70,7 +70,7 @@ fn window_out(input: &Dim, w: &Window, auto_pad: AutoPad, ceil_mode: bool, axis:
                 && match auto_pad {
                     AutoPad::SameUpper | AutoPad::SameLower => true,
                     AutoPad::Valid => eff == 1,
-                    AutoPad::NotSet => w.pad_begin + w.pad_end + 1 == eff,
+                    AutoPad::NotSet => w.pad_begin.saturating_add(w.pad_end).saturating_add(1) == eff,
                 };
             return Ok(if keeps { other.clone() } else { Dim::Unknown });
         }
@@ -80,7 +80,7 @@ fn window_out(input: &Dim, w: &Window, auto_pad: AutoPad, ceil_mode: bool, axis:
         AutoPad::SameUpper | AutoPad::SameLower => n.div_ceil(s),
         AutoPad::Valid | AutoPad::NotSet => {
             let (pb, pe) = if auto_pad == AutoPad::Valid { (0, 0) } else { (w.pad_begin, w.pad_end) };
-            let total = n + pb + pe;
+            let total = n.saturating_add(pb).saturating_add(pe);
             if total < eff {
                 return Err(format!(
                     "spatial axis {axis}: input size {n} with pads {pb}+{pe} is smaller than the kernel extent {eff}"
@@ -90,7 +90,7 @@ fn window_out(input: &Dim, w: &Window, auto_pad: AutoPad, ceil_mode: bool, axis:
             if ceil_mode {
                 let mut out = span.div_ceil(s) + 1;
                 // A last window that would start in the end padding is dropped.
-                if (out - 1) * s >= n + pb {
+                if (out - 1).saturating_mul(s) >= n.saturating_add(pb) {
                     out -= 1;
                 }
                 out
@@ -128,7 +128,7 @@ pub(super) fn conv(attrs: &ConvAttrs, inputs: &[Option<&Fact>]) -> Result<Vec<Fa
     let m = wd.map_or(Dim::Unknown, |d| d[0].clone());
     if let (Some(xd), Some(wd)) = (xd, wd) {
         let c_per_group = match &wd[1] {
-            Dim::Fixed(c) => Dim::Fixed(c * group),
+            Dim::Fixed(c) => c.checked_mul(group).map_or(Dim::Unknown, Dim::Fixed),
             d if group == 1 => d.clone(),
             _ => Dim::Unknown,
         };
@@ -200,7 +200,7 @@ pub(super) fn conv_transpose(attrs: &ConvTransposeAttrs, inputs: &[Option<&Fact>
     }
     // W is [C, M / group, k...]: the output has M channels.
     let m = match wd.map(|d| &d[1]) {
-        Some(Dim::Fixed(n)) => Dim::Fixed(n * group),
+        Some(Dim::Fixed(n)) => n.checked_mul(group).map_or(Dim::Unknown, Dim::Fixed),
         Some(d) if group == 1 => d.clone(),
         _ => Dim::Unknown,
     };
@@ -241,10 +241,17 @@ pub(super) fn conv_transpose(attrs: &ConvTransposeAttrs, inputs: &[Option<&Fact>
         let (pb, pe) = if c.auto_pad == AutoPad::NotSet { (win.pad_begin, win.pad_end) } else { (0, 0) };
         let d = match &xd[2 + i] {
             Dim::Fixed(n) => match c.auto_pad {
-                AutoPad::SameUpper | AutoPad::SameLower => Dim::Fixed(n * win.stride),
+                AutoPad::SameUpper | AutoPad::SameLower => {
+                    Dim::Fixed(n.checked_mul(win.stride).ok_or_else(|| overflow(i))?)
+                }
                 _ => {
-                    let full = win.stride * n.saturating_sub(1) + extra + win.extent();
-                    if full < pb + pe {
+                    let full = win
+                        .stride
+                        .checked_mul(n.saturating_sub(1))
+                        .and_then(|v| v.checked_add(extra))
+                        .and_then(|v| v.checked_add(win.extent()))
+                        .ok_or_else(|| overflow(i))?;
+                    if full < pb.saturating_add(pe) {
                         return Err(format!(
                             "spatial axis {i}: pads {pb}+{pe} exceed the transposed output size {full}"
                         ));
@@ -254,7 +261,8 @@ pub(super) fn conv_transpose(attrs: &ConvTransposeAttrs, inputs: &[Option<&Fact>
             },
             other => {
                 let same = c.auto_pad == AutoPad::SameUpper || c.auto_pad == AutoPad::SameLower;
-                let keeps = win.stride == 1 && (same || extra + win.extent() == 1 + pb + pe);
+                let keeps = win.stride == 1
+                    && (same || extra.saturating_add(win.extent()) == pb.saturating_add(pe).saturating_add(1));
                 if keeps {
                     other.clone()
                 } else {
@@ -265,6 +273,10 @@ pub(super) fn conv_transpose(attrs: &ConvTransposeAttrs, inputs: &[Option<&Fact>
         out.push(d);
     }
     Ok(vec![Fact::new(dtype, Shape::new(out))])
+}
+
+fn overflow(axis: usize) -> String {
+    format!("spatial axis {axis}: the output size overflows")
 }
 
 /// MaxPool (with its optional I64 Indices output), AveragePool and LpPool.
@@ -417,6 +429,21 @@ mod tests {
         assert_eq!(one(&explicit, &[&x, &w]).shape, shape![1, 4, 11, 12]);
         let e = err(&t, &[&f32(shape![1, 3, 5, 5]), &w]);
         assert!(e.contains("3 channels"), "{e}");
+    }
+
+    #[test]
+    fn huge_attributes_do_not_panic() {
+        let x = f32(shape![1, 1, 5, 5]);
+        let w = f32(shape![1, 1, 3, 3]);
+        let huge = Op::Conv(conv(&[], &[], &[usize::MAX, 0, 0, 0], &[usize::MAX, 1], 1, AutoPad::NotSet));
+        // Saturating arithmetic: any answer will do, as long as there is no panic.
+        let _ = crate::infer::infer(&huge, &[Some(&x), Some(&w)], 1);
+        let t = Op::ConvTranspose(ConvTransposeAttrs {
+            conv: conv(&[], &[usize::MAX, 1], &[], &[], 1, AutoPad::NotSet),
+            output_padding: vec![],
+            output_shape: None,
+        });
+        assert!(err(&t, &[&x, &w]).contains("overflows"));
     }
 
     #[test]

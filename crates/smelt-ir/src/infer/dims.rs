@@ -187,7 +187,7 @@ impl Product {
     /// `self / other` when it is provably exact: other's symbols all cancel and its
     /// coefficient divides ours. `None` when it cannot be known (or is not exact).
     pub(super) fn div(&self, other: &Product) -> Option<Product> {
-        if self.unknown || other.unknown || other.coeff == 0 || self.coeff % other.coeff != 0 {
+        if self.unknown || other.unknown || self.coeff.checked_rem(other.coeff) != Some(0) {
             return None;
         }
         let mut syms = self.syms.clone();

@@ -79,7 +79,7 @@ pub(super) fn gather_nd(batch_dims: usize, inputs: &[Option<&Fact>]) -> Result<V
         }
     }
     let Dim::Fixed(k) = id[id.len() - 1] else { return Ok(vec![Fact::new(x.dtype, Shape::unknown())]) };
-    if k < 1 || b + k > d.len() {
+    if k < 1 || k > d.len() - b {
         return Err(format!(
             "the last dimension of indices {} ({k}) must be between 1 and the rank of data {} less batch_dims {b}",
             idx.shape, x.shape

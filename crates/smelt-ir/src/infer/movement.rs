@@ -332,9 +332,9 @@ pub(super) fn split(
                 if let Some(p) = parts.iter().find(|p| **p < 0) {
                     return Err(format!("split {parts:?} has a negative part {p}"));
                 }
-                let sum: i64 = parts.iter().sum();
+                let sum: i128 = parts.iter().map(|&p| p as i128).sum();
                 if let Dim::Fixed(n) = size {
-                    if sum != *n as i64 {
+                    if sum != *n as i128 {
                         return Err(format!(
                             "split {parts:?} sums to {sum}, but axis {axis} of {} has size {n}",
                             x.shape
@@ -349,7 +349,7 @@ pub(super) fn split(
             Dim::Fixed(n) if num_outputs.is_some() => {
                 // Equal chunks of ceil(n / k), the last one smaller.
                 let chunk = n.div_ceil(n_outputs);
-                let before_last = chunk * (n_outputs - 1);
+                let before_last = chunk.saturating_mul(n_outputs - 1);
                 if before_last > *n {
                     return Err(format!(
                         "axis {axis} of {} (size {n}) cannot be split into {n_outputs} chunks",
@@ -472,6 +472,8 @@ fn slice_indices(n: usize, start: i64, end: i64, step: i64) -> impl Iterator<Ite
 }
 
 fn slice_count(b: i64, e: i64, step: i64) -> usize {
+    // i128: a step of i64::MIN has no i64 magnitude.
+    let (b, e, step) = (b as i128, e as i128, step as i128);
     let span = if step > 0 { e - b } else { b - e };
     if span <= 0 {
         0
@@ -575,7 +577,10 @@ pub(super) fn tile(inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, String> {
                     (_, Val::Int(n)) if *n < 0 => {
                         Err(format!("repeats {} has the negative value {n}", fmt_vals(&reps)))
                     }
-                    (Dim::Fixed(n), Val::Int(k)) => Ok(Dim::Fixed(n * *k as usize)),
+                    (Dim::Fixed(n), Val::Int(k)) => n
+                        .checked_mul(*k as usize)
+                        .map(Dim::Fixed)
+                        .ok_or_else(|| format!("tiling {} by {} overflows", x.shape, fmt_vals(&reps))),
                     (d, Val::Int(1)) => Ok(d.clone()),
                     (_, Val::Int(0)) | (Dim::Fixed(0), _) => Ok(Dim::Fixed(0)),
                     (Dim::Fixed(1), r) => Ok(r.to_dim()),
@@ -616,13 +621,15 @@ pub(super) fn pad(inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, String> {
         let (pb, pe) = (pads[j], pads[j + axes.len()]);
         out[axis] = match &d[axis] {
             Dim::Fixed(n) => {
-                let size = *n as i64 + pb + pe;
+                let size = (*n as i128) + pb as i128 + pe as i128;
                 if size < 0 {
                     return Err(format!("pads {pb} and {pe} shrink axis {axis} of {} below zero", x.shape));
                 }
-                Dim::Fixed(size as usize)
+                usize::try_from(size)
+                    .map(Dim::Fixed)
+                    .map_err(|_| format!("padding axis {axis} of {} overflows", x.shape))?
             }
-            other if pb + pe == 0 => other.clone(),
+            other if pb.checked_add(pe) == Some(0) => other.clone(),
             _ => Dim::Unknown,
         };
     }
@@ -642,14 +649,14 @@ pub(super) fn space_to_depth(blocksize: usize, inputs: &[Option<&Fact>]) -> Resu
 fn block_rearrange(b: usize, to_space: bool, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, String> {
     let a = Args::new(inputs, &["input"], 1)?;
     let x = a.req(0);
-    if b == 0 {
-        return Err("blocksize must be positive".into());
-    }
+    let Some(b2) = b.checked_mul(b).filter(|_| b > 0) else {
+        return Err(format!("blocksize {b} must be positive and its square must fit"));
+    };
     let Some(d) = super::dims_of_rank(&x.shape, 4, "input")? else {
         return Ok(vec![Fact::new(x.dtype, Shape::of_rank(4))]);
     };
     let mul = |d: &Dim, k: usize| match d {
-        Dim::Fixed(n) => Dim::Fixed(n * k),
+        Dim::Fixed(n) => n.checked_mul(k).map_or(Dim::Unknown, Dim::Fixed),
         other if k == 1 => other.clone(),
         _ => Dim::Unknown,
     };
@@ -662,9 +669,9 @@ fn block_rearrange(b: usize, to_space: bool, inputs: &[Option<&Fact>]) -> Result
         _ => Ok(Dim::Unknown),
     };
     let out = if to_space {
-        vec![d[0].clone(), div(&d[1], b * b, "channel count")?, mul(&d[2], b), mul(&d[3], b)]
+        vec![d[0].clone(), div(&d[1], b2, "channel count")?, mul(&d[2], b), mul(&d[3], b)]
     } else {
-        vec![d[0].clone(), mul(&d[1], b * b), div(&d[2], b, "height")?, div(&d[3], b, "width")?]
+        vec![d[0].clone(), mul(&d[1], b2), div(&d[2], b, "height")?, div(&d[3], b, "width")?]
     };
     Ok(vec![Fact::new(x.dtype, Shape::new(out))])
 }
@@ -876,6 +883,24 @@ mod tests {
         assert_eq!(with_axes.shape, shape!["b", 6]);
         assert!(err(&p, &[&f32(shape![2]), &i64s(&[-2, -1])]).contains("below zero"));
         assert!(err(&p, &[&f32(shape![2, 2]), &i64s(&[1, 1])]).contains("each of the 2"));
+    }
+
+    #[test]
+    fn hostile_values_are_errors_not_panics() {
+        let x = f32(shape![10, 20]);
+        let min_step = one(&Op::Slice, &[&x, &i64s(&[9]), &i64s(&[i64::MIN]), &i64s(&[0]), &i64s(&[i64::MIN])]);
+        assert_eq!(min_step.shape, shape![1, 20]);
+        assert!(err(&Op::Tile, &[&x, &i64s(&[i64::MAX, 1])]).contains("overflows"));
+        let p = Op::Pad { mode: PadMode::Constant };
+        assert!(err(&p, &[&x, &i64s(&[i64::MAX, 0, i64::MAX, 0])]).contains("overflows"));
+        let split = crate::infer::infer(
+            &Op::Split { axis: 0, num_outputs: None },
+            &[Some(&x), Some(&i64s(&[i64::MAX, i64::MAX]))],
+            2,
+        );
+        assert!(split.unwrap_err().contains("sums to"));
+        assert!(err(&Op::DepthToSpace { blocksize: usize::MAX, column_row: false }, &[&f32(shape![1, 4, 2, 2])])
+            .contains("blocksize"));
     }
 
     #[test]

@@ -69,8 +69,14 @@ pub(super) fn range(inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, String> {
     let len = if dtype.is_float() {
         let scalar = |i: usize| a.req(i).constant.as_ref().map(|t| t.to_f64_vec()[0]);
         match (scalar(0), scalar(1), scalar(2)) {
-            (_, _, Some(d)) if d == 0.0 => return Err("delta must not be 0".into()),
-            (Some(s), Some(l), Some(d)) => Dim::Fixed(((l - s) / d).ceil().max(0.0) as usize),
+            (_, _, Some(0.0)) => return Err("delta must not be 0".into()),
+            (Some(s), Some(l), Some(d)) => {
+                let n = ((l - s) / d).ceil().max(0.0);
+                if !n.is_finite() {
+                    return Err(format!("Range from {s} to {l} by {d} has no finite length"));
+                }
+                Dim::Fixed(n as usize)
+            }
             _ => Dim::Unknown,
         }
     } else {
