@@ -1,11 +1,1210 @@
-use crate::{Result, Scratch};
-use smelt_ir::{Op, TensorView, TensorViewMut};
+//! Convolution and transposed convolution, N-d (1-D, 2-D, 3-D, ...), with groups,
+//! strides, dilations, explicit or automatic padding, bias and (Conv) a fused
+//! activation.
+//!
+//! Conv picks one of three paths per call:
+//! - depthwise (one input channel per group, 1-D or 2-D): a direct kernel per
+//!   output plane, planes spread over threads;
+//! - pointwise (1×…×1 kernel, unit strides, no padding): each group's input
+//!   already is the right operand of `W · X`, so it goes straight to GEMM;
+//! - everything else: im2col of a tile of output positions into the scratch
+//!   buffer, then GEMM. Tiles are sized so the column buffer stays in L2, and
+//!   (image, group, tile) tasks are spread over threads, each with its own
+//!   slice of scratch.
+//!
+//! ConvTranspose is GEMM (`Wᵀ · X` per image and group) followed by col2im.
+
+use super::gemm::{gemm, gemm_raw, parallelism, Float, Layout, Parallelism};
+use super::operands::{expect_dtype, expect_shape, first_output, optional, required};
+use crate::{CpuError, Kernel, Result, Scratch};
+use half::f16;
+use rayon::prelude::*;
+use smelt_ir::{AutoPad, ConvAttrs, ConvTransposeAttrs, DType, Op, Tensor, TensorView, TensorViewMut, UnaryOp};
+use std::sync::Arc;
 
 pub fn eval(
     op: &Op,
-    _inputs: &[Option<TensorView>],
-    _outputs: &mut [TensorViewMut],
-    _scratch: &mut Scratch,
+    inputs: &[Option<TensorView>],
+    outputs: &mut [TensorViewMut],
+    scratch: &mut Scratch,
 ) -> Result<()> {
-    Err(crate::CpuError::invalid(op.name(), "no CPU kernel yet"))
+    match op {
+        Op::Conv(attrs) => {
+            let x = required("Conv", inputs, 0)?;
+            let w = required("Conv", inputs, 1)?;
+            let bias = optional(inputs, 2);
+            conv(attrs, x, w, bias, first_output("Conv", outputs)?, scratch)
+        }
+        Op::ConvTranspose(attrs) => conv_transpose(attrs, inputs, outputs, scratch),
+        other => Err(CpuError::invalid(other.name(), "is not a convolution")),
+    }
+}
+
+/// Conv with constant f32 weights. ONNX's weight layout `[M, C/g, k1, .., kn]`
+/// already is the row-major `[group][M/g][C/g·k1·…·kn]` matrix the GEMM reads
+/// as its left operand, so the weight is kept as is (shared with the graph, not
+/// copied); the bias, when constant, is checked once. At run time only im2col,
+/// GEMM and the bias + activation epilogue remain.
+pub fn prepare(attrs: &ConvAttrs, constants: &[Option<&Arc<Tensor>>]) -> Option<Box<dyn Kernel>> {
+    let weight = constants.get(1).copied().flatten()?;
+    if weight.dtype() != DType::F32 || weight.rank() < 3 {
+        return None;
+    }
+    let bias = match constants.get(2).copied().flatten() {
+        Some(b) if b.dtype() == DType::F32 && b.len() == weight.shape()[0] => Some(Arc::clone(b)),
+        Some(_) => return None,
+        None => None,
+    };
+    Some(Box::new(PreparedConv { attrs: attrs.clone(), weight: Arc::clone(weight), bias }))
+}
+
+struct PreparedConv {
+    attrs: ConvAttrs,
+    weight: Arc<Tensor>,
+    bias: Option<Arc<Tensor>>,
+}
+
+impl Kernel for PreparedConv {
+    fn run(&self, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut], scratch: &mut Scratch) -> Result<()> {
+        let x = required("Conv", inputs, 0)?;
+        let bias = match &self.bias {
+            Some(b) => Some(b.view()),
+            None => optional(inputs, 2),
+        };
+        conv(&self.attrs, x, self.weight.view(), bias, first_output("Conv", outputs)?, scratch)
+    }
+}
+
+// ── geometry ───────────────────────────────────────────────────────────────
+
+/// One attribute list per spatial dim: empty means `default` everywhere.
+fn per_dim(op: &'static str, name: &str, values: &[usize], rank: usize, default: usize) -> Result<Vec<usize>> {
+    match values.len() {
+        0 => Ok(vec![default; rank]),
+        n if n == rank => Ok(values.to_vec()),
+        n => Err(CpuError::invalid(op, format!("{name} has {n} values for {rank} spatial dims"))),
+    }
+}
+
+/// Begin and end pads from the `pads` attribute (`[b1, .., bn, e1, .., en]`).
+fn explicit_pads(op: &'static str, pads: &[usize], rank: usize) -> Result<(Vec<usize>, Vec<usize>)> {
+    match pads.len() {
+        0 => Ok((vec![0; rank], vec![0; rank])),
+        n if n == 2 * rank => Ok((pads[..rank].to_vec(), pads[rank..].to_vec())),
+        n => Err(CpuError::invalid(op, format!("pads has {n} values for {rank} spatial dims"))),
+    }
+}
+
+/// Shapes and window parameters of one Conv call. Spatial vectors have one entry
+/// per spatial dim.
+#[derive(Clone, Debug, PartialEq)]
+struct ConvGeometry {
+    batch: usize,
+    in_channels: usize,
+    out_channels: usize,
+    group: usize,
+    input: Vec<usize>,
+    kernel: Vec<usize>,
+    output: Vec<usize>,
+    strides: Vec<usize>,
+    dilations: Vec<usize>,
+    /// Padding before each spatial dim (the end padding only shapes `output`).
+    pads: Vec<usize>,
+}
+
+/// Output size and begin padding of one spatial dim of a Conv or pool window.
+pub(crate) fn window_output(
+    auto_pad: AutoPad,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad_begin: usize,
+    pad_end: usize,
+) -> Option<(usize, usize)> {
+    let span = dilation * (kernel.max(1) - 1) + 1;
+    match auto_pad {
+        AutoPad::SameUpper | AutoPad::SameLower => {
+            let out = input.div_ceil(stride);
+            let total = ((out.max(1) - 1) * stride + span).saturating_sub(input);
+            let begin = if auto_pad == AutoPad::SameUpper { total / 2 } else { total - total / 2 };
+            Some((out, begin))
+        }
+        AutoPad::Valid => Some((input.checked_sub(span)? / stride + 1, 0)),
+        AutoPad::NotSet => Some(((input + pad_begin + pad_end).checked_sub(span)? / stride + 1, pad_begin)),
+    }
+}
+
+impl ConvGeometry {
+    fn new(attrs: &ConvAttrs, x: &[usize], w: &[usize]) -> Result<ConvGeometry> {
+        let bad = |why: String| CpuError::invalid("Conv", why);
+        if x.len() < 3 || w.len() != x.len() {
+            return Err(bad(format!("X {x:?} and W {w:?} must both be [N, C, spatial..] with the same rank")));
+        }
+        let rank = x.len() - 2;
+        let group = attrs.group.max(1);
+        let (batch, in_channels, out_channels) = (x[0], x[1], w[0]);
+        if in_channels % group != 0 || out_channels % group != 0 || w[1] * group != in_channels {
+            return Err(bad(format!("W {w:?} does not fit X {x:?} with {group} groups")));
+        }
+        let kernel = w[2..].to_vec();
+        if let Some(ks) = &attrs.kernel_shape {
+            if ks != &kernel {
+                return Err(bad(format!("kernel_shape {ks:?} differs from W's spatial dims {kernel:?}")));
+            }
+        }
+        let strides = per_dim("Conv", "strides", &attrs.strides, rank, 1)?;
+        let dilations = per_dim("Conv", "dilations", &attrs.dilations, rank, 1)?;
+        let (begin, end) = explicit_pads("Conv", &attrs.pads, rank)?;
+        if strides.contains(&0) || dilations.contains(&0) {
+            return Err(bad("strides and dilations must be positive".into()));
+        }
+        let mut output = Vec::with_capacity(rank);
+        let mut pads = Vec::with_capacity(rank);
+        for d in 0..rank {
+            let (o, p) = window_output(attrs.auto_pad, x[d + 2], kernel[d], strides[d], dilations[d], begin[d], end[d])
+                .ok_or_else(|| bad(format!("the dilated kernel {kernel:?} is larger than the padded input {x:?}")))?;
+            output.push(o);
+            pads.push(p);
+        }
+        Ok(ConvGeometry {
+            batch,
+            in_channels,
+            out_channels,
+            group,
+            input: x[2..].to_vec(),
+            kernel,
+            output,
+            strides,
+            dilations,
+            pads,
+        })
+    }
+
+    fn out_shape(&self) -> Vec<usize> {
+        let mut s = vec![self.batch, self.out_channels];
+        s.extend_from_slice(&self.output);
+        s
+    }
+
+    fn in_size(&self) -> usize {
+        self.input.iter().product()
+    }
+
+    fn out_size(&self) -> usize {
+        self.output.iter().product()
+    }
+
+    fn kernel_size(&self) -> usize {
+        self.kernel.iter().product()
+    }
+
+    fn cin_g(&self) -> usize {
+        self.in_channels / self.group
+    }
+
+    fn cout_g(&self) -> usize {
+        self.out_channels / self.group
+    }
+
+    /// Rows of the im2col matrix, and the inner dimension of the GEMM.
+    fn col_rows(&self) -> usize {
+        self.cin_g() * self.kernel_size()
+    }
+
+    fn is_pointwise(&self) -> bool {
+        self.kernel.iter().all(|&k| k == 1)
+            && self.strides.iter().all(|&s| s == 1)
+            && self.pads.iter().all(|&p| p == 0)
+            && self.output == self.input
+    }
+
+    fn is_depthwise(&self) -> bool {
+        self.cin_g() == 1 && self.input.len() <= 2
+    }
+}
+
+// ── Conv ───────────────────────────────────────────────────────────────────
+
+fn conv(
+    attrs: &ConvAttrs,
+    x: TensorView,
+    w: TensorView,
+    bias: Option<TensorView>,
+    y: &mut TensorViewMut,
+    scratch: &mut Scratch,
+) -> Result<()> {
+    const OP: &str = "Conv";
+    let geo = ConvGeometry::new(attrs, x.shape, w.shape)?;
+    expect_shape(OP, "output", y.shape, &geo.out_shape())?;
+    expect_dtype(OP, "W", w.dtype, x.dtype)?;
+    expect_dtype(OP, "output", y.dtype, x.dtype)?;
+    if let Some(b) = bias {
+        expect_dtype(OP, "B", b.dtype, x.dtype)?;
+        if b.len() != geo.out_channels {
+            return Err(CpuError::invalid(
+                OP,
+                format!("B has {} elements for {} output channels", b.len(), geo.out_channels),
+            ));
+        }
+    }
+    let act = attrs.activation.as_ref();
+    match x.dtype {
+        DType::F32 => {
+            let plan = TilePlan::new(&geo);
+            let buf = scratch.f32s(plan.scratch_len());
+            let bias = bias.map(|b| b.as_slice::<f32>()).transpose()?;
+            conv_float(&geo, &plan, x.as_slice()?, w.as_slice()?, bias, act, y.as_mut_slice()?, buf);
+        }
+        DType::F64 => {
+            let plan = TilePlan::new(&geo);
+            let mut buf = vec![0f64; plan.scratch_len()];
+            let bias = bias.map(|b| b.as_slice::<f64>()).transpose()?;
+            conv_float(&geo, &plan, x.as_slice()?, w.as_slice()?, bias, act, y.as_mut_slice()?, &mut buf);
+        }
+        DType::F16 => {
+            // Through f32: half-precision accumulation over C·k·k terms loses too much.
+            let plan = TilePlan::new(&geo);
+            let x32 = widen(x.as_slice::<f16>()?);
+            let w32 = widen(w.as_slice::<f16>()?);
+            let b32 = bias.map(|b| b.as_slice::<f16>().map(widen)).transpose()?;
+            let mut y32 = vec![0f32; y.len()];
+            let buf = scratch.f32s(plan.scratch_len());
+            conv_float(&geo, &plan, &x32, &w32, b32.as_deref(), act, &mut y32, buf);
+            narrow(&y32, y.as_mut_slice()?);
+        }
+        dtype => return Err(CpuError::UnsupportedDType { op: OP, dtype }),
+    }
+    Ok(())
+}
+
+fn widen(v: &[f16]) -> Vec<f32> {
+    v.iter().map(|x| x.to_f32()).collect()
+}
+
+fn narrow(src: &[f32], dst: &mut [f16]) {
+    dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f16::from_f32(s));
+}
+
+/// Aim for im2col tiles of about this many elements (1 MiB of f32): small enough
+/// to stay in a core's L2 between im2col writing them and GEMM reading them.
+const COL_TILE_ELEMS: usize = 256 * 1024;
+/// Narrower tiles make the GEMM's inner loops too short to run at full speed.
+const MIN_TILE: usize = 64;
+
+/// How the output positions of one (image, group) are cut into tiles, and how
+/// the (image, group, tile) tasks are spread over threads.
+#[derive(Clone, Copy, Debug)]
+struct TilePlan {
+    /// Direct kernel, no GEMM.
+    depthwise: bool,
+    /// The input is the GEMM operand as it stands: no im2col.
+    pointwise: bool,
+    /// Output positions per tile, and tiles per (image, group).
+    tile: usize,
+    tiles: usize,
+    tasks: usize,
+    /// Threads working on tasks; each owns `col_len` elements of scratch.
+    workers: usize,
+    col_len: usize,
+    /// Threads inside each GEMM: only when tasks alone cannot use them.
+    gemm_par: Parallelism,
+}
+
+impl TilePlan {
+    fn new(geo: &ConvGeometry) -> TilePlan {
+        let threads = rayon::current_num_threads().max(1);
+        let s = geo.out_size();
+        let depthwise = geo.is_depthwise();
+        let pointwise = !depthwise && geo.is_pointwise();
+        let rows = if pointwise { geo.cin_g() } else { geo.col_rows() };
+        let images = geo.batch * geo.group;
+        let mut tiles = s.div_ceil((COL_TILE_ELEMS / rows.max(1)).max(MIN_TILE)).max(1);
+        // Enough tasks to keep every thread busy, in a multiple of the thread
+        // count while there are few, so no thread idles at the end.
+        if images * tiles < 4 * threads && s >= 2 * MIN_TILE {
+            let max_tiles = (s / MIN_TILE).max(1);
+            let mut t = tiles;
+            while (images * t) % threads != 0 && t < max_tiles {
+                t += 1;
+            }
+            if (images * t) % threads == 0 {
+                tiles = t;
+            }
+        }
+        let tile = s.div_ceil(tiles).max(1);
+        let tiles = s.div_ceil(tile).max(1);
+        let tasks = images * tiles;
+        let work = geo.cout_g() * rows * s * images;
+        let workers = if work < 1 << 18 { 1 } else { threads.min(tasks).max(1) };
+        let col_len = if pointwise || depthwise { 0 } else { rows * tile };
+        let gemm_par = if workers > 1 { Parallelism::None } else { parallelism(geo.cout_g(), tile, rows) };
+        TilePlan { depthwise, pointwise, tile, tiles, tasks, workers, col_len, gemm_par }
+    }
+
+    fn scratch_len(&self) -> usize {
+        self.col_len * self.workers
+    }
+}
+
+/// A pointer that may cross threads; every use documents why the accesses
+/// through it are disjoint.
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+
+impl<T> SharedMut<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+// SAFETY: users only touch disjoint elements from different threads.
+unsafe impl<T: Send> Send for SharedMut<T> {}
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_float<T: Float>(
+    geo: &ConvGeometry,
+    plan: &TilePlan,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    act: Option<&UnaryOp>,
+    y: &mut [T],
+    buf: &mut [T],
+) {
+    if y.is_empty() {
+        return;
+    }
+    if plan.depthwise {
+        return depthwise(geo, x, w, bias, act, y);
+    }
+    let s = geo.out_size();
+    let in_size = geo.in_size();
+    let (cin_g, cout_g) = (geo.cin_g(), geo.cout_g());
+    let rows = if plan.pointwise { cin_g } else { geo.col_rows() };
+    let y_ptr = SharedMut(y.as_mut_ptr());
+    let run_task = |task: usize, col: &mut [T]| {
+        let image = task / plan.tiles;
+        let (n, g) = (image / geo.group, image % geo.group);
+        let s0 = (task % plan.tiles) * plan.tile;
+        let width = plan.tile.min(s - s0);
+        let x_g = &x[(n * geo.in_channels + g * cin_g) * in_size..][..cin_g * in_size];
+        let w_g = &w[g * cout_g * rows..][..cout_g * rows];
+        let y_offset = (n * geo.out_channels + g * cout_g) * s + s0;
+        let (b, b_layout) = if plan.pointwise {
+            (&x_g[s0..], Layout::row_major(in_size))
+        } else {
+            im2col_tile(geo, x_g, s0, width, &mut col[..rows * width]);
+            (&col[..rows * width], Layout::row_major(width))
+        };
+        assert!(b_layout.span(rows, width) <= b.len() && w_g.len() >= cout_g * rows);
+        // SAFETY: this task's output is rows [0, cout_g) × columns [s0, s0 + width)
+        // of its group's [cout_g, s] block; tasks differ in (image, group) or in
+        // column range, so no two tasks reach the same element, and the block lies
+        // inside `y`, whose shape was checked against the geometry.
+        unsafe {
+            let c = y_ptr.get().add(y_offset);
+            gemm_raw(
+                cout_g,
+                width,
+                rows,
+                w_g.as_ptr(),
+                Layout::row_major(rows),
+                b.as_ptr(),
+                b_layout,
+                c,
+                Layout::row_major(s),
+                T::one(),
+                T::zero(),
+                plan.gemm_par,
+            );
+            if bias.is_some() || act.is_some() {
+                for m in 0..cout_g {
+                    let row = std::slice::from_raw_parts_mut(c.add(m * s), width);
+                    if let Some(b) = bias {
+                        let bv = b[g * cout_g + m];
+                        row.iter_mut().for_each(|v| *v = *v + bv);
+                    }
+                    if let Some(act) = act {
+                        T::activate(row, act);
+                    }
+                }
+            }
+        }
+    };
+    if plan.workers <= 1 {
+        let col = &mut buf[..plan.col_len];
+        (0..plan.tasks).for_each(|t| run_task(t, col));
+    } else if plan.col_len == 0 {
+        (0..plan.workers)
+            .into_par_iter()
+            .for_each(|wkr| (wkr..plan.tasks).step_by(plan.workers).for_each(|t| run_task(t, &mut [])));
+    } else {
+        buf[..plan.col_len * plan.workers]
+            .par_chunks_mut(plan.col_len)
+            .enumerate()
+            .for_each(|(wkr, col)| (wkr..plan.tasks).step_by(plan.workers).for_each(|t| run_task(t, col)));
+    }
+}
+
+/// Fills `col` (row-major, `width` columns) with rows (input channel, kernel
+/// offset) of the im2col matrix, for the output positions `s0..s0 + width` in
+/// row-major order over the output's spatial dims. Padding reads as zero.
+fn im2col_tile<T: Float>(geo: &ConvGeometry, x_g: &[T], s0: usize, width: usize, col: &mut [T]) {
+    let nd = geo.input.len();
+    let last = nd - 1;
+    let in_size = geo.in_size();
+    let ksize = geo.kernel_size();
+    let (ow, iw) = (geo.output[last], geo.input[last]);
+    let (sw, dw, pw) = (geo.strides[last], geo.dilations[last], geo.pads[last] as isize);
+    let mut koff = vec![0usize; nd];
+    for c in 0..geo.cin_g() {
+        let xc = &x_g[c * in_size..][..in_size];
+        for kk in 0..ksize {
+            let mut rem = kk;
+            for d in (0..nd).rev() {
+                koff[d] = rem % geo.kernel[d];
+                rem /= geo.kernel[d];
+            }
+            let row = &mut col[(c * ksize + kk) * width..][..width];
+            let shift = (koff[last] * dw) as isize - pw;
+            let mut s = s0;
+            while s < s0 + width {
+                let ox0 = s % ow;
+                let seg_end = (s - ox0 + ow).min(s0 + width);
+                let dst = &mut row[s - s0..seg_end - s0];
+                // The input row this output row reads, if inside the input.
+                let mut outer = s / ow;
+                let mut in_row = Some(0usize);
+                let mut in_stride = iw;
+                for d in (0..last).rev() {
+                    let o = outer % geo.output[d];
+                    outer /= geo.output[d];
+                    let i = (o * geo.strides[d] + koff[d] * geo.dilations[d]) as isize - geo.pads[d] as isize;
+                    if i < 0 || i as usize >= geo.input[d] {
+                        in_row = None;
+                        break;
+                    }
+                    in_row = in_row.map(|r| r + i as usize * in_stride);
+                    in_stride *= geo.input[d];
+                }
+                match in_row {
+                    None => dst.fill(T::zero()),
+                    Some(r) => gather_row(&xc[r..r + iw], dst, ox0, sw, shift),
+                }
+                s = seg_end;
+            }
+        }
+    }
+}
+
+/// `dst[j] = src[(ox0 + j)·stride + shift]`, zero where that falls outside `src`.
+#[inline]
+fn gather_row<T: Float>(src: &[T], dst: &mut [T], ox0: usize, stride: usize, shift: isize) {
+    let (lo, hi) = valid_range(src.len(), ox0, dst.len(), stride, shift);
+    dst[..lo].fill(T::zero());
+    dst[hi..].fill(T::zero());
+    if lo < hi {
+        let first = ((ox0 + lo) * stride) as isize + shift;
+        let first = first as usize;
+        if stride == 1 {
+            dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+        } else {
+            for (j, d) in dst[lo..hi].iter_mut().enumerate() {
+                *d = src[first + j * stride];
+            }
+        }
+    }
+}
+
+/// The `j` in `0..count` for which `(start + j)·stride + shift` lies in `0..len`,
+/// as a half-open range.
+#[inline]
+fn valid_range(len: usize, start: usize, count: usize, stride: usize, shift: isize) -> (usize, usize) {
+    let (len, start, count, stride) = (len as isize, start as isize, count as isize, stride as isize);
+    // (start + j)·stride + shift >= 0  ⇔  j >= ceil(-shift / stride) - start
+    let lo = (-shift).max(0);
+    let lo = (lo + stride - 1) / stride - start;
+    // (start + j)·stride + shift <= len - 1  ⇔  j <= floor((len - 1 - shift) / stride) - start
+    let top = len - 1 - shift;
+    let hi = if top < 0 { -start } else { top / stride + 1 - start };
+    let lo = lo.clamp(0, count);
+    let hi = hi.clamp(lo, count);
+    (lo as usize, hi as usize)
+}
+
+/// One input channel per group: each output plane is a weighted sum of shifted
+/// copies of one input plane, done directly, plane by plane, in parallel.
+fn depthwise<T: Float>(geo: &ConvGeometry, x: &[T], w: &[T], bias: Option<&[T]>, act: Option<&UnaryOp>, y: &mut [T]) {
+    // 1-D is 2-D with a height of one.
+    let two_d = |v: &[usize], one: usize| if v.len() == 2 { [v[0], v[1]] } else { [one, v[0]] };
+    let [ih, iw] = two_d(&geo.input, 1);
+    let [oh, ow] = two_d(&geo.output, 1);
+    let [kh, kw] = two_d(&geo.kernel, 1);
+    let [sh, sw] = two_d(&geo.strides, 1);
+    let [dh, dw] = two_d(&geo.dilations, 1);
+    let [ph, pw] = two_d(&geo.pads, 0);
+    let (in_size, out_size, ksize) = (ih * iw, oh * ow, kh * kw);
+    let cout_g = geo.cout_g();
+    let plane = |p: usize, yp: &mut [T]| {
+        let (n, m) = (p / geo.out_channels, p % geo.out_channels);
+        let xp = &x[(n * geo.in_channels + m / cout_g) * in_size..][..in_size];
+        let wp = &w[m * ksize..][..ksize];
+        yp.fill(bias.map_or(T::zero(), |b| b[m]));
+        for ky in 0..kh {
+            for oy in 0..oh {
+                let iy = (oy * sh + ky * dh) as isize - ph as isize;
+                if iy < 0 || iy as usize >= ih {
+                    continue;
+                }
+                let xrow = &xp[iy as usize * iw..][..iw];
+                let yrow = &mut yp[oy * ow..][..ow];
+                for kx in 0..kw {
+                    let wv = wp[ky * kw + kx];
+                    let shift = (kx * dw) as isize - pw as isize;
+                    let (lo, hi) = valid_range(iw, 0, ow, sw, shift);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let first = (lo * sw) as isize + shift;
+                    let first = first as usize;
+                    if sw == 1 {
+                        let src = &xrow[first..first + (hi - lo)];
+                        yrow[lo..hi].iter_mut().zip(src).for_each(|(o, &v)| *o = *o + wv * v);
+                    } else {
+                        for (j, o) in yrow[lo..hi].iter_mut().enumerate() {
+                            *o = *o + wv * xrow[first + j * sw];
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(act) = act {
+            T::activate(yp, act);
+        }
+    };
+    let planes = geo.batch * geo.out_channels;
+    if rayon::current_num_threads() > 1 && planes > 1 && planes * out_size * ksize >= 1 << 16 {
+        y.par_chunks_mut(out_size).enumerate().for_each(|(p, yp)| plane(p, yp));
+    } else {
+        y.chunks_mut(out_size).enumerate().for_each(|(p, yp)| plane(p, yp));
+    }
+}
+
+// ── ConvTranspose ──────────────────────────────────────────────────────────
+
+/// Shapes and window parameters of one ConvTranspose call.
+#[derive(Clone, Debug, PartialEq)]
+struct TransposeGeometry {
+    batch: usize,
+    in_channels: usize,
+    out_channels: usize,
+    group: usize,
+    input: Vec<usize>,
+    kernel: Vec<usize>,
+    output: Vec<usize>,
+    strides: Vec<usize>,
+    dilations: Vec<usize>,
+    /// Output positions cut from the start of each dim; negative when an explicit
+    /// `output_shape` is larger than the full result.
+    pads: Vec<isize>,
+}
+
+impl TransposeGeometry {
+    fn new(attrs: &ConvTransposeAttrs, x: &[usize], w: &[usize]) -> Result<TransposeGeometry> {
+        const OP: &str = "ConvTranspose";
+        let bad = |why: String| CpuError::invalid(OP, why);
+        let c = &attrs.conv;
+        if x.len() < 3 || w.len() != x.len() {
+            return Err(bad(format!("X {x:?} and W {w:?} must both be [N, C, spatial..] with the same rank")));
+        }
+        let rank = x.len() - 2;
+        let group = c.group.max(1);
+        if w[0] != x[1] || x[1] % group != 0 {
+            return Err(bad(format!("W {w:?} does not fit X {x:?} with {group} groups")));
+        }
+        let kernel = w[2..].to_vec();
+        if let Some(ks) = &c.kernel_shape {
+            if ks != &kernel {
+                return Err(bad(format!("kernel_shape {ks:?} differs from W's spatial dims {kernel:?}")));
+            }
+        }
+        let strides = per_dim(OP, "strides", &c.strides, rank, 1)?;
+        let dilations = per_dim(OP, "dilations", &c.dilations, rank, 1)?;
+        let output_padding = per_dim(OP, "output_padding", &attrs.output_padding, rank, 0)?;
+        let (begin, end) = explicit_pads(OP, &c.pads, rank)?;
+        if strides.contains(&0) || dilations.contains(&0) {
+            return Err(bad("strides and dilations must be positive".into()));
+        }
+        let requested = match &attrs.output_shape {
+            // Some exporters write the full [N, C, spatial..] shape.
+            Some(s) if s.len() == rank + 2 => Some(&s[2..]),
+            Some(s) if s.len() == rank => Some(&s[..]),
+            Some(s) => return Err(bad(format!("output_shape {s:?} does not have {rank} spatial dims"))),
+            None => None,
+        };
+        let same = matches!(c.auto_pad, AutoPad::SameUpper | AutoPad::SameLower);
+        let mut output = Vec::with_capacity(rank);
+        let mut pads = Vec::with_capacity(rank);
+        for d in 0..rank {
+            let full =
+                (strides[d] * (x[d + 2].max(1) - 1) + output_padding[d] + (kernel[d].max(1) - 1) * dilations[d] + 1)
+                    as isize;
+            // With a target size (given, or the input times the stride for SAME),
+            // the padding is whatever makes the full result that size: split evenly,
+            // the odd one at the end for SAME_UPPER and at the start for SAME_LOWER
+            // (as ONNX's reference does); otherwise the explicit pads apply.
+            let target = requested.map(|s| s[d]).or_else(|| same.then(|| x[d + 2] * strides[d]));
+            let (out, pad) = match target {
+                Some(out) => {
+                    let total = full - out as isize;
+                    let pad = match c.auto_pad {
+                        AutoPad::SameUpper => total.div_euclid(2),
+                        AutoPad::SameLower => total - total.div_euclid(2),
+                        _ => begin[d] as isize,
+                    };
+                    (out, pad)
+                }
+                None => {
+                    let (b, e) = if c.auto_pad == AutoPad::Valid { (0, 0) } else { (begin[d], end[d]) };
+                    let out = full - (b + e) as isize;
+                    if out < 0 {
+                        return Err(bad(format!("pads {:?} remove more than the full output", c.pads)));
+                    }
+                    (out as usize, b as isize)
+                }
+            };
+            output.push(out);
+            pads.push(pad);
+        }
+        Ok(TransposeGeometry {
+            batch: x[0],
+            in_channels: x[1],
+            out_channels: w[1] * group,
+            group,
+            input: x[2..].to_vec(),
+            kernel,
+            output,
+            strides,
+            dilations,
+            pads,
+        })
+    }
+
+    fn out_shape(&self) -> Vec<usize> {
+        let mut s = vec![self.batch, self.out_channels];
+        s.extend_from_slice(&self.output);
+        s
+    }
+}
+
+fn conv_transpose(
+    attrs: &ConvTransposeAttrs,
+    inputs: &[Option<TensorView>],
+    outputs: &mut [TensorViewMut],
+    scratch: &mut Scratch,
+) -> Result<()> {
+    const OP: &str = "ConvTranspose";
+    let x = required(OP, inputs, 0)?;
+    let w = required(OP, inputs, 1)?;
+    let bias = optional(inputs, 2);
+    let y = first_output(OP, outputs)?;
+    let geo = TransposeGeometry::new(attrs, x.shape, w.shape)?;
+    expect_shape(OP, "output", y.shape, &geo.out_shape())?;
+    expect_dtype(OP, "W", w.dtype, x.dtype)?;
+    expect_dtype(OP, "output", y.dtype, x.dtype)?;
+    if let Some(b) = bias {
+        expect_dtype(OP, "B", b.dtype, x.dtype)?;
+        if b.len() != geo.out_channels {
+            return Err(CpuError::invalid(
+                OP,
+                format!("B has {} elements for {} output channels", b.len(), geo.out_channels),
+            ));
+        }
+    }
+    let act = attrs.conv.activation.as_ref();
+    let workers = transpose_workers(&geo);
+    let col_len = transpose_col_len(&geo);
+    match x.dtype {
+        DType::F32 => {
+            let buf = scratch.f32s(col_len * workers);
+            let bias = bias.map(|b| b.as_slice::<f32>()).transpose()?;
+            conv_transpose_float(&geo, workers, x.as_slice()?, w.as_slice()?, bias, act, y.as_mut_slice()?, buf);
+        }
+        DType::F64 => {
+            let mut buf = vec![0f64; col_len * workers];
+            let bias = bias.map(|b| b.as_slice::<f64>()).transpose()?;
+            conv_transpose_float(&geo, workers, x.as_slice()?, w.as_slice()?, bias, act, y.as_mut_slice()?, &mut buf);
+        }
+        DType::F16 => {
+            let x32 = widen(x.as_slice::<f16>()?);
+            let w32 = widen(w.as_slice::<f16>()?);
+            let b32 = bias.map(|b| b.as_slice::<f16>().map(widen)).transpose()?;
+            let mut y32 = vec![0f32; y.len()];
+            let buf = scratch.f32s(col_len * workers);
+            conv_transpose_float(&geo, workers, &x32, &w32, b32.as_deref(), act, &mut y32, buf);
+            narrow(&y32, y.as_mut_slice()?);
+        }
+        dtype => return Err(CpuError::UnsupportedDType { op: OP, dtype }),
+    }
+    Ok(())
+}
+
+/// The column matrix of one (image, group): `[M/g · k1·…·kn, input positions]`.
+fn transpose_col_len(geo: &TransposeGeometry) -> usize {
+    geo.out_channels / geo.group * geo.kernel.iter().product::<usize>() * geo.input.iter().product::<usize>()
+}
+
+/// Threads over (image, group) tasks, each with its own column buffer.
+fn transpose_workers(geo: &TransposeGeometry) -> usize {
+    let tasks = geo.batch * geo.group;
+    let work = transpose_col_len(geo) * (geo.in_channels / geo.group) * tasks;
+    if work < 1 << 18 {
+        1
+    } else {
+        rayon::current_num_threads().min(tasks).max(1)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_transpose_float<T: Float>(
+    geo: &TransposeGeometry,
+    workers: usize,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    act: Option<&UnaryOp>,
+    y: &mut [T],
+    buf: &mut [T],
+) {
+    let tasks = geo.batch * geo.group;
+    let (cin_g, cout_g) = (geo.in_channels / geo.group, geo.out_channels / geo.group);
+    let ksize: usize = geo.kernel.iter().product();
+    let (in_size, out_size) = (geo.input.iter().product::<usize>(), geo.output.iter().product::<usize>());
+    let rows = cout_g * ksize;
+    let y_chunk = cout_g * out_size;
+    if y_chunk == 0 || tasks == 0 {
+        return;
+    }
+    let col_len = rows * in_size;
+    let gemm_par = if workers > 1 { Parallelism::None } else { parallelism(rows, in_size, cin_g) };
+    let run_task = |task: usize, yg: &mut [T], col: &mut [T]| {
+        let (n, g) = (task / geo.group, task % geo.group);
+        let xg = &x[(n * geo.in_channels + g * cin_g) * in_size..][..cin_g * in_size];
+        // W's group block is [C/g, M/g·k] row-major; the product wants its transpose.
+        let wg = &w[g * cin_g * rows..][..cin_g * rows];
+        let col = &mut col[..col_len];
+        gemm(
+            rows,
+            in_size,
+            cin_g,
+            wg,
+            Layout::row_major(rows).transposed(),
+            xg,
+            Layout::row_major(in_size),
+            col,
+            Layout::row_major(in_size),
+            T::one(),
+            T::zero(),
+            gemm_par,
+        );
+        for (m, ym) in yg.chunks_mut(out_size).enumerate() {
+            ym.fill(bias.map_or(T::zero(), |b| b[g * cout_g + m]));
+            col2im_channel(geo, &col[m * ksize * in_size..][..ksize * in_size], ym);
+            if let Some(act) = act {
+                T::activate(ym, act);
+            }
+        }
+    };
+    if workers <= 1 {
+        let col = &mut buf[..col_len];
+        y.chunks_mut(y_chunk).enumerate().for_each(|(t, yg)| run_task(t, yg, col));
+    } else {
+        let per_worker = tasks.div_ceil(workers);
+        y.par_chunks_mut(y_chunk * per_worker).zip(buf.par_chunks_mut(col_len.max(1))).enumerate().for_each(
+            |(wkr, (ys, col))| {
+                ys.chunks_mut(y_chunk).enumerate().for_each(|(i, yg)| run_task(wkr * per_worker + i, yg, col));
+            },
+        );
+    }
+}
+
+/// Adds one output channel's column rows (one per kernel offset, each over the
+/// input positions) into the channel's output plane.
+fn col2im_channel<T: Float>(geo: &TransposeGeometry, col: &[T], y: &mut [T]) {
+    let nd = geo.input.len();
+    let last = nd - 1;
+    let in_size: usize = geo.input.iter().product();
+    let ksize: usize = geo.kernel.iter().product();
+    let (iw, ow) = (geo.input[last], geo.output[last]);
+    let (sw, dw) = (geo.strides[last], geo.dilations[last]);
+    let in_rows = in_size / iw.max(1);
+    let mut koff = vec![0usize; nd];
+    for kk in 0..ksize {
+        let mut rem = kk;
+        for d in (0..nd).rev() {
+            koff[d] = rem % geo.kernel[d];
+            rem /= geo.kernel[d];
+        }
+        let row = &col[kk * in_size..][..in_size];
+        // Output index along the last dim for input index ix: ix·sw + shift.
+        let shift = (koff[last] * dw) as isize - geo.pads[last];
+        let (lo, hi) = valid_range(ow, 0, iw, sw, shift);
+        if lo >= hi {
+            continue;
+        }
+        for r in 0..in_rows {
+            // The output row this input row lands in, if inside the output.
+            let mut outer = r;
+            let mut out_row = Some(0usize);
+            let mut out_stride = ow;
+            for d in (0..last).rev() {
+                let i = outer % geo.input[d];
+                outer /= geo.input[d];
+                let o = (i * geo.strides[d] + koff[d] * geo.dilations[d]) as isize - geo.pads[d];
+                if o < 0 || o as usize >= geo.output[d] {
+                    out_row = None;
+                    break;
+                }
+                out_row = out_row.map(|base| base + o as usize * out_stride);
+                out_stride *= geo.output[d];
+            }
+            let Some(base) = out_row else { continue };
+            let src = &row[r * iw..][..iw];
+            let dst = &mut y[base..base + ow];
+            let first = ((lo * sw) as isize + shift) as usize;
+            for (j, &v) in src[lo..hi].iter().enumerate() {
+                let o = &mut dst[first + j * sw];
+                *o = *o + v;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing::{assert_close, random, run_kernel, run_op, try_run_op};
+
+    fn attrs(group: usize, strides: &[usize], pads: &[usize], dilations: &[usize], auto_pad: AutoPad) -> ConvAttrs {
+        ConvAttrs {
+            kernel_shape: None,
+            strides: strides.to_vec(),
+            pads: pads.to_vec(),
+            dilations: dilations.to_vec(),
+            group,
+            auto_pad,
+            activation: None,
+        }
+    }
+
+    /// Direct N-d convolution on f64, straight from the definition.
+    fn naive_conv(geo: &ConvGeometry, x: &[f64], w: &[f64], b: Option<&[f64]>) -> Vec<f64> {
+        let nd = geo.input.len();
+        let (cin_g, cout_g) = (geo.cin_g(), geo.cout_g());
+        let (in_size, out_size, ksize) = (geo.in_size(), geo.out_size(), geo.kernel_size());
+        let unravel = |mut i: usize, dims: &[usize]| {
+            let mut idx = vec![0; dims.len()];
+            for d in (0..dims.len()).rev() {
+                idx[d] = i % dims[d];
+                i /= dims[d];
+            }
+            idx
+        };
+        let mut y = vec![0.0; geo.batch * geo.out_channels * out_size];
+        for n in 0..geo.batch {
+            for m in 0..geo.out_channels {
+                let g = m / cout_g;
+                for o in 0..out_size {
+                    let oi = unravel(o, &geo.output);
+                    let mut acc = b.map_or(0.0, |b| b[m]);
+                    for c in 0..cin_g {
+                        for kk in 0..ksize {
+                            let ki = unravel(kk, &geo.kernel);
+                            let mut flat = 0usize;
+                            let mut inside = true;
+                            for d in 0..nd {
+                                let i =
+                                    (oi[d] * geo.strides[d] + ki[d] * geo.dilations[d]) as isize - geo.pads[d] as isize;
+                                if i < 0 || i as usize >= geo.input[d] {
+                                    inside = false;
+                                }
+                                flat = flat * geo.input[d] + i.max(0) as usize;
+                            }
+                            if inside {
+                                let xv = x[(n * geo.in_channels + g * cin_g + c) * in_size + flat];
+                                acc += xv * w[(m * cin_g + c) * ksize + kk];
+                            }
+                        }
+                    }
+                    y[(n * geo.out_channels + m) * out_size + o] = acc;
+                }
+            }
+        }
+        y
+    }
+
+    fn check_conv(attrs: &ConvAttrs, x_shape: &[usize], w_shape: &[usize], with_bias: bool, seed: u64) {
+        let x = random(DType::F32, x_shape, seed);
+        let w = random(DType::F32, w_shape, seed + 1);
+        let b = with_bias.then(|| random(DType::F32, &[w_shape[0]], seed + 2));
+        let geo = ConvGeometry::new(attrs, x_shape, w_shape).unwrap();
+        let bv = b.as_ref().map(|b| b.to_f64_vec());
+        let mut want = naive_conv(&geo, &x.to_f64_vec(), &w.to_f64_vec(), bv.as_deref());
+        if attrs.activation.is_some() {
+            want.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        let shape = geo.out_shape();
+        let op = Op::Conv(attrs.clone());
+        let got = run_op(&op, &[Some(&x), Some(&w), b.as_ref()], &[(DType::F32, &shape)]).remove(0);
+        assert_close(&got, &want, 1e-4);
+        let w_arc = Arc::new(w.clone());
+        let b_arc = b.clone().map(Arc::new);
+        let kernel = crate::ops::linalg::prepare(&op, &[None, Some(&w_arc), b_arc.as_ref()]).expect("prepared Conv");
+        let prepared = run_kernel(kernel.as_ref(), &[Some(&x), Some(&w), b.as_ref()], &[(DType::F32, &shape)]);
+        assert_eq!(prepared[0], got, "prepared Conv differs from eval for {attrs:?} {x_shape:?} {w_shape:?}");
+    }
+
+    #[test]
+    fn conv_2d_variants() {
+        use AutoPad::*;
+        let cases: &[(ConvAttrs, &[usize], &[usize])] = &[
+            (attrs(1, &[], &[], &[], NotSet), &[1, 3, 7, 8], &[4, 3, 3, 3]),
+            (attrs(1, &[1, 1], &[1, 1, 1, 1], &[], NotSet), &[2, 3, 9, 9], &[5, 3, 3, 3]),
+            (attrs(1, &[2, 2], &[3, 3, 3, 3], &[], NotSet), &[1, 3, 20, 22], &[8, 3, 7, 7]),
+            (attrs(1, &[2, 1], &[0, 1, 2, 0], &[2, 3], NotSet), &[2, 2, 11, 13], &[3, 2, 3, 2]),
+            (attrs(2, &[1, 2], &[1, 0, 1, 2], &[], NotSet), &[2, 4, 9, 10], &[6, 2, 3, 3]),
+            (attrs(1, &[2, 2], &[], &[], SameUpper), &[1, 2, 7, 8], &[3, 2, 3, 4]),
+            (attrs(1, &[2, 3], &[], &[1, 2], SameLower), &[1, 2, 9, 8], &[3, 2, 2, 3]),
+            (attrs(1, &[3, 2], &[], &[], Valid), &[1, 2, 10, 9], &[2, 2, 3, 2]),
+            // pointwise, and 1x1 with stride (which needs im2col)
+            (attrs(1, &[], &[], &[], NotSet), &[2, 16, 7, 9], &[8, 16, 1, 1]),
+            (attrs(2, &[], &[], &[], NotSet), &[1, 8, 5, 5], &[6, 4, 1, 1]),
+            (attrs(1, &[2, 2], &[], &[], NotSet), &[1, 8, 7, 7], &[4, 8, 1, 1]),
+            // depthwise, with and without channel multiplier
+            (attrs(6, &[1, 1], &[1, 1, 1, 1], &[], NotSet), &[2, 6, 10, 11], &[6, 1, 3, 3]),
+            (attrs(4, &[2, 2], &[2, 1, 0, 2], &[2, 1], NotSet), &[1, 4, 12, 9], &[8, 1, 3, 3]),
+            // a larger case that takes the tiled, multi-task path
+            (attrs(1, &[1, 1], &[1, 1, 1, 1], &[], NotSet), &[2, 32, 40, 40], &[16, 32, 3, 3]),
+            (attrs(32, &[2, 2], &[1, 1, 1, 1], &[], NotSet), &[1, 32, 56, 56], &[32, 1, 3, 3]),
+        ];
+        for (i, (a, xs, ws)) in cases.iter().enumerate() {
+            check_conv(a, xs, ws, i % 2 == 0, 100 + i as u64);
+        }
+    }
+
+    #[test]
+    fn conv_1d_3d_and_activation() {
+        check_conv(&attrs(1, &[2], &[1, 2], &[2], AutoPad::NotSet), &[2, 3, 17], &[4, 3, 3], true, 1);
+        check_conv(&attrs(3, &[1], &[1, 1], &[], AutoPad::NotSet), &[1, 3, 12], &[3, 1, 3], false, 2);
+        check_conv(
+            &attrs(1, &[1, 2, 1], &[1, 0, 1, 1, 1, 0], &[1, 1, 2], AutoPad::NotSet),
+            &[1, 2, 5, 6, 7],
+            &[3, 2, 2, 3, 2],
+            true,
+            3,
+        );
+        check_conv(&attrs(2, &[], &[], &[], AutoPad::SameUpper), &[2, 4, 4, 5, 3], &[4, 2, 3, 3, 3], false, 4);
+        let mut relu = attrs(1, &[1, 1], &[1, 1, 1, 1], &[], AutoPad::NotSet);
+        relu.activation = Some(UnaryOp::Relu);
+        check_conv(&relu, &[1, 4, 8, 8], &[6, 4, 3, 3], true, 5);
+        check_conv(&relu, &[1, 4, 8, 8], &[6, 4, 1, 1], true, 6);
+        let mut dw_relu = attrs(4, &[1, 1], &[1, 1, 1, 1], &[], AutoPad::NotSet);
+        dw_relu.activation = Some(UnaryOp::Relu);
+        check_conv(&dw_relu, &[1, 4, 8, 8], &[4, 1, 3, 3], true, 7);
+    }
+
+    #[test]
+    fn conv_f64_and_f16() {
+        let a = attrs(2, &[1, 2], &[1, 1, 0, 1], &[], AutoPad::NotSet);
+        for dtype in [DType::F64, DType::F16] {
+            let x = random(dtype, &[1, 4, 6, 7], 1);
+            let w = random(dtype, &[4, 2, 3, 2], 2);
+            let geo = ConvGeometry::new(&a, x.shape(), w.shape()).unwrap();
+            let want = naive_conv(&geo, &x.to_f64_vec(), &w.to_f64_vec(), None);
+            let got = run_op(&Op::Conv(a.clone()), &[Some(&x), Some(&w)], &[(dtype, &geo.out_shape())]).remove(0);
+            assert_close(&got, &want, if dtype == DType::F16 { 1e-2 } else { 1e-12 });
+        }
+    }
+
+    #[test]
+    fn conv_rejects_mismatches() {
+        let x = random(DType::F32, &[1, 3, 5, 5], 1);
+        let w = random(DType::F32, &[4, 2, 3, 3], 2);
+        let op = Op::Conv(attrs(1, &[], &[], &[], AutoPad::NotSet));
+        assert!(try_run_op(&op, &[Some(&x), Some(&w)], &[(DType::F32, &[1, 4, 3, 3])]).is_err());
+        let w = random(DType::F32, &[4, 3, 3, 3], 2);
+        assert!(try_run_op(&op, &[Some(&x), Some(&w)], &[(DType::F32, &[1, 4, 4, 4])]).is_err());
+        let w = random(DType::F32, &[4, 3, 7, 7], 2);
+        assert!(try_run_op(&op, &[Some(&x), Some(&w)], &[(DType::F32, &[1, 4, 1, 1])]).is_err());
+    }
+
+    #[test]
+    fn conv_onnx_example() {
+        // ONNX's Conv example: 5x5 ramp, 3x3 ones kernel, pads 1.
+        let x = Tensor::from_vec(&[1, 1, 5, 5], (0..25).map(|v| v as f32).collect()).unwrap();
+        let w = Tensor::from_vec(&[1, 1, 3, 3], vec![1f32; 9]).unwrap();
+        let op = Op::Conv(attrs(1, &[], &[1, 1, 1, 1], &[], AutoPad::NotSet));
+        let got = run_op(&op, &[Some(&x), Some(&w)], &[(DType::F32, &[1, 1, 5, 5])]).remove(0);
+        let want = [
+            12., 21., 27., 33., 24., 33., 54., 63., 72., 51., 63., 99., 108., 117., 81., 93., 144., 153., 162., 111.,
+            72., 111., 117., 123., 84.,
+        ];
+        assert_close(&got, &want, 0.0);
+    }
+
+    /// ConvTranspose by scattering every input element through the kernel.
+    fn naive_conv_transpose(geo: &TransposeGeometry, x: &[f64], w: &[f64], b: Option<&[f64]>) -> Vec<f64> {
+        let nd = geo.input.len();
+        let (cin_g, cout_g) = (geo.in_channels / geo.group, geo.out_channels / geo.group);
+        let in_size: usize = geo.input.iter().product();
+        let out_size: usize = geo.output.iter().product();
+        let ksize: usize = geo.kernel.iter().product();
+        let unravel = |mut i: usize, dims: &[usize]| {
+            let mut idx = vec![0; dims.len()];
+            for d in (0..dims.len()).rev() {
+                idx[d] = i % dims[d];
+                i /= dims[d];
+            }
+            idx
+        };
+        let mut y = vec![0.0; geo.batch * geo.out_channels * out_size];
+        for n in 0..geo.batch {
+            for m in 0..geo.out_channels {
+                for o in 0..out_size {
+                    y[(n * geo.out_channels + m) * out_size + o] = b.map_or(0.0, |b| b[m]);
+                }
+            }
+            for c in 0..geo.in_channels {
+                let g = c / cin_g;
+                for i in 0..in_size {
+                    let ii = unravel(i, &geo.input);
+                    let xv = x[(n * geo.in_channels + c) * in_size + i];
+                    for mm in 0..cout_g {
+                        let m = g * cout_g + mm;
+                        for kk in 0..ksize {
+                            let ki = unravel(kk, &geo.kernel);
+                            let mut flat = 0usize;
+                            let mut inside = true;
+                            for d in 0..nd {
+                                let o = (ii[d] * geo.strides[d] + ki[d] * geo.dilations[d]) as isize - geo.pads[d];
+                                if o < 0 || o as usize >= geo.output[d] {
+                                    inside = false;
+                                }
+                                flat = flat * geo.output[d] + o.max(0) as usize;
+                            }
+                            if inside {
+                                y[(n * geo.out_channels + m) * out_size + flat] +=
+                                    xv * w[((c * cout_g) + mm) * ksize + kk];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn transpose_attrs(
+        conv: ConvAttrs,
+        output_padding: &[usize],
+        output_shape: Option<&[usize]>,
+    ) -> ConvTransposeAttrs {
+        ConvTransposeAttrs {
+            conv,
+            output_padding: output_padding.to_vec(),
+            output_shape: output_shape.map(|s| s.to_vec()),
+        }
+    }
+
+    fn check_conv_transpose(a: &ConvTransposeAttrs, x_shape: &[usize], w_shape: &[usize], with_bias: bool, seed: u64) {
+        let x = random(DType::F32, x_shape, seed);
+        let w = random(DType::F32, w_shape, seed + 1);
+        let b = with_bias.then(|| random(DType::F32, &[w_shape[1] * a.conv.group], seed + 2));
+        let geo = TransposeGeometry::new(a, x_shape, w_shape).unwrap();
+        let bv = b.as_ref().map(|b| b.to_f64_vec());
+        let want = naive_conv_transpose(&geo, &x.to_f64_vec(), &w.to_f64_vec(), bv.as_deref());
+        let got =
+            run_op(&Op::ConvTranspose(a.clone()), &[Some(&x), Some(&w), b.as_ref()], &[(DType::F32, &geo.out_shape())]);
+        assert_close(&got[0], &want, 1e-4);
+    }
+
+    #[test]
+    fn conv_transpose_variants() {
+        use AutoPad::*;
+        let t = transpose_attrs;
+        check_conv_transpose(&t(attrs(1, &[], &[], &[], NotSet), &[], None), &[1, 1, 3, 3], &[1, 2, 3, 3], false, 1);
+        check_conv_transpose(
+            &t(attrs(1, &[3, 2], &[1, 2, 1, 2], &[], NotSet), &[], None),
+            &[1, 1, 3, 3],
+            &[1, 2, 3, 3],
+            true,
+            2,
+        );
+        check_conv_transpose(
+            &t(attrs(1, &[3, 2], &[], &[], NotSet), &[1, 1], None),
+            &[2, 2, 3, 4],
+            &[2, 3, 3, 3],
+            true,
+            3,
+        );
+        check_conv_transpose(
+            &t(attrs(1, &[3, 2], &[], &[], NotSet), &[], Some(&[10, 8])),
+            &[1, 1, 3, 3],
+            &[1, 2, 3, 3],
+            false,
+            4,
+        );
+        check_conv_transpose(
+            &t(attrs(1, &[2, 2], &[], &[], SameUpper), &[], None),
+            &[1, 1, 3, 3],
+            &[1, 2, 3, 3],
+            false,
+            5,
+        );
+        check_conv_transpose(
+            &t(attrs(1, &[2, 2], &[], &[], SameLower), &[], None),
+            &[1, 2, 3, 4],
+            &[2, 2, 3, 3],
+            false,
+            6,
+        );
+        check_conv_transpose(
+            &t(attrs(2, &[2, 1], &[1, 0, 0, 1], &[2, 2], NotSet), &[1, 0], None),
+            &[2, 4, 4, 3],
+            &[4, 3, 2, 3],
+            true,
+            7,
+        );
+        check_conv_transpose(&t(attrs(1, &[2], &[1, 1], &[], NotSet), &[1], None), &[1, 3, 5], &[3, 2, 3], true, 8);
+        check_conv_transpose(
+            &t(attrs(1, &[1, 2, 2], &[], &[], NotSet), &[], None),
+            &[1, 2, 3, 4, 5],
+            &[2, 2, 3, 3, 3],
+            false,
+            9,
+        );
+        check_conv_transpose(
+            &t(attrs(1, &[2, 2], &[1, 1, 1, 1], &[], NotSet), &[], None),
+            &[4, 16, 12, 12],
+            &[16, 8, 4, 4],
+            true,
+            10,
+        );
+    }
+
+    #[test]
+    fn conv_transpose_onnx_autopad_same() {
+        // ONNX's test_convtranspose_autopad_same: SAME_UPPER crops the end.
+        let x = Tensor::from_vec(&[1, 1, 3, 3], (0..9).map(|v| v as f32).collect()).unwrap();
+        let w = Tensor::from_vec(&[1, 2, 3, 3], vec![1f32; 18]).unwrap();
+        let a = transpose_attrs(attrs(1, &[2, 2], &[], &[], AutoPad::SameUpper), &[], None);
+        let got = run_op(&Op::ConvTranspose(a), &[Some(&x), Some(&w)], &[(DType::F32, &[1, 2, 6, 6])]).remove(0);
+        let plane = [
+            0., 0., 1., 1., 3., 2., 0., 0., 1., 1., 3., 2., 3., 3., 8., 5., 12., 7., 3., 3., 7., 4., 9., 5., 9., 9.,
+            20., 11., 24., 13., 6., 6., 13., 7., 15., 8.,
+        ];
+        let want: Vec<f64> = plane.iter().chain(plane.iter()).copied().collect();
+        assert_close(&got, &want, 0.0);
+    }
 }

@@ -3,12 +3,17 @@
 pub mod activation;
 pub mod broadcast;
 pub mod conv;
+pub mod einsum;
 pub mod elementwise;
 pub mod gather;
+pub mod gemm;
 pub mod layout;
 pub mod linalg;
 pub mod movement;
 pub mod norm;
+pub mod operands;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
+#[cfg(test)]
+pub mod testing;

@@ -1,6 +1,620 @@
-use crate::Result;
-use smelt_ir::{Op, TensorView, TensorViewMut};
+//! Pooling: MaxPool (with the optional Indices output), AveragePool, LpPool,
+//! GlobalAveragePool and GlobalMaxPool, over any number of spatial dims.
+//!
+//! Windows follow ONNX: window `o` of a dim starts at `o·stride - pad_begin` and
+//! takes `kernel` cells `dilation` apart. Cells outside the input are padding:
+//! they never win a max, add nothing to a sum, and count in an average's divisor
+//! only with `count_include_pad` and only up to the end padding (the extra cells
+//! `ceil_mode` reaches past it never count).
 
-pub fn eval(op: &Op, _inputs: &[Option<TensorView>], _outputs: &mut [TensorViewMut]) -> Result<()> {
-    Err(crate::CpuError::invalid(op.name(), "no CPU kernel yet"))
+use super::operands::{expect_dtype, expect_shape, first_output, required};
+use crate::{CpuError, Result};
+use half::{bf16, f16};
+use rayon::prelude::*;
+use smelt_ir::{AutoPad, DType, Element, Op, PoolAttrs, TensorView, TensorViewMut};
+
+pub fn eval(op: &Op, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Result<()> {
+    let name = op.name();
+    let x = required(name, inputs, 0)?;
+    if x.rank() < 3 {
+        return Err(CpuError::invalid(name, format!("X must be [N, C, spatial..], got {:?}", x.shape)));
+    }
+    match op {
+        Op::MaxPool(attrs) => max_pool(attrs, x, outputs),
+        Op::AveragePool(attrs) => {
+            let geo = PoolGeometry::new(name, attrs, x.shape)?;
+            let kind = if attrs.count_include_pad { Reduction::AverageWithPad } else { Reduction::Average };
+            float_pool(name, &geo, kind, x, first_output(name, outputs)?)
+        }
+        Op::LpPool { attrs, p } => {
+            if *p < 1 {
+                return Err(CpuError::invalid(name, format!("p must be >= 1, got {p}")));
+            }
+            let geo = PoolGeometry::new(name, attrs, x.shape)?;
+            float_pool(name, &geo, Reduction::Lp(*p as i32), x, first_output(name, outputs)?)
+        }
+        Op::GlobalAveragePool | Op::GlobalMaxPool => {
+            let geo = PoolGeometry::global(x.shape);
+            let y = first_output(name, outputs)?;
+            if *op == Op::GlobalMaxPool {
+                max_pool_typed(name, &geo, x, y, None, 0)
+            } else {
+                float_pool(name, &geo, Reduction::Average, x, y)
+            }
+        }
+        other => Err(CpuError::invalid(other.name(), "is not a pooling op")),
+    }
+}
+
+// ── geometry ───────────────────────────────────────────────────────────────
+
+/// The window one output position covers along one dim.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Window {
+    /// Input index of the first cell inside the input.
+    first: usize,
+    /// Cells inside the input (`dilation` apart from `first`).
+    valid: usize,
+    /// Cells inside the input or its declared padding.
+    counted: usize,
+}
+
+/// Shapes and windows of one pooling call over `planes` = N·C independent planes.
+#[derive(Debug)]
+struct PoolGeometry {
+    planes: usize,
+    input: Vec<usize>,
+    output: Vec<usize>,
+    dilations: Vec<usize>,
+    /// Per dim, the window of each output index.
+    windows: Vec<Vec<Window>>,
+    out_shape: Vec<usize>,
+}
+
+fn per_dim(op: &'static str, name: &str, values: &[usize], rank: usize, default: usize) -> Result<Vec<usize>> {
+    match values.len() {
+        0 => Ok(vec![default; rank]),
+        n if n == rank => Ok(values.to_vec()),
+        n => Err(CpuError::invalid(op, format!("{name} has {n} values for {rank} spatial dims"))),
+    }
+}
+
+/// Output size of one dim with explicit pads, ceil_mode included.
+fn explicit_output(
+    input: usize,
+    span: usize,
+    stride: usize,
+    pad_begin: usize,
+    pad_end: usize,
+    ceil: bool,
+) -> Option<usize> {
+    let room = (input + pad_begin + pad_end).checked_sub(span)?;
+    if !ceil {
+        return Some(room / stride + 1);
+    }
+    let mut out = room.div_ceil(stride) + 1;
+    // The last window must start inside the input or its begin padding.
+    if (out - 1) * stride >= input + pad_begin {
+        out -= 1;
+    }
+    Some(out)
+}
+
+impl PoolGeometry {
+    fn new(op: &'static str, attrs: &PoolAttrs, x: &[usize]) -> Result<PoolGeometry> {
+        let rank = x.len() - 2;
+        let kernel = &attrs.kernel_shape;
+        if kernel.len() != rank || kernel.contains(&0) {
+            return Err(CpuError::invalid(op, format!("kernel_shape {kernel:?} does not fit X {x:?}")));
+        }
+        let strides = per_dim(op, "strides", &attrs.strides, rank, 1)?;
+        let dilations = per_dim(op, "dilations", &attrs.dilations, rank, 1)?;
+        if strides.contains(&0) || dilations.contains(&0) {
+            return Err(CpuError::invalid(op, "strides and dilations must be positive"));
+        }
+        let (mut begin, mut end) = match attrs.pads.len() {
+            0 => (vec![0; rank], vec![0; rank]),
+            n if n == 2 * rank => (attrs.pads[..rank].to_vec(), attrs.pads[rank..].to_vec()),
+            n => return Err(CpuError::invalid(op, format!("pads has {n} values for {rank} spatial dims"))),
+        };
+        let input = x[2..].to_vec();
+        let mut output = Vec::with_capacity(rank);
+        for d in 0..rank {
+            let span = (kernel[d] - 1) * dilations[d] + 1;
+            let out = match attrs.auto_pad {
+                AutoPad::SameUpper | AutoPad::SameLower => {
+                    let out = input[d].div_ceil(strides[d]);
+                    let total = ((out.max(1) - 1) * strides[d] + span).saturating_sub(input[d]);
+                    begin[d] = if attrs.auto_pad == AutoPad::SameUpper { total / 2 } else { total - total / 2 };
+                    end[d] = total - begin[d];
+                    Some(out)
+                }
+                AutoPad::Valid => {
+                    begin[d] = 0;
+                    end[d] = 0;
+                    explicit_output(input[d], span, strides[d], 0, 0, attrs.ceil_mode)
+                }
+                AutoPad::NotSet => explicit_output(input[d], span, strides[d], begin[d], end[d], attrs.ceil_mode),
+            };
+            output.push(out.ok_or_else(|| {
+                CpuError::invalid(op, format!("the dilated kernel {kernel:?} is larger than the padded input {x:?}"))
+            })?);
+        }
+        let windows = (0..rank)
+            .map(|d| {
+                (0..output[d])
+                    .map(|o| {
+                        let start = (o * strides[d]) as isize - begin[d] as isize;
+                        let (mut valid, mut counted, mut first) = (0, 0, None);
+                        for j in 0..kernel[d] {
+                            let pos = start + (j * dilations[d]) as isize;
+                            if pos >= 0 && (pos as usize) < input[d] {
+                                first.get_or_insert(pos as usize);
+                                valid += 1;
+                            }
+                            if pos < (input[d] + end[d]) as isize {
+                                counted += 1;
+                            }
+                        }
+                        Window { first: first.unwrap_or(0), valid, counted }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut out_shape = x[..2].to_vec();
+        out_shape.extend_from_slice(&output);
+        Ok(PoolGeometry { planes: x[0] * x[1], input, output, dilations, windows, out_shape })
+    }
+
+    /// One window covering each whole plane.
+    fn global(x: &[usize]) -> PoolGeometry {
+        let input = x[2..].to_vec();
+        let rank = input.len();
+        let windows = input.iter().map(|&n| vec![Window { first: 0, valid: n, counted: n }]).collect();
+        let mut out_shape = x[..2].to_vec();
+        out_shape.extend(std::iter::repeat_n(1, rank));
+        PoolGeometry { planes: x[0] * x[1], input, output: vec![1; rank], dilations: vec![1; rank], windows, out_shape }
+    }
+
+    fn in_size(&self) -> usize {
+        self.input.iter().product()
+    }
+
+    fn out_size(&self) -> usize {
+        self.output.iter().product()
+    }
+
+    /// Calls `f(out_index, cells, counted)` for every output position of a plane,
+    /// with `cells` the row-major in-plane offsets of the window's cells inside
+    /// the input and `counted` the cell count including declared padding.
+    fn for_each_window(&self, mut f: impl FnMut(usize, &[usize], usize)) {
+        let rank = self.input.len();
+        let mut strides = vec![1usize; rank];
+        for d in (0..rank.saturating_sub(1)).rev() {
+            strides[d] = strides[d + 1] * self.input[d + 1];
+        }
+        let mut cells = Vec::new();
+        let mut o = vec![0usize; rank];
+        let mut t = vec![0usize; rank];
+        let mut ws = vec![Window { first: 0, valid: 0, counted: 0 }; rank];
+        for out in 0..self.out_size() {
+            for d in 0..rank {
+                ws[d] = self.windows[d][o[d]];
+            }
+            cells.clear();
+            let counted = ws.iter().map(|w| w.counted).product();
+            if ws.iter().all(|w| w.valid > 0) {
+                t.iter_mut().for_each(|v| *v = 0);
+                'cells: loop {
+                    cells.push((0..rank).map(|d| (ws[d].first + t[d] * self.dilations[d]) * strides[d]).sum());
+                    for d in (0..rank).rev() {
+                        t[d] += 1;
+                        if t[d] < ws[d].valid {
+                            continue 'cells;
+                        }
+                        t[d] = 0;
+                    }
+                    break;
+                }
+            }
+            f(out, &cells, counted);
+            for d in (0..rank).rev() {
+                o[d] += 1;
+                if o[d] < self.output[d] {
+                    break;
+                }
+                o[d] = 0;
+            }
+        }
+    }
+}
+
+/// Whether spreading planes over threads pays for the hand-off.
+fn parallel_planes(geo: &PoolGeometry) -> bool {
+    let cells: usize = geo.windows.iter().map(|w| w.first().map_or(1, |w| w.valid)).product();
+    rayon::current_num_threads() > 1 && geo.planes > 1 && geo.planes * geo.out_size() * cells >= 1 << 16
+}
+
+// ── MaxPool ────────────────────────────────────────────────────────────────
+
+fn max_pool(attrs: &PoolAttrs, x: TensorView, outputs: &mut [TensorViewMut]) -> Result<()> {
+    const OP: &str = "MaxPool";
+    let geo = PoolGeometry::new(OP, attrs, x.shape)?;
+    let (y, rest) = outputs.split_first_mut().ok_or_else(|| CpuError::invalid(OP, "the node has no output"))?;
+    let indices = rest.first_mut();
+    if attrs.storage_order != 0 && attrs.storage_order != 1 {
+        return Err(CpuError::invalid(OP, format!("storage_order must be 0 or 1, got {}", attrs.storage_order)));
+    }
+    max_pool_typed(OP, &geo, x, y, indices, attrs.storage_order)
+}
+
+fn max_pool_typed(
+    op: &'static str,
+    geo: &PoolGeometry,
+    x: TensorView,
+    y: &mut TensorViewMut,
+    indices: Option<&mut TensorViewMut>,
+    storage_order: i64,
+) -> Result<()> {
+    expect_shape(op, "output", y.shape, &geo.out_shape)?;
+    expect_dtype(op, "output", y.dtype, x.dtype)?;
+    let indices = match indices {
+        Some(i) => {
+            expect_shape(op, "Indices", i.shape, &geo.out_shape)?;
+            expect_dtype(op, "Indices", i.dtype, DType::I64)?;
+            Some(i.as_mut_slice::<i64>()?)
+        }
+        None => None,
+    };
+    match x.dtype {
+        DType::F32 => max_pool_planes::<f32>(geo, x.as_slice()?, y.as_mut_slice()?, indices, storage_order, f32::MIN),
+        DType::F64 => max_pool_planes::<f64>(geo, x.as_slice()?, y.as_mut_slice()?, indices, storage_order, f64::MIN),
+        DType::F16 => max_pool_planes::<f16>(geo, x.as_slice()?, y.as_mut_slice()?, indices, storage_order, f16::MIN),
+        DType::BF16 => {
+            max_pool_planes::<bf16>(geo, x.as_slice()?, y.as_mut_slice()?, indices, storage_order, bf16::MIN)
+        }
+        DType::I8 => max_pool_planes::<i8>(geo, x.as_slice()?, y.as_mut_slice()?, indices, storage_order, i8::MIN),
+        DType::U8 => max_pool_planes::<u8>(geo, x.as_slice()?, y.as_mut_slice()?, indices, storage_order, u8::MIN),
+        dtype => return Err(CpuError::UnsupportedDType { op, dtype }),
+    }
+    Ok(())
+}
+
+/// Converts a row-major in-plane offset to the column-major one Indices reports
+/// with `storage_order = 1`.
+fn column_major(offset: usize, dims: &[usize]) -> usize {
+    let (mut rem, mut out, mut stride) = (offset, 0, 1);
+    let mut idx = vec![0usize; dims.len()];
+    for d in (0..dims.len()).rev() {
+        idx[d] = rem % dims[d];
+        rem /= dims[d];
+    }
+    for d in 0..dims.len() {
+        out += idx[d] * stride;
+        stride *= dims[d];
+    }
+    out
+}
+
+fn max_pool_planes<T: Element>(
+    geo: &PoolGeometry,
+    x: &[T],
+    y: &mut [T],
+    indices: Option<&mut [i64]>,
+    storage_order: i64,
+    lowest: T,
+) {
+    let (in_size, out_size) = (geo.in_size(), geo.out_size());
+    if out_size == 0 {
+        return;
+    }
+    let plane = |p: usize, yp: &mut [T], ip: Option<&mut [i64]>| {
+        let xp = &x[p * in_size..][..in_size];
+        let mut ip = ip;
+        geo.for_each_window(|o, cells, _| {
+            // Strictly greater: the first of equal maxima wins, as in onnxruntime.
+            let mut best: Option<(T, usize)> = None;
+            for &c in cells {
+                let v = xp[c];
+                if best.is_none_or(|(b, _)| v > b) {
+                    best = Some((v, c));
+                }
+            }
+            yp[o] = best.map_or(lowest, |(v, _)| v);
+            if let Some(ip) = ip.as_deref_mut() {
+                ip[o] = match best {
+                    Some((_, c)) => {
+                        let within = if storage_order == 1 { column_major(c, &geo.input) } else { c };
+                        (p * in_size + within) as i64
+                    }
+                    None => -1,
+                };
+            }
+        });
+    };
+    match indices {
+        Some(ind) => {
+            if parallel_planes(geo) {
+                y.par_chunks_mut(out_size)
+                    .zip(ind.par_chunks_mut(out_size))
+                    .enumerate()
+                    .for_each(|(p, (yp, ip))| plane(p, yp, Some(ip)));
+            } else {
+                y.chunks_mut(out_size)
+                    .zip(ind.chunks_mut(out_size))
+                    .enumerate()
+                    .for_each(|(p, (yp, ip))| plane(p, yp, Some(ip)));
+            }
+        }
+        None => {
+            if parallel_planes(geo) {
+                y.par_chunks_mut(out_size).enumerate().for_each(|(p, yp)| plane(p, yp, None));
+            } else {
+                y.chunks_mut(out_size).enumerate().for_each(|(p, yp)| plane(p, yp, None));
+            }
+        }
+    }
+}
+
+// ── AveragePool, LpPool, GlobalAveragePool ─────────────────────────────────
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Reduction {
+    /// Sum over the cells inside the input, divided by their count.
+    Average,
+    /// Divided instead by the cells inside the input or its declared padding.
+    AverageWithPad,
+    /// `(Σ|x|^p)^(1/p)`; padding adds zeros, so nothing.
+    Lp(i32),
+}
+
+fn float_pool(
+    op: &'static str,
+    geo: &PoolGeometry,
+    kind: Reduction,
+    x: TensorView,
+    y: &mut TensorViewMut,
+) -> Result<()> {
+    expect_shape(op, "output", y.shape, &geo.out_shape)?;
+    expect_dtype(op, "output", y.dtype, x.dtype)?;
+    match x.dtype {
+        DType::F32 => reduce_planes::<f32>(geo, kind, x.as_slice()?, y.as_mut_slice()?),
+        DType::F64 => reduce_planes::<f64>(geo, kind, x.as_slice()?, y.as_mut_slice()?),
+        DType::F16 => reduce_planes::<f16>(geo, kind, x.as_slice()?, y.as_mut_slice()?),
+        DType::BF16 => reduce_planes::<bf16>(geo, kind, x.as_slice()?, y.as_mut_slice()?),
+        dtype => return Err(CpuError::UnsupportedDType { op, dtype }),
+    }
+    Ok(())
+}
+
+/// Sums in f64, so f32 averages over large windows keep their precision.
+fn reduce_planes<T: Element>(geo: &PoolGeometry, kind: Reduction, x: &[T], y: &mut [T]) {
+    let (in_size, out_size) = (geo.in_size(), geo.out_size());
+    if out_size == 0 {
+        return;
+    }
+    let plane = |p: usize, yp: &mut [T]| {
+        let xp = &x[p * in_size..][..in_size];
+        geo.for_each_window(|o, cells, counted| {
+            let v = match kind {
+                Reduction::Average => cells.iter().map(|&c| xp[c].to_f64()).sum::<f64>() / cells.len() as f64,
+                Reduction::AverageWithPad => cells.iter().map(|&c| xp[c].to_f64()).sum::<f64>() / counted as f64,
+                Reduction::Lp(1) => cells.iter().map(|&c| xp[c].to_f64().abs()).sum::<f64>(),
+                Reduction::Lp(2) => cells.iter().map(|&c| xp[c].to_f64().powi(2)).sum::<f64>().sqrt(),
+                Reduction::Lp(pw) => {
+                    cells.iter().map(|&c| xp[c].to_f64().abs().powi(pw)).sum::<f64>().powf(1.0 / pw as f64)
+                }
+            };
+            yp[o] = T::from_f64(v);
+        });
+    };
+    if parallel_planes(geo) {
+        y.par_chunks_mut(out_size).enumerate().for_each(|(p, yp)| plane(p, yp));
+    } else {
+        y.chunks_mut(out_size).enumerate().for_each(|(p, yp)| plane(p, yp));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing::{assert_close, random, run_op, try_run_op};
+    use smelt_ir::Tensor;
+
+    fn pool_attrs(kernel: &[usize], strides: &[usize], pads: &[usize], dilations: &[usize]) -> PoolAttrs {
+        PoolAttrs {
+            kernel_shape: kernel.to_vec(),
+            strides: strides.to_vec(),
+            pads: pads.to_vec(),
+            dilations: dilations.to_vec(),
+            auto_pad: AutoPad::NotSet,
+            ceil_mode: false,
+            count_include_pad: false,
+            storage_order: 0,
+        }
+    }
+
+    /// Naive 2-D pooling on f64 from the definitions, for (N, C, H, W) input.
+    fn naive_2d(x: &Tensor, a: &PoolAttrs, out: &[usize], mode: &str) -> (Vec<f64>, Vec<i64>) {
+        let s = x.shape();
+        let (h, w) = (s[2], s[3]);
+        let xv = x.to_f64_vec();
+        let st = if a.strides.is_empty() { vec![1, 1] } else { a.strides.clone() };
+        let dl = if a.dilations.is_empty() { vec![1, 1] } else { a.dilations.clone() };
+        let pd = if a.pads.is_empty() { vec![0; 4] } else { a.pads.clone() };
+        let (mut vals, mut idx) = (Vec::new(), Vec::new());
+        for p in 0..s[0] * s[1] {
+            for oy in 0..out[2] {
+                for ox in 0..out[3] {
+                    let (mut best, mut best_i, mut sum, mut n, mut counted) = (f64::NEG_INFINITY, -1i64, 0.0, 0, 0);
+                    for ky in 0..a.kernel_shape[0] {
+                        for kx in 0..a.kernel_shape[1] {
+                            let iy = (oy * st[0] + ky * dl[0]) as isize - pd[0] as isize;
+                            let ix = (ox * st[1] + kx * dl[1]) as isize - pd[1] as isize;
+                            if iy < (h + pd[2]) as isize && ix < (w + pd[3]) as isize {
+                                counted += 1;
+                            }
+                            if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                                continue;
+                            }
+                            let off = iy as usize * w + ix as usize;
+                            let v = xv[p * h * w + off];
+                            if v > best {
+                                best = v;
+                                best_i = (p * h * w + off) as i64;
+                            }
+                            sum += if mode == "lp2" { v * v } else { v };
+                            n += 1;
+                        }
+                    }
+                    vals.push(match mode {
+                        "max" => best,
+                        "avg" => sum / n as f64,
+                        "avg_pad" => sum / counted as f64,
+                        _ => sum.sqrt(),
+                    });
+                    idx.push(best_i);
+                }
+            }
+        }
+        (vals, idx)
+    }
+
+    #[test]
+    fn max_and_average_2d_variants() {
+        let cases: &[(PoolAttrs, &[usize])] = &[
+            (pool_attrs(&[3, 3], &[2, 2], &[], &[]), &[1, 2, 7, 8]),
+            (pool_attrs(&[3, 3], &[2, 2], &[1, 1, 1, 1], &[]), &[2, 3, 9, 9]),
+            (pool_attrs(&[2, 3], &[1, 2], &[1, 0, 1, 2], &[2, 2]), &[1, 2, 8, 9]),
+            (PoolAttrs { ceil_mode: true, ..pool_attrs(&[3, 3], &[2, 2], &[], &[]) }, &[1, 1, 4, 4]),
+            (PoolAttrs { ceil_mode: true, ..pool_attrs(&[3, 2], &[3, 2], &[1, 0, 1, 1], &[]) }, &[1, 2, 7, 6]),
+            (PoolAttrs { ceil_mode: true, ..pool_attrs(&[2, 2], &[2, 2], &[], &[2, 1]) }, &[1, 1, 9, 7]),
+        ];
+        for (i, (a, shape)) in cases.iter().enumerate() {
+            let x = random(DType::F32, shape, 10 + i as u64);
+            let geo = PoolGeometry::new("MaxPool", a, shape).unwrap();
+            let out = geo.out_shape.clone();
+            let (want, want_idx) = naive_2d(&x, a, &out, "max");
+            let got = run_op(&Op::MaxPool(a.clone()), &[Some(&x)], &[(DType::F32, &out), (DType::I64, &out)]);
+            assert_close(&got[0], &want, 0.0);
+            assert_eq!(got[1].to_i64_vec(), want_idx);
+            let (want, _) = naive_2d(&x, a, &out, "avg");
+            let got = run_op(&Op::AveragePool(a.clone()), &[Some(&x)], &[(DType::F32, &out)]);
+            assert_close(&got[0], &want, 1e-6);
+            let with_pad = PoolAttrs { count_include_pad: true, ..a.clone() };
+            let (want, _) = naive_2d(&x, a, &out, "avg_pad");
+            let got = run_op(&Op::AveragePool(with_pad), &[Some(&x)], &[(DType::F32, &out)]);
+            assert_close(&got[0], &want, 1e-6);
+            let (want, _) = naive_2d(&x, a, &out, "lp2");
+            let got = run_op(&Op::LpPool { attrs: a.clone(), p: 2 }, &[Some(&x)], &[(DType::F32, &out)]);
+            assert_close(&got[0], &want, 1e-6);
+        }
+    }
+
+    #[test]
+    fn onnx_ceil_mode_examples() {
+        // test_averagepool_2d_ceil and test_maxpool_2d_ceil.
+        let x = Tensor::from_vec(&[1, 1, 4, 4], (1..=16).map(|v| v as f32).collect()).unwrap();
+        let a = PoolAttrs { ceil_mode: true, ..pool_attrs(&[3, 3], &[2, 2], &[], &[]) };
+        let got = run_op(&Op::AveragePool(a.clone()), &[Some(&x)], &[(DType::F32, &[1, 1, 2, 2])]);
+        assert_close(&got[0], &[6.0, 7.5, 12.0, 13.5], 1e-6);
+        let got = run_op(&Op::MaxPool(a), &[Some(&x)], &[(DType::F32, &[1, 1, 2, 2])]);
+        assert_close(&got[0], &[11.0, 12.0, 15.0, 16.0], 0.0);
+        // test_averagepool_2d_ceil_last_window_starts_on_pad: the window that would
+        // start in the end padding is dropped; the remaining one counts 9 cells.
+        let x = Tensor::from_vec(&[1, 1, 2, 2], vec![0.8580f32, 0.0786, 0.2692, 0.1537]).unwrap();
+        let a =
+            PoolAttrs { ceil_mode: true, count_include_pad: true, ..pool_attrs(&[3, 3], &[3, 3], &[1, 1, 1, 1], &[]) };
+        let got = run_op(&Op::AveragePool(a), &[Some(&x)], &[(DType::F32, &[1, 1, 1, 1])]);
+        assert_close(&got[0], &[0.151055], 1e-5);
+        // test_maxpool_2d_ceil_output_size_reduce_by_one
+        let x = random(DType::F32, &[1, 1, 2, 2], 3);
+        let a = PoolAttrs { ceil_mode: true, ..pool_attrs(&[1, 1], &[2, 2], &[], &[]) };
+        let got = run_op(&Op::MaxPool(a), &[Some(&x)], &[(DType::F32, &[1, 1, 1, 1])]);
+        assert_close(&got[0], &[x.to_f64_vec()[0]], 0.0);
+    }
+
+    #[test]
+    fn auto_pad_and_storage_order() {
+        // test_maxpool_2d_same_upper / same_lower shapes and padding sides.
+        let x = Tensor::from_vec(&[1, 1, 5, 5], (1..=25).map(|v| v as f32).collect()).unwrap();
+        let mut a = pool_attrs(&[2, 2], &[2, 2], &[], &[]);
+        a.auto_pad = AutoPad::SameUpper;
+        let got = run_op(&Op::MaxPool(a.clone()), &[Some(&x)], &[(DType::F32, &[1, 1, 3, 3])]);
+        assert_close(&got[0], &[7., 9., 10., 17., 19., 20., 22., 24., 25.], 0.0);
+        a.auto_pad = AutoPad::SameLower;
+        let got = run_op(&Op::MaxPool(a.clone()), &[Some(&x)], &[(DType::F32, &[1, 1, 3, 3])]);
+        assert_close(&got[0], &[1., 3., 5., 11., 13., 15., 21., 23., 25.], 0.0);
+        a.auto_pad = AutoPad::Valid;
+        let got = run_op(&Op::MaxPool(a), &[Some(&x)], &[(DType::F32, &[1, 1, 2, 2])]);
+        assert_close(&got[0], &[7., 9., 17., 19.], 0.0);
+        // test_maxpool_with_argmax_2d_precomputed_strides: column-major indices.
+        let a = PoolAttrs { storage_order: 1, ..pool_attrs(&[2, 2], &[2, 2], &[], &[]) };
+        let got = run_op(&Op::MaxPool(a), &[Some(&x)], &[(DType::F32, &[1, 1, 2, 2]), (DType::I64, &[1, 1, 2, 2])]);
+        assert_close(&got[0], &[7., 9., 17., 19.], 0.0);
+        assert_eq!(got[1].to_i64_vec(), vec![6, 16, 8, 18]);
+    }
+
+    #[test]
+    fn pools_1d_3d_and_types() {
+        let x = random(DType::F32, &[2, 3, 11], 1);
+        let a = PoolAttrs { ceil_mode: true, ..pool_attrs(&[3], &[2], &[1, 1], &[]) };
+        let got = run_op(&Op::MaxPool(a), &[Some(&x)], &[(DType::F32, &[2, 3, 6])]).remove(0);
+        let xv = x.to_f64_vec();
+        let want: Vec<f64> = (0..6)
+            .flat_map(|p| {
+                let xv = &xv;
+                (0..6).map(move |o: usize| {
+                    let lo = (2 * o).saturating_sub(1);
+                    let hi = (2 * o + 2).min(11);
+                    (lo..hi).map(|i| xv[p * 11 + i]).fold(f64::NEG_INFINITY, f64::max)
+                })
+            })
+            .collect();
+        assert_close(&got, &want, 0.0);
+
+        let x = random(DType::F32, &[1, 2, 4, 5, 6], 2);
+        let a = pool_attrs(&[2, 2, 2], &[2, 2, 2], &[], &[]);
+        let got = run_op(&Op::AveragePool(a), &[Some(&x)], &[(DType::F32, &[1, 2, 2, 2, 3])]).remove(0);
+        let xv = x.to_f64_vec();
+        let mut want = Vec::new();
+        for c in 0..2 {
+            for d in 0..2 {
+                for h in 0..2 {
+                    for w in 0..3 {
+                        let mut s = 0.0;
+                        for (i, j, k) in (0..8).map(|t| (t / 4, (t / 2) % 2, t % 2)) {
+                            s += xv[c * 120 + (2 * d + i) * 30 + (2 * h + j) * 6 + 2 * w + k];
+                        }
+                        want.push(s / 8.0);
+                    }
+                }
+            }
+        }
+        assert_close(&got, &want, 1e-6);
+
+        for dtype in [DType::I8, DType::U8, DType::F16, DType::F64] {
+            let x = random(dtype, &[1, 2, 4, 4], 3);
+            let a = pool_attrs(&[2, 2], &[2, 2], &[], &[]);
+            let (want, _) = naive_2d(&x, &a, &[1, 2, 2, 2], "max");
+            let got = run_op(&Op::MaxPool(a), &[Some(&x)], &[(dtype, &[1, 2, 2, 2])]);
+            assert_close(&got[0], &want, 0.0);
+        }
+        let x = random(DType::I8, &[1, 2, 4, 4], 3);
+        let avg = Op::AveragePool(pool_attrs(&[2, 2], &[2, 2], &[], &[]));
+        assert!(try_run_op(&avg, &[Some(&x)], &[(DType::I8, &[1, 2, 2, 2])]).is_err());
+    }
+
+    #[test]
+    fn global_pools() {
+        let x = random(DType::F32, &[2, 3, 4, 5], 7);
+        let xv = x.to_f64_vec();
+        let avg: Vec<f64> = xv.chunks(20).map(|c| c.iter().sum::<f64>() / 20.0).collect();
+        let max: Vec<f64> = xv.chunks(20).map(|c| c.iter().copied().fold(f64::NEG_INFINITY, f64::max)).collect();
+        let got = run_op(&Op::GlobalAveragePool, &[Some(&x)], &[(DType::F32, &[2, 3, 1, 1])]);
+        assert_close(&got[0], &avg, 1e-6);
+        let got = run_op(&Op::GlobalMaxPool, &[Some(&x)], &[(DType::F32, &[2, 3, 1, 1])]);
+        assert_close(&got[0], &max, 0.0);
+        assert!(try_run_op(&Op::GlobalMaxPool, &[Some(&x)], &[(DType::F32, &[2, 3, 1])]).is_err());
+    }
 }
