@@ -274,10 +274,20 @@ pub(super) fn concat(axis: i64, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, S
         out.push(d);
     }
     let shape = Shape::new(out);
-    // Concatenated shape pieces keep their values: `[batch] ++ [-1]`.
-    if rank == 1 {
-        let vals: Option<Vec<Vec<Val>>> = facts.iter().map(|f| small_values(f)).collect();
-        return Ok(vec![with_moved_values(dtype, &shape, vals.map(|v| v.concat()))]);
+    // Concatenated shape pieces keep their values: `[batch] ++ [-1]`. A piece of
+    // known length but unknown values contributes unknown elements, so the others
+    // still count.
+    if rank == 1 && dtype.is_int() {
+        let piece = |f: &Fact| {
+            small_values(f).or_else(|| match f.shape.dims() {
+                Some([Dim::Fixed(n)]) if *n <= super::dims::MAX_TRACKED_VALUES => Some(vec![Val::Unknown; *n]),
+                _ => None,
+            })
+        };
+        let vals: Option<Vec<Vec<Val>>> = facts.iter().map(|f| piece(f)).collect();
+        if let Some(vals) = vals.filter(|v| v.iter().flatten().any(|x| *x != Val::Unknown)) {
+            return Ok(vec![with_moved_values(dtype, &shape, Some(vals.concat()))]);
+        }
     }
     Ok(vec![Fact::new(dtype, shape)])
 }
@@ -783,6 +793,17 @@ mod tests {
         assert!(e.contains("dimension 0") && e.contains("2 vs 3"), "{e}");
         assert!(err(&c, &[&f32(shape![2, 3]), &f32(shape![2, 3, 1])]).contains("same rank"));
         assert!(err(&Op::Concat { axis: 2 }, &[&f32(shape![2, 3])]).contains("out of range"));
+    }
+
+    #[test]
+    fn concat_keeps_known_pieces_of_a_shape() {
+        let batch = one(&Op::Shape { start: 0, end: Some(1) }, &[&f32(shape!["b", 3])]);
+        let opaque = fact(DType::I64, shape![1]);
+        let s = one(&Op::Concat { axis: 0 }, &[&batch, &opaque, &i64s(&[64])]);
+        assert_eq!(dims_value(&s), vec![Dim::Sym("b".into()), Dim::Unknown, Dim::Fixed(64)]);
+        assert_eq!(one(&reshape(), &[&f32(shape!["b", 6, 64]), &s]).shape, shape!["b", "?", 64]);
+        let none = one(&Op::Concat { axis: 0 }, &[&opaque, &opaque]);
+        assert!(none.dims_value.is_none());
     }
 
     #[test]
