@@ -91,12 +91,22 @@ pub(crate) fn unsupported_nodes(graph: &GraphProto) -> Vec<UnsupportedNode> {
 }
 
 fn import_model(mut model: ModelProto, base_dir: Option<&Path>) -> Result<Model, OnnxError> {
-    let opset = default_opset(&model)?;
+    // A model with no default-domain opset at all is usually made of other domains'
+    // operators (ai.onnx.ml, training); listing those says more than the opset does.
+    let opset = match default_opset(&model) {
+        Err(OnnxError::NoDefaultOpset { .. })
+            if model.graph.as_ref().is_some_and(|g| !unsupported_nodes(g).is_empty()) =>
+        {
+            None
+        }
+        other => Some(other?),
+    };
     let mut graph_proto = model.graph.take().ok_or(OnnxError::MissingGraph)?;
     let unsupported = unsupported_nodes(&graph_proto);
     if !unsupported.is_empty() {
         return Err(OnnxError::UnsupportedOps(unsupported));
     }
+    let opset = opset.ok_or(OnnxError::NoDefaultOpset { min: MIN_OPSET, max: MAX_OPSET })?;
     let producer = format!("{} {}", model.producer_name, model.producer_version).trim().to_string();
     let mut graph = GraphImporter::new(opset, model.ir_version, base_dir).import(&mut graph_proto)?;
     graph.producer = producer.clone();
@@ -434,3 +444,6 @@ fn declared_fact(vi: &ValueInfoProto, guess: DType) -> Result<Fact, OnnxError> {
     };
     Ok(Fact::new(dtype, declared_shape(t.shape.as_ref())))
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,6 +18,8 @@ mod ops;
 pub mod proto;
 mod summary;
 mod tensor;
+#[cfg(test)]
+mod testing;
 
 pub use error::{OnnxError, UnsupportedNode};
 pub use import::{load_model, load_model_from_bytes, Model, MAX_OPSET, MIN_OPSET};

@@ -87,8 +87,8 @@ pub(super) fn lower_pool(cx: &mut OpContext<'_>) -> Result<Lowered, OnnxError> {
         "AveragePool" => Op::AveragePool(attrs),
         _ => {
             let p = a.int_or("p", 2)?;
-            if p != 1 && p != 2 {
-                return Err(a.error("p", format!("Smelt supports p = 1 or 2, found {p}")));
+            if p < 1 {
+                return Err(a.error("p", format!("must be at least 1, found {p}")));
             }
             Op::LpPool { attrs, p }
         }

@@ -405,3 +405,6 @@ mod tests {
         assert_eq!(guess_output_dtypes(&Op::Where, &[Some(DType::Bool), f16, f16], 1), vec![DType::F16]);
     }
 }
+
+#[cfg(test)]
+mod canonical_tests;
