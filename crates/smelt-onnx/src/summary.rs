@@ -184,3 +184,94 @@ impl fmt::Display for ModelSummary {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{tensor_proto::DataLocation, StringStringEntryProto};
+    use crate::testing::*;
+    use smelt_ir::DType;
+
+    #[test]
+    fn summarizes_models_smelt_cannot_run() {
+        let mut custom = named(node("FusedGemm", &["x", "w"], &["b"], vec![]), "fg");
+        custom.domain = "com.microsoft".into();
+        let external = TensorProto {
+            name: "big".into(),
+            dims: vec![1000, 1000],
+            data_type: DType::F16.onnx_code(),
+            data_location: DataLocation::External as i32,
+            external_data: vec![StringStringEntryProto { key: "location".into(), value: "missing.bin".into() }],
+            ..Default::default()
+        };
+        let m = TestModel::new(17)
+            .input("x", DType::F32, &["batch", "4"])
+            .input("w", DType::F32, &["4", "4"])
+            .init(tensor("w", &[4, 4], &[0.0f32; 16]))
+            .init(external)
+            .node(node("Relu", &["x"], &["a"], vec![]))
+            .node(node("Relu", &["a"], &["c"], vec![]))
+            .node(custom)
+            .node(node("If", &["c"], &["d"], vec![]))
+            .output("d", DType::F32);
+        let s = summarize(&m.bytes()).unwrap();
+        assert_eq!(s.ir_version, 8);
+        assert_eq!(s.opset_imports, vec![(String::new(), 17)]);
+        assert_eq!(s.producer, "smelt-tests");
+        assert_eq!(
+            s.inputs,
+            vec![
+                IoSummary {
+                    name: "x".into(),
+                    dtype: "f32".into(),
+                    dims: Some(vec!["batch".into(), "4".into()]),
+                    has_default: false
+                },
+                IoSummary {
+                    name: "w".into(),
+                    dtype: "f32".into(),
+                    dims: Some(vec!["4".into(), "4".into()]),
+                    has_default: true
+                },
+            ]
+        );
+        assert_eq!(s.outputs[0].dims, None);
+        assert_eq!(s.op_histogram[0], OpCount { domain: "ai.onnx".into(), op_type: "Relu".into(), count: 2 });
+        assert_eq!(s.op_histogram.len(), 3);
+        assert_eq!(s.node_count, 4);
+        // The external tensor counts by its declared size; its file is never opened.
+        assert_eq!(s.parameter_count, 16 + 1_000_000);
+        assert_eq!(s.parameter_bytes, 64 + 2_000_000);
+        let unsupported: Vec<String> = s.unsupported.iter().map(ToString::to_string).collect();
+        assert_eq!(unsupported, ["com.microsoft::FusedGemm (node 'fg')", "ai.onnx::If (node 'If_3')"]);
+        let text = s.to_string();
+        assert!(text.contains("x: f32[batch, 4]") && text.contains("unsupported (2)"), "{text}");
+    }
+
+    #[test]
+    fn ir3_initializer_inputs_are_not_listed_as_inputs() {
+        let m = TestModel::new(8)
+            .ir(3)
+            .input("x", DType::F32, &["2"])
+            .input("w", DType::F32, &["2"])
+            .init(tensor("w", &[2], &[1.0f32, 2.0]))
+            .node(node("Add", &["x", "w"], &["y"], vec![]))
+            .output("y", DType::F32);
+        let s = summarize(&m.bytes()).unwrap();
+        assert_eq!(s.inputs.len(), 1);
+        assert!(s.unsupported.is_empty());
+    }
+
+    #[test]
+    fn hostile_sizes_saturate_and_garbage_is_an_error() {
+        let mut t = tensor("w", &[1], &[1.0f32]);
+        t.dims = vec![i64::MAX, i64::MAX, -5];
+        let s = summarize(&TestModel::new(13).init(t).bytes()).unwrap();
+        assert_eq!(s.parameter_count, 0);
+        let mut t = tensor("w", &[1], &[1.0f32]);
+        t.dims = vec![i64::MAX, i64::MAX];
+        let s = summarize(&TestModel::new(13).init(t).bytes()).unwrap();
+        assert_eq!(s.parameter_count, u64::MAX);
+        assert!(summarize(&[0xff, 0xff, 0xff]).is_err());
+    }
+}

@@ -284,6 +284,11 @@ fn dropout_is_an_inference_passthrough() {
     let train_bool = one_node(13, node("Dropout", &["x", "", "t"], &["y"], vec![]), vec![t]);
     assert!(train.unwrap_err().to_string().contains("training_mode"));
     assert!(train_bool.unwrap_err().to_string().contains("training_mode"));
+    let off = one_node(13, node("Dropout", &["x", "", "t"], &["y"], vec![]), vec![tensor("t", &[], &[0u8])]);
+    assert_eq!(lowered(&off.unwrap()), (Op::Dropout, vec![x()]));
+    let mut m = TestModel::new(13).input("x", DType::F32, &["2"]).input("t", DType::Bool, &[]);
+    m = m.node(node("Dropout", &["x", "", "t"], &["y"], vec![])).output("y", DType::F32);
+    assert!(m.load().unwrap_err().to_string().contains("not a constant"));
 }
 
 #[test]

@@ -232,15 +232,20 @@ pub(super) fn lower_identity(cx: &mut OpContext<'_>) -> Result<Lowered, OnnxErro
 }
 
 /// Inference-mode Dropout passes its input through; the ratio (an attribute before
-/// opset 12, an input after) and the seed do not matter. A constant
-/// `training_mode = true` asks for random dropping, which Smelt does not do.
+/// opset 12, an input after) and the seed do not matter. A `training_mode` input
+/// that is true, or not a constant, may ask for random dropping, which Smelt does not do.
 pub(super) fn lower_dropout(cx: &mut OpContext<'_>) -> Result<Lowered, OnnxError> {
     if cx.opset >= 12 {
         cx.expect_inputs(1, 3)?;
         cx.attrs.ignore(&["seed"]);
-        if let Some(mode) = cx.input(2).and_then(|v| cx.graph.constant(v)) {
-            if mode.to_i64_vec().iter().any(|&m| m != 0) {
-                return Err(cx.error("training_mode is true; Smelt runs Dropout in inference mode only"));
+        if let Some(mode) = cx.input(2) {
+            match cx.graph.constant(mode) {
+                Some(t) if t.to_i64_vec().iter().all(|&m| m == 0) => {}
+                Some(_) => return Err(cx.error("training_mode is true; Smelt runs Dropout in inference mode only")),
+                // A run-time flag could switch dropping on, which Smelt cannot honour.
+                None => {
+                    return Err(cx.error("training_mode is not a constant; Smelt runs Dropout in inference mode only"))
+                }
             }
         }
     } else {
