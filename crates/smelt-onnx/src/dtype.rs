@@ -43,7 +43,7 @@ pub fn onnx_type_name(code: i32) -> &'static str {
 pub fn display_type_name(code: i32) -> String {
     match DType::from_onnx_code(code) {
         Some(d) => d.name().to_string(),
-        None if code < 0 || code > 28 => format!("unknown type {code}"),
+        None if !(0..=28).contains(&code) => format!("unknown type {code}"),
         None => onnx_type_name(code).to_string(),
     }
 }
@@ -57,7 +57,7 @@ pub fn storage_bits(code: i32) -> u64 {
         1 | 6 | 12 => 32,
         7 | 11 | 13 | 14 => 64,
         15 => 128,
-        21 | 22 | 23 => 4,
+        21..=23 => 4,
         25 | 26 => 2,
         27 | 28 => 6,
         _ => 0,

@@ -10,7 +10,7 @@ use crate::{OnnxError, UnsupportedNode};
 use prost::Message;
 use smelt_ir::{DType, Dim, Fact, Graph, Shape, Tensor, ValueId};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -169,14 +169,16 @@ impl<'b> GraphImporter<'b> {
         // inputs are really constants. From IR 4 on such an input is overridable and
         // the initializer is its default.
         let shadowed_inputs_are_constants = self.ir_version < 4;
+        let initializer_names: HashSet<&str> = initializers.iter().map(|t| t.name.as_str()).collect();
         for input in &proto.input {
-            if shadowed_inputs_are_constants && initializers.iter().any(|t| t.name == input.name) {
+            if shadowed_inputs_are_constants && initializer_names.contains(input.name.as_str()) {
                 continue;
             }
             let fact = input_fact(input)?;
             let id = self.define(&input.name, fact)?;
             self.graph.inputs.push(id);
         }
+        drop(initializer_names);
         for init in initializers {
             if init.name.is_empty() {
                 return Err(OnnxError::tensor("<unnamed>", "an initializer has no name"));
@@ -408,7 +410,7 @@ fn declared_shape(shape: Option<&crate::proto::TensorShapeProto>) -> Shape {
 
 /// What a value info says about a tensor: element type code and shape. Non-tensor
 /// types are errors naming the kind.
-fn tensor_type<'v>(vi: &'v ValueInfoProto) -> Result<Option<&'v type_proto::Tensor>, OnnxError> {
+fn tensor_type(vi: &ValueInfoProto) -> Result<Option<&type_proto::Tensor>, OnnxError> {
     let Some(ty) = &vi.r#type else {
         return Ok(None);
     };

@@ -8,6 +8,14 @@
 //!   Smelt cannot run.
 //! - [`read_tensor_proto`] reads a standalone serialized tensor (the ONNX test
 //!   suite's `input_0.pb` files).
+//!
+//! Adding an op to the importer (after its definition in `smelt_ir::op`):
+//! 1. list its ONNX name and first opset in [`SUPPORTED_OPS`];
+//! 2. write its lowering in the `ops` module of its family, reading every
+//!    attribute each opset defines (unread attributes are refused) and turning
+//!    attributes that later opsets made inputs into constant inputs;
+//! 3. give it a minimal node in `every_supported_op_imports` and, when old opsets
+//!    differ, a test that old and new forms import alike (`ops/canonical_tests.rs`).
 
 mod attrs;
 mod dtype;

@@ -207,10 +207,7 @@ fn ops_newer_than_the_models_opset_are_refused() {
 fn truncated_and_garbage_bytes_are_decode_errors() {
     let bytes = add_model().bytes();
     for len in [1, 5, bytes.len() / 2, bytes.len() - 1] {
-        match load_model_from_bytes(&bytes[..len], None) {
-            Err(e) => assert!(matches!(e, OnnxError::Decode(_) | OnnxError::MissingGraph) || e.to_string().len() > 0),
-            Ok(_) => panic!("truncated model of {len} bytes loaded"),
-        }
+        assert!(load_model_from_bytes(&bytes[..len], None).is_err(), "a model truncated to {len} bytes loaded");
     }
     let err = load_model_from_bytes(&bytes[..bytes.len() / 2], None).unwrap_err();
     assert!(err.to_string().contains("not a valid ONNX model"), "{err}");
