@@ -185,6 +185,12 @@ impl Broadcast {
 /// `out[start..start + chunk.len()]`: one chunk when `out` is small, else several run
 /// on the rayon pool.
 pub fn for_each_chunk<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
+    chunks_dyn(out, &f)
+}
+
+/// The body of [`for_each_chunk`], behind `dyn` so rayon's machinery is instantiated
+/// once per element type rather than once per kernel.
+fn chunks_dyn<T: Send>(out: &mut [T], f: &(dyn Fn(usize, &mut [T]) + Sync)) {
     let n = out.len();
     if n < PARALLEL_MIN_ELEMENTS || rayon::current_num_threads() <= 1 {
         f(0, out);
@@ -205,6 +211,11 @@ pub fn for_each_row_block<T: Send>(
     work: usize,
     f: impl Fn(Range<usize>, &mut [T]) + Sync,
 ) {
+    row_blocks_dyn(out, row_len, work, &f)
+}
+
+/// The body of [`for_each_row_block`], behind `dyn` like [`chunks_dyn`].
+fn row_blocks_dyn<T: Send>(out: &mut [T], row_len: usize, work: usize, f: &(dyn Fn(Range<usize>, &mut [T]) + Sync)) {
     if row_len == 0 {
         return;
     }

@@ -5,7 +5,7 @@
 //! inner loops over contiguous slices; [`super::broadcast`] turns broadcasting into
 //! such slices, and large outputs are split across the rayon pool.
 
-mod binary;
+pub(crate) mod binary;
 mod cast;
 pub(crate) mod checked;
 mod nary;

@@ -72,7 +72,9 @@ where
 macro_rules! dispatch_num {
     ($dtype:expr, $name:expr, $T:ident => $body:expr) => {
         match $dtype {
-            DType::Bool => Err(CpuError::UnsupportedDType { op: $name, dtype: DType::Bool }),
+            smelt_ir::DType::Bool => {
+                Err($crate::CpuError::UnsupportedDType { op: $name, dtype: smelt_ir::DType::Bool })
+            }
             other => smelt_ir::dispatch_dtype!(other, $T => $body),
         }
     };

@@ -124,6 +124,9 @@ pub fn cast(x: TensorView, out: &mut TensorViewMut) -> Result<()> {
     const OP: &str = "Cast";
     expect_shape(OP, "output", out.shape, x.shape)?;
     if x.dtype == out.dtype {
+        if out.data.len() != x.data.len() {
+            return Err(crate::CpuError::invalid(OP, "output buffer size differs from the input's"));
+        }
         out.data.copy_from_slice(x.data);
         return Ok(());
     }
@@ -155,7 +158,7 @@ fn convert<S: CastElem, D: CastElem>(x: &TensorView, out: &mut TensorViewMut) ->
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
-    use half::{bf16, f16};
+    use half::f16;
     use smelt_ir::{DType, Op, Tensor};
 
     fn cast(x: &Tensor, to: DType) -> Tensor {
