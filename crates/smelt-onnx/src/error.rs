@@ -43,6 +43,9 @@ pub enum OnnxError {
     #[error("the model has no graph")]
     MissingGraph,
 
+    #[error("the file is empty: it is not an ONNX model")]
+    EmptyFile,
+
     #[error("the model imports no opset for the default ONNX domain; Smelt supports opsets {min} to {max}")]
     NoDefaultOpset { min: i64, max: i64 },
 

@@ -50,6 +50,10 @@ pub fn load_model(path: &Path) -> Result<Model, OnnxError> {
 /// Imports a model held in memory. `base_dir` is where external data files are
 /// looked up; without it, a model with external data is refused.
 pub fn load_model_from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model, OnnxError> {
+    // An empty buffer is a valid (empty) protobuf message; say what it really is.
+    if bytes.is_empty() {
+        return Err(OnnxError::EmptyFile);
+    }
     let proto = ModelProto::decode(bytes)?;
     import_model(proto, base_dir)
 }

@@ -52,6 +52,9 @@ pub struct ModelSummary {
 
 /// Summarises a serialized model. Fails only when the bytes are not a model.
 pub fn summarize(bytes: &[u8]) -> Result<ModelSummary, OnnxError> {
+    if bytes.is_empty() {
+        return Err(OnnxError::EmptyFile);
+    }
     let model = ModelProto::decode(bytes)?;
     let graph = model.graph.as_ref().ok_or(OnnxError::MissingGraph)?;
 
