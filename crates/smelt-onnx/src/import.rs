@@ -333,7 +333,7 @@ impl<'b> GraphImporter<'b> {
             let output = node.output.get(i).map_or("", String::as_str);
             let id = if output.is_empty() {
                 // A position the op computes but nobody reads still needs a value.
-                let placeholder = format!("{name}::unused_output_{i}");
+                let placeholder = ops::unused_name(&self.names, &format!("{name}::unused_output_{i}"));
                 self.define(&placeholder, Fact::new(guess, Shape::unknown()))?
             } else {
                 let fact = match declared.get(output) {

@@ -203,6 +203,14 @@ fn upsample_and_resize_10_become_asymmetric_floor_resize() {
     let r10 = one_node(10, node("Resize", &["x", "s"], &["y"], vec![a_str("mode", "linear")]), init()).unwrap();
     assert_eq!(lowered(&up9).0, legacy(ResizeMode::Linear));
     assert_eq!(lowered(&up9), lowered(&r10));
+    // Resize-10 rounds up on shrunk axes; mixed directions cannot be expressed.
+    let down =
+        one_node(10, node("Resize", &["x", "s"], &["y"], vec![]), vec![tensor("s", &[4], &[1.0f32, 1.0, 0.5, 0.6])]);
+    let Op::Resize(attrs) = lowered(&down.unwrap()).0 else { panic!() };
+    assert_eq!(attrs.nearest_mode, NearestMode::Ceil);
+    let mixed =
+        one_node(10, node("Resize", &["x", "s"], &["y"], vec![]), vec![tensor("s", &[4], &[1.0f32, 1.0, 0.5, 2.0])]);
+    assert!(mixed.unwrap_err().to_string().contains("rounding mode"));
     let bad = one_node(10, node("Resize", &["x", "s"], &["y"], vec![a_str("mode", "cubic")]), init());
     assert!(bad.unwrap_err().to_string().contains("'mode'"));
 }

@@ -242,13 +242,7 @@ impl<'a> OpContext<'a> {
 
     /// Adds a constant input for this node, named after the node and its role.
     pub fn add_constant(&mut self, role: &str, tensor: Tensor) -> ValueId {
-        let base = format!("{}::{role}", self.node);
-        let mut name = base.clone();
-        let mut k = 1;
-        while self.names.contains_key(&name) {
-            name = format!("{base}_{k}");
-            k += 1;
-        }
+        let name = unused_name(self.names, &format!("{}::{role}", self.node));
         let id = self.graph.add_constant(name.clone(), tensor);
         self.names.insert(name, id);
         id
@@ -288,6 +282,18 @@ impl<'a> OpContext<'a> {
         }
         Ok(())
     }
+}
+
+/// `base`, or `base_1`, `base_2`, ... if the model already uses it, for the
+/// values the importer invents.
+pub(crate) fn unused_name(names: &HashMap<String, ValueId>, base: &str) -> String {
+    let mut name = base.to_string();
+    let mut k = 1;
+    while names.contains_key(&name) {
+        name = format!("{base}_{k}");
+        k += 1;
+    }
+    name
 }
 
 /// Lowers one default-domain node. `Constant` nodes are handled by the caller.

@@ -1,8 +1,9 @@
 //! Resize and its predecessor Upsample.
 //!
 //! Upsample (opsets 7-9) and Resize-10 scale by `scales` with what later opsets
-//! call the asymmetric coordinate transform and floor rounding for nearest
-//! neighbour; they become a Resize with those settings and inputs `X, -, scales`.
+//! call the asymmetric coordinate transform, rounding nearest-neighbour source
+//! coordinates down (Resize-10 rounds up on shrunk axes); they become a Resize
+//! with those settings and inputs `X, -, scales`.
 
 use super::{Lowered, OpContext};
 use crate::attrs::NodeAttrs;
@@ -51,10 +52,34 @@ pub(super) fn lower_upsample(cx: &mut OpContext<'_>) -> Result<Lowered, OnnxErro
     Ok(Lowered { op: Op::Resize(attrs), inputs: vec![cx.input(0), None, scales], outputs: 1 })
 }
 
+/// Resize-10's nearest neighbour rounds source coordinates down when an axis is
+/// enlarged and up when it is shrunk (what onnxruntime and the opset-10 test data
+/// do). One rounding mode must serve every axis, so with constant scales the mode
+/// follows their direction; scales only known at run time are taken to enlarge,
+/// the overwhelmingly common use.
+fn resize10_nearest_mode(cx: &OpContext<'_>) -> Result<NearestMode, OnnxError> {
+    let Some(scales) = cx.input(1).and_then(|v| cx.graph.constant(v)) else {
+        return Ok(NearestMode::Floor);
+    };
+    let scales = scales.to_f64_vec();
+    let shrinks = scales.iter().any(|&s| s < 1.0);
+    let grows = scales.iter().any(|&s| s > 1.0);
+    match (shrinks, grows) {
+        (true, true) => Err(cx.error(format!(
+            "nearest Resize-10 with scales {scales:?} enlarges some axes and shrinks others; Smelt's Resize has one rounding mode for all axes"
+        ))),
+        (true, false) => Ok(NearestMode::Ceil),
+        _ => Ok(NearestMode::Floor),
+    }
+}
+
 pub(super) fn lower_resize(cx: &mut OpContext<'_>) -> Result<Lowered, OnnxError> {
     if cx.opset < 11 {
         cx.expect_io(2, 2)?;
-        let attrs = legacy_attrs(mode(&cx.attrs, false)?);
+        let mut attrs = legacy_attrs(mode(&cx.attrs, false)?);
+        if attrs.mode == ResizeMode::Nearest {
+            attrs.nearest_mode = resize10_nearest_mode(cx)?;
+        }
         return Ok(Lowered { op: Op::Resize(attrs), inputs: vec![cx.input(0), None, cx.input(1)], outputs: 1 });
     }
     // Resize-11 lists roi and scales as required, but exporters leave them empty
