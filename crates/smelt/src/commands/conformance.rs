@@ -208,7 +208,10 @@ fn outside_scope(e: &smelt_onnx::OnnxError) -> bool {
     use smelt_onnx::OnnxError::*;
     match e {
         UnsupportedOps(_) | UnsupportedOpset { .. } | NoDefaultOpset { .. } => true,
-        BadAttribute { message, .. } | BadValue { message, .. } | BadTensor { message, .. } => {
+        BadAttribute { message, .. }
+        | BadNode { message, .. }
+        | BadValue { message, .. }
+        | BadTensor { message, .. } => {
             message.contains("which Smelt does not support")
                 || message.contains("inference mode only")
                 || message.contains("Smelt supports dense tensors only")
