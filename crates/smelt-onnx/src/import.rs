@@ -38,6 +38,9 @@ pub struct Model {
 /// Reads and imports a model file. External data is looked up next to it.
 pub fn load_model(path: &Path) -> Result<Model, OnnxError> {
     let bytes = std::fs::read(path).map_err(|source| OnnxError::Io { path: path.to_path_buf(), source })?;
+    if bytes.is_empty() {
+        return Err(OnnxError::EmptyFile);
+    }
     let base_dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -226,7 +226,10 @@ fn truncated_and_garbage_bytes_are_decode_errors() {
         assert!(load_model_from_bytes(&garbage, None).is_err());
         let _ = crate::summarize(&garbage);
     }
-    assert!(matches!(load_model_from_bytes(&[], None), Err(OnnxError::NoDefaultOpset { .. })));
+    assert!(matches!(load_model_from_bytes(&[], None), Err(OnnxError::EmptyFile)));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.onnx"), []).unwrap();
+    assert!(matches!(load_model(&dir.path().join("empty.onnx")), Err(OnnxError::EmptyFile)));
 }
 
 #[test]
