@@ -180,7 +180,7 @@ fn reshape(allowzero: bool, inputs: &[Option<TensorView>], outputs: &mut [Tensor
     }
     let total = data.len();
     // Counts in u128: shape values come from the model and may be absurdly large.
-    let count = |dims: &[usize]| dims.iter().map(|&d| d as u128).product::<u128>();
+    let count = |dims: &[usize]| dims.iter().fold(1u128, |n, &d| n.saturating_mul(d as u128));
     if let Some(i) = inferred {
         let known = count(&shape);
         if known == 0 {
@@ -189,10 +189,11 @@ fn reshape(allowzero: bool, inputs: &[Option<TensorView>], outputs: &mut [Tensor
                 format!("cannot infer the -1 in {spec:?}: the other dims hold 0 elements"),
             ));
         }
-        if total as u128 % known != 0 {
+        let missing = total as u128 / known;
+        if missing * known != total as u128 {
             return Err(CpuError::invalid(OP, format!("cannot reshape {:?} to {spec:?}", data.shape)));
         }
-        shape[i] = (total as u128 / known) as usize;
+        shape[i] = missing as usize;
     }
     if count(&shape) != total as u128 {
         return Err(CpuError::invalid(OP, format!("cannot reshape {:?} ({total} elements) to {shape:?}", data.shape)));
@@ -376,7 +377,9 @@ mod tests {
         let got = run1(&Op::Reshape { allowzero: true }, &[Some(&empty), Some(&i64s(&[3, 0]))], DType::F32, &[3, 0]);
         assert_eq!(got.unwrap().shape(), &[3, 0]);
         let x = random(&mut rng, DType::F32, &[2, 3]);
-        for bad in [&[4, -1][..], &[-1, -1], &[5], &[0, 0, 0], &[-2, 3], &[i64::MAX, 4, -1], &[i64::MAX, i64::MAX]] {
+        for bad in
+            [&[4, -1][..], &[-1, -1], &[5], &[0, 0, 0], &[-2, 3], &[i64::MAX, 4, -1], &[i64::MAX, i64::MAX, i64::MAX]]
+        {
             let err = run1(&Op::Reshape { allowzero: false }, &[Some(&x), Some(&i64s(bad))], DType::F32, &[6]);
             assert!(err.is_err(), "{bad:?}");
         }
