@@ -14,7 +14,7 @@
 //!
 //! ConvTranspose is GEMM (`Wᵀ · X` per image and group) followed by col2im.
 
-use super::gemm::{gemm, gemm_raw, parallelism, Float, Layout, Parallelism};
+use super::gemm::{gemm, gemm_raw, parallelism, Float, Layout, PackedLhs, Parallelism};
 use super::operands::{expect_dtype, expect_shape, first_output, optional, required};
 use crate::{CpuError, Kernel, Result, Scratch};
 use half::f16;
@@ -33,7 +33,7 @@ pub fn eval(
             let x = required("Conv", inputs, 0)?;
             let w = required("Conv", inputs, 1)?;
             let bias = optional(inputs, 2);
-            conv(attrs, x, w, bias, first_output("Conv", outputs)?, scratch)
+            conv(attrs, x, w, None, bias, first_output("Conv", outputs)?, scratch)
         }
         Op::ConvTranspose(attrs) => conv_transpose(attrs, inputs, outputs, scratch),
         other => Err(CpuError::invalid(other.name(), "is not a convolution")),
@@ -41,10 +41,11 @@ pub fn eval(
 }
 
 /// Conv with constant f32 weights. ONNX's weight layout `[M, C/g, k1, .., kn]`
-/// already is the row-major `[group][M/g][C/g·k1·…·kn]` matrix the GEMM reads
-/// as its left operand, so the weight is kept as is (shared with the graph, not
-/// copied); the bias, when constant, is checked once. At run time only im2col,
-/// GEMM and the bias + activation epilogue remain.
+/// is the row-major `[group][M/g][C/g·k1·…·kn]` matrix the GEMM reads as its left
+/// operand; each group's block is packed once into the GEMM kernel's panel
+/// layout (where the CPU has that kernel), and the plain weight is kept, shared
+/// with the graph, for every other path. A constant bias is checked once. At run
+/// time only im2col, GEMM and the bias + activation epilogue remain.
 pub fn prepare(attrs: &ConvAttrs, constants: &[Option<&Arc<Tensor>>]) -> Option<Box<dyn Kernel>> {
     let weight = constants.get(1).copied().flatten()?;
     if weight.dtype() != DType::F32 || weight.rank() < 3 {
@@ -55,12 +56,26 @@ pub fn prepare(attrs: &ConvAttrs, constants: &[Option<&Arc<Tensor>>]) -> Option<
         Some(_) => return None,
         None => None,
     };
-    Some(Box::new(PreparedConv { attrs: attrs.clone(), weight: Arc::clone(weight), bias }))
+    let shape = weight.shape();
+    let group = attrs.group.max(1);
+    let depthwise = shape[1] == 1 && shape.len() <= 4;
+    let packed = if depthwise || shape[0] % group != 0 {
+        None
+    } else {
+        let (rows, cols) = (shape[0] / group, shape[1..].iter().product::<usize>());
+        let w = weight.as_slice::<f32>().ok()?;
+        (0..group)
+            .map(|g| PackedLhs::new(rows, cols, &w[g * rows * cols..(g + 1) * rows * cols], Layout::row_major(cols)))
+            .collect()
+    };
+    Some(Box::new(PreparedConv { attrs: attrs.clone(), weight: Arc::clone(weight), packed, bias }))
 }
 
 struct PreparedConv {
     attrs: ConvAttrs,
     weight: Arc<Tensor>,
+    /// Per group, the weight block packed for the GEMM kernel.
+    packed: Option<Vec<PackedLhs>>,
     bias: Option<Arc<Tensor>>,
 }
 
@@ -71,7 +86,8 @@ impl Kernel for PreparedConv {
             Some(b) => Some(b.view()),
             None => optional(inputs, 2),
         };
-        conv(&self.attrs, x, self.weight.view(), bias, first_output("Conv", outputs)?, scratch)
+        let y = first_output("Conv", outputs)?;
+        conv(&self.attrs, x, self.weight.view(), self.packed.as_deref(), bias, y, scratch)
     }
 }
 
@@ -230,6 +246,7 @@ fn conv(
     attrs: &ConvAttrs,
     x: TensorView,
     w: TensorView,
+    packed: Option<&[PackedLhs]>,
     bias: Option<TensorView>,
     y: &mut TensorViewMut,
     scratch: &mut Scratch,
@@ -254,13 +271,15 @@ fn conv(
             let plan = TilePlan::new(&geo);
             let buf = scratch.f32s(plan.scratch_len());
             let bias = bias.map(|b| b.as_slice::<f32>()).transpose()?;
-            conv_float(&geo, &plan, x.as_slice()?, w.as_slice()?, bias, act, y.as_mut_slice()?, buf);
+            let w = ConvWeights { plain: w.as_slice()?, packed };
+            conv_float(&geo, &plan, x.as_slice()?, w, bias, act, y.as_mut_slice()?, buf);
         }
         DType::F64 => {
             let plan = TilePlan::new(&geo);
             let mut buf = vec![0f64; plan.scratch_len()];
             let bias = bias.map(|b| b.as_slice::<f64>()).transpose()?;
-            conv_float(&geo, &plan, x.as_slice()?, w.as_slice()?, bias, act, y.as_mut_slice()?, &mut buf);
+            let w = ConvWeights { plain: w.as_slice()?, packed: None };
+            conv_float(&geo, &plan, x.as_slice()?, w, bias, act, y.as_mut_slice()?, &mut buf);
         }
         DType::F16 => {
             // Through f32: half-precision accumulation over C·k·k terms loses too much.
@@ -270,12 +289,21 @@ fn conv(
             let b32 = bias.map(|b| b.as_slice::<f16>().map(widen)).transpose()?;
             let mut y32 = vec![0f32; y.len()];
             let buf = scratch.f32s(plan.scratch_len());
-            conv_float(&geo, &plan, &x32, &w32, b32.as_deref(), act, &mut y32, buf);
+            let w = ConvWeights { plain: &w32, packed: None };
+            conv_float(&geo, &plan, &x32, w, b32.as_deref(), act, &mut y32, buf);
             narrow(&y32, y.as_mut_slice()?);
         }
         dtype => return Err(CpuError::UnsupportedDType { op: OP, dtype }),
     }
     Ok(())
+}
+
+/// Conv weights: the plain `[M, C/g·k…]` matrix, and per group its packed form
+/// when a prepared kernel made one.
+#[derive(Clone, Copy)]
+struct ConvWeights<'a, T> {
+    plain: &'a [T],
+    packed: Option<&'a [PackedLhs]>,
 }
 
 fn widen(v: &[f16]) -> Vec<f32> {
@@ -332,7 +360,8 @@ impl TilePlan {
                 tiles = t;
             }
         }
-        let tile = s.div_ceil(tiles).max(1);
+        // Whole 32-column panels of the GEMM kernel per tile, where there is room.
+        let tile = s.div_ceil(tiles).next_multiple_of(32).min(s).max(1);
         let tiles = s.div_ceil(tile).max(1);
         let tasks = images * tiles;
         let work = geo.cout_g() * rows * s * images;
@@ -366,7 +395,7 @@ fn conv_float<T: Float>(
     geo: &ConvGeometry,
     plan: &TilePlan,
     x: &[T],
-    w: &[T],
+    weights: ConvWeights<T>,
     bias: Option<&[T]>,
     act: Option<&UnaryOp>,
     y: &mut [T],
@@ -375,6 +404,7 @@ fn conv_float<T: Float>(
     if y.is_empty() {
         return;
     }
+    let w = weights.plain;
     if plan.depthwise {
         return depthwise(geo, x, w, bias, act, y);
     }
@@ -404,20 +434,26 @@ fn conv_float<T: Float>(
         // inside `y`, whose shape was checked against the geometry.
         unsafe {
             let c = y_ptr.get().add(y_offset);
-            gemm_raw(
-                cout_g,
-                width,
-                rows,
-                w_g.as_ptr(),
-                Layout::row_major(rows),
-                b.as_ptr(),
-                b_layout,
-                c,
-                Layout::row_major(s),
-                T::one(),
-                T::zero(),
-                plan.gemm_par,
-            );
+            let packed = weights.packed.map(|p| &p[g]);
+            let done = packed.is_some_and(|p| {
+                T::gemm_packed_lhs(cout_g, width, p, b.as_ptr(), b_layout, c, s, T::one(), T::zero(), plan.gemm_par)
+            });
+            if !done {
+                gemm_raw(
+                    cout_g,
+                    width,
+                    rows,
+                    w_g.as_ptr(),
+                    Layout::row_major(rows),
+                    b.as_ptr(),
+                    b_layout,
+                    c,
+                    Layout::row_major(s),
+                    T::one(),
+                    T::zero(),
+                    plan.gemm_par,
+                );
+            }
             if bias.is_some() || act.is_some() {
                 for m in 0..cout_g {
                     let row = std::slice::from_raw_parts_mut(c.add(m * s), width);

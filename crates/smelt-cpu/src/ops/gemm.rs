@@ -51,6 +51,60 @@ pub fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     }
 }
 
+/// Threads a [`Parallelism`] stands for.
+fn threads(parallelism: Parallelism) -> usize {
+    match parallelism {
+        Parallelism::None => 1,
+        Parallelism::Rayon(0) => rayon::current_num_threads(),
+        Parallelism::Rayon(n) => n,
+    }
+}
+
+/// A constant f32 left operand (weights) packed once for the AVX-512 kernel.
+/// Exists only where that kernel runs; elsewhere callers keep the plain matrix.
+#[derive(Debug)]
+pub struct PackedLhs(#[cfg(target_arch = "x86_64")] super::sgemm_avx512::PackedA);
+
+impl PackedLhs {
+    /// Packs the `m`×`k` matrix `a`, or `None` where no packed kernel runs.
+    #[allow(unused_variables)]
+    pub fn new(m: usize, k: usize, a: &[f32], layout: Layout) -> Option<PackedLhs> {
+        #[cfg(target_arch = "x86_64")]
+        return super::sgemm_avx512::PackedA::new(m, k, a, layout).map(PackedLhs);
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+
+    pub fn depth(&self) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        return self.0.depth();
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("PackedLhs is never built on this target")
+    }
+}
+
+/// A constant f32 right operand (weights) packed once for the AVX-512 kernel.
+#[derive(Debug)]
+pub struct PackedRhs(#[cfg(target_arch = "x86_64")] super::sgemm_avx512::PackedB);
+
+impl PackedRhs {
+    /// Packs the `k`×`n` matrix `b`, or `None` where no packed kernel runs.
+    #[allow(unused_variables)]
+    pub fn new(k: usize, n: usize, b: &[f32], layout: Layout) -> Option<PackedRhs> {
+        #[cfg(target_arch = "x86_64")]
+        return super::sgemm_avx512::PackedB::new(k, n, b, layout).map(PackedRhs);
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+
+    pub fn cols(&self) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        return self.0.cols();
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("PackedRhs is never built on this target")
+    }
+}
+
 /// Float element types with a native product: f32, f64 and f16 (which the `gemm`
 /// crate accumulates in f32).
 pub trait Float: num_traits::Float + Default + Send + Sync + std::fmt::Debug + 'static {
@@ -59,6 +113,50 @@ pub trait Float: num_traits::Float + Default + Send + Sync + std::fmt::Debug + '
 
     /// A fused activation applied in place.
     fn activate(values: &mut [Self], activation: &UnaryOp);
+
+    /// `c ← alpha·a·b + beta·c` (c unread when beta is 0) with a left operand
+    /// packed ahead of time; `c` is row-major with row stride `ldc`. Returns
+    /// false, having done nothing, when the element type has no packed kernel
+    /// (only f32 does).
+    ///
+    /// # Safety
+    /// As [`gemm_raw`] for the `b` and `c` spans.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_packed_lhs(
+        _m: usize,
+        _n: usize,
+        _a: &PackedLhs,
+        _b: *const Self,
+        _b_layout: Layout,
+        _c: *mut Self,
+        _ldc: usize,
+        _alpha: Self,
+        _beta: Self,
+        _parallelism: Parallelism,
+    ) -> bool {
+        false
+    }
+
+    /// `c ← alpha·a·b + beta·c` with a right operand packed ahead of time, like
+    /// [`Float::gemm_packed_lhs`].
+    ///
+    /// # Safety
+    /// As [`gemm_raw`] for the `a` and `c` spans.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_packed_rhs(
+        _m: usize,
+        _k: usize,
+        _a: *const Self,
+        _a_layout: Layout,
+        _b: &PackedRhs,
+        _c: *mut Self,
+        _ldc: usize,
+        _alpha: Self,
+        _beta: Self,
+        _parallelism: Parallelism,
+    ) -> bool {
+        false
+    }
 
     /// The backend call behind [`gemm_raw`], for non-degenerate sizes.
     ///
@@ -133,6 +231,74 @@ impl Float for f32 {
     fn activate(values: &mut [f32], activation: &UnaryOp) {
         crate::ops::activation::apply_slice_f32(activation, values)
     }
+    #[allow(unused_variables)]
+    unsafe fn gemm_packed_lhs(
+        m: usize,
+        n: usize,
+        a: &PackedLhs,
+        b: *const f32,
+        b_layout: Layout,
+        c: *mut f32,
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+        parallelism: Parallelism,
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use super::sgemm_avx512::{sgemm_with, Lhs, Rhs};
+            let k = a.depth();
+            let b = std::slice::from_raw_parts(b, b_layout.span(k, n));
+            return sgemm_with(
+                m,
+                n,
+                k,
+                Lhs::Packed(&a.0),
+                Rhs::Strided(b, b_layout),
+                c,
+                ldc,
+                alpha,
+                beta,
+                threads(parallelism),
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+    #[allow(unused_variables)]
+    unsafe fn gemm_packed_rhs(
+        m: usize,
+        k: usize,
+        a: *const f32,
+        a_layout: Layout,
+        b: &PackedRhs,
+        c: *mut f32,
+        ldc: usize,
+        alpha: f32,
+        beta: f32,
+        parallelism: Parallelism,
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use super::sgemm_avx512::{sgemm_with, Lhs, Rhs};
+            let n = b.cols();
+            let a = std::slice::from_raw_parts(a, a_layout.span(m, k));
+            return sgemm_with(
+                m,
+                n,
+                k,
+                Lhs::Strided(a, a_layout),
+                Rhs::Packed(&b.0),
+                c,
+                ldc,
+                alpha,
+                beta,
+                threads(parallelism),
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
     unsafe fn kernel(
         m: usize,
         n: usize,
@@ -149,6 +315,11 @@ impl Float for f32 {
     ) {
         #[cfg(all(feature = "accelerate", target_os = "macos"))]
         if accelerate::sgemm(m, n, k, a, a_layout, b, b_layout, c, c_layout, alpha, beta) {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if super::sgemm_avx512::sgemm(m, n, k, a, a_layout, b, b_layout, c, c_layout, alpha, beta, threads(parallelism))
+        {
             return;
         }
         crate_gemm(m, n, k, a, a_layout, b, b_layout, c, c_layout, alpha, beta, parallelism)

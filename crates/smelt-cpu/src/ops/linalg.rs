@@ -2,7 +2,9 @@
 //! fusion adds), Gemm, Einsum (in [`super::einsum`]), and the prepared kernels
 //! that put constant weights into the layout the product reads, once.
 
-use super::gemm::{self, bias_cols_then_activate, gemm, gemm_wrapping, parallelism, Float, Layout, Parallelism};
+use super::gemm::{
+    self, bias_cols_then_activate, gemm, gemm_wrapping, parallelism, Float, Layout, PackedRhs, Parallelism,
+};
 use super::operands::{expect_dtype, expect_shape, first_output, optional, required};
 use crate::{CpuError, Kernel, Result, Scratch};
 use half::{bf16, f16};
@@ -190,7 +192,7 @@ fn matmul(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut], activati
             let bias32 = bias.map(|t| t.as_slice::<bf16>().map(widen_bf16)).transpose()?;
             let mut y32 = vec![0f32; y.len()];
             let bias32 = bias_vector(OP, bias32.as_deref(), plan.n)?;
-            matmul_float(&plan, &a32, &b32, bias32.as_deref(), &mut y32, activation);
+            matmul_float(&plan, &a32, &b32, None, bias32.as_deref(), &mut y32, activation);
             narrow_bf16(&y32, y.as_mut_slice()?);
             Ok(())
         }
@@ -214,7 +216,7 @@ fn matmul_typed<T: Float + Element>(
 ) -> Result<()> {
     let bias = bias.map(|t| t.as_slice::<T>()).transpose()?;
     let bias = bias_vector("MatMul", bias, plan.n)?;
-    matmul_float(plan, a.as_slice()?, b, bias.as_deref(), y.as_mut_slice()?, activation);
+    matmul_float(plan, a.as_slice()?, b, None, bias.as_deref(), y.as_mut_slice()?, activation);
     Ok(())
 }
 
@@ -238,6 +240,7 @@ fn matmul_float<T: Float>(
     plan: &MatMulPlan,
     a: &[T],
     b: &[T],
+    packed_b: Option<&PackedRhs>,
     bias: Option<&[T]>,
     y: &mut [T],
     activation: Option<&UnaryOp>,
@@ -249,20 +252,15 @@ fn matmul_float<T: Float>(
     let (one, zero) = (T::one(), T::zero());
     if batches == 1 || plan.b_is_shared() {
         let rows = batches * m;
-        gemm(
-            rows,
-            n,
-            k,
-            a,
-            Layout::row_major(k),
-            b,
-            Layout::row_major(n),
-            y,
-            Layout::row_major(n),
-            one,
-            zero,
-            parallelism(rows, n, k),
-        );
+        let par = parallelism(rows, n, k);
+        assert!(a.len() >= rows * k && y.len() >= rows * n, "MatMul operands are smaller than the plan");
+        // SAFETY: A spans rows·k elements and Y rows·n, as just checked; Y is borrowed mutably.
+        let done = packed_b.is_some_and(|p| unsafe {
+            T::gemm_packed_rhs(rows, k, a.as_ptr(), Layout::row_major(k), p, y.as_mut_ptr(), n, one, zero, par)
+        });
+        if !done {
+            gemm(rows, n, k, a, Layout::row_major(k), b, Layout::row_major(n), y, Layout::row_major(n), one, zero, par);
+        }
         bias_cols_then_activate(y, n, bias, activation);
         return;
     }
@@ -319,12 +317,12 @@ fn narrow_bf16(src: &[f32], dst: &mut [bf16]) {
     dst.iter_mut().zip(src).for_each(|(d, &s)| *d = bf16::from_f32(s));
 }
 
-/// MatMul with a constant 2-D f32 B. ONNX stores B as `[K, N]` row-major, which
-/// is already the layout the product reads best (the `gemm` crate computes the
-/// transposed product and wants B's columns contiguous), so the weight is kept
-/// as is, shared with the graph; a constant bias is checked once.
+/// MatMul with a constant 2-D f32 B (`[K, N]`), packed once into the GEMM
+/// kernel's panel layout where the CPU has that kernel; the plain weight stays
+/// shared with the graph for the other paths. A constant bias is checked once.
 struct PreparedMatMul {
     b: Arc<Tensor>,
+    packed: Option<PackedRhs>,
     bias: Option<Arc<Tensor>>,
     activation: Option<UnaryOp>,
 }
@@ -341,7 +339,9 @@ impl PreparedMatMul {
             Some(_) => return None,
             None => None,
         };
-        Some(Box::new(PreparedMatMul { b: Arc::clone(b), bias, activation }))
+        let k = b.shape()[0];
+        let packed = PackedRhs::new(k, n, b.as_slice().ok()?, Layout::row_major(n));
+        Some(Box::new(PreparedMatMul { b: Arc::clone(b), packed, bias, activation }))
     }
 }
 
@@ -368,6 +368,7 @@ impl Kernel for PreparedMatMul {
             &plan,
             a.as_slice()?,
             self.b.as_slice()?,
+            self.packed.as_ref(),
             bias.as_deref(),
             y.as_mut_slice()?,
             self.activation.as_ref(),
@@ -483,7 +484,7 @@ fn gemm_op(
             let c32 = c.map(|(t, bc)| t.as_slice::<bf16>().map(|s| (widen_bf16(s), bc))).transpose()?;
             let mut y32 = vec![0f32; y.len()];
             let c32 = c32.as_ref().map(|(v, bc)| (v.as_slice(), *bc));
-            gemm_float(attrs, &shape, &a32, &b32, b_layout, c32, &mut y32, activation);
+            gemm_float(attrs, &shape, &a32, &b32, b_layout, None, c32, &mut y32, activation);
             narrow_bf16(&y32, y.as_mut_slice()?);
             Ok(())
         }
@@ -509,7 +510,7 @@ fn gemm_typed<T: Float + Element>(
     activation: Option<&UnaryOp>,
 ) -> Result<()> {
     let c = c.map(|(t, bc)| t.as_slice::<T>().map(|s| (s, bc))).transpose()?;
-    gemm_float(attrs, shape, a.as_slice()?, b.as_slice()?, b_layout, c, y.as_mut_slice()?, activation);
+    gemm_float(attrs, shape, a.as_slice()?, b.as_slice()?, b_layout, None, c, y.as_mut_slice()?, activation);
     Ok(())
 }
 
@@ -521,6 +522,7 @@ fn gemm_float<T: Float>(
     a: &[T],
     b: &[T],
     b_layout: Layout,
+    packed_b: Option<&PackedRhs>,
     c: Option<(&[T], CBroadcast)>,
     y: &mut [T],
     activation: Option<&UnaryOp>,
@@ -531,10 +533,20 @@ fn gemm_float<T: Float>(
     let c = c.filter(|_| attrs.beta != 0.0);
     let par = parallelism(m, n, k);
     let y_layout = Layout::row_major(n);
+    assert!(a_layout.span(m, k) <= a.len() && y.len() >= m * n, "Gemm operands are smaller than their shapes");
+    let product = |y: &mut [T], beta: T| {
+        // SAFETY: A's span and Y's size were checked above; Y is borrowed mutably.
+        let done = packed_b.is_some_and(|p| unsafe {
+            T::gemm_packed_rhs(m, k, a.as_ptr(), a_layout, p, y.as_mut_ptr(), n, alpha, beta, par)
+        });
+        if !done {
+            gemm(m, n, k, a, a_layout, b, b_layout, y, y_layout, alpha, beta, par);
+        }
+    };
     match c {
         Some((c, bc)) if bc.is_row_vector() => {
             // A bias row: add it after the product, together with the activation.
-            gemm(m, n, k, a, a_layout, b, b_layout, y, y_layout, alpha, T::zero(), par);
+            product(y, T::zero());
             for row in y.chunks_exact_mut(n) {
                 row.iter_mut().enumerate().for_each(|(j, v)| *v = *v + beta * c[j * bc.col]);
                 if let Some(act) = activation {
@@ -546,11 +558,11 @@ fn gemm_float<T: Float>(
             for (i, row) in y.chunks_exact_mut(n).enumerate() {
                 row.iter_mut().enumerate().for_each(|(j, v)| *v = beta * c[i * bc.row + j * bc.col]);
             }
-            gemm(m, n, k, a, a_layout, b, b_layout, y, y_layout, alpha, T::one(), par);
+            product(y, T::one());
             bias_cols_then_activate(y, n, None, activation);
         }
         None => {
-            gemm(m, n, k, a, a_layout, b, b_layout, y, y_layout, alpha, T::zero(), par);
+            product(y, T::zero());
             bias_cols_then_activate(y, n, None, activation);
         }
     }
@@ -597,6 +609,8 @@ struct PreparedGemm {
     attrs: GemmAttrs,
     /// `[K, N]` row-major.
     b: Vec<f32>,
+    /// The same, packed for the GEMM kernel where the CPU has it.
+    packed: Option<PackedRhs>,
     k: usize,
     n: usize,
     c: Option<Arc<Tensor>>,
@@ -626,7 +640,9 @@ impl PreparedGemm {
             Some(_) => return None,
             None => None,
         };
-        Some(Box::new(PreparedGemm { attrs, b: packed, k, n, c, activation }))
+        let plain = packed;
+        let packed = PackedRhs::new(k, n, &plain, Layout::row_major(n));
+        Some(Box::new(PreparedGemm { attrs, b: plain, packed, k, n, c, activation }))
     }
 }
 
@@ -662,6 +678,7 @@ impl Kernel for PreparedGemm {
             a.as_slice()?,
             &self.b,
             Layout::row_major(n),
+            self.packed.as_ref(),
             c,
             y.as_mut_slice()?,
             self.activation.as_ref(),

@@ -15,5 +15,6 @@ pub mod operands;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
+pub mod sgemm_avx512;
 #[cfg(test)]
 pub mod testing;

@@ -184,16 +184,42 @@ impl PoolGeometry {
         self.output.iter().product()
     }
 
-    /// Calls `f(out_index, cells, counted)` for every output position of a plane,
-    /// with `cells` the row-major in-plane offsets of the window's cells inside
-    /// the input and `counted` the cell count including declared padding.
-    fn for_each_window(&self, mut f: impl FnMut(usize, &[usize], usize)) {
+    /// Feeds every output position's window of one plane to `r`: its cells inside
+    /// the input (row-major in-plane offsets), then the end of the window. 1-D and
+    /// 2-D windows walk nested loops; more dims an odometer.
+    fn visit_windows<R: WindowReducer>(&self, r: &mut R) {
+        match self.input.len() {
+            1 => {
+                let d = self.dilations[0];
+                for (o, w) in self.windows[0].iter().enumerate() {
+                    (0..w.valid).for_each(|t| r.cell(w.first + t * d));
+                    r.finish(o, w.counted);
+                }
+            }
+            2 => {
+                let (iw, dy, dx) = (self.input[1], self.dilations[0], self.dilations[1]);
+                let mut o = 0;
+                for wy in &self.windows[0] {
+                    for wx in &self.windows[1] {
+                        for t in 0..wy.valid {
+                            let row = (wy.first + t * dy) * iw + wx.first;
+                            (0..wx.valid).for_each(|u| r.cell(row + u * dx));
+                        }
+                        r.finish(o, wy.counted * wx.counted);
+                        o += 1;
+                    }
+                }
+            }
+            _ => self.visit_windows_nd(r),
+        }
+    }
+
+    fn visit_windows_nd<R: WindowReducer>(&self, r: &mut R) {
         let rank = self.input.len();
         let mut strides = vec![1usize; rank];
         for d in (0..rank.saturating_sub(1)).rev() {
             strides[d] = strides[d + 1] * self.input[d + 1];
         }
-        let mut cells = Vec::new();
         let mut o = vec![0usize; rank];
         let mut t = vec![0usize; rank];
         let mut ws = vec![Window { first: 0, valid: 0, counted: 0 }; rank];
@@ -201,12 +227,10 @@ impl PoolGeometry {
             for d in 0..rank {
                 ws[d] = self.windows[d][o[d]];
             }
-            cells.clear();
-            let counted = ws.iter().map(|w| w.counted).product();
             if ws.iter().all(|w| w.valid > 0) {
                 t.iter_mut().for_each(|v| *v = 0);
                 'cells: loop {
-                    cells.push((0..rank).map(|d| (ws[d].first + t[d] * self.dilations[d]) * strides[d]).sum());
+                    r.cell((0..rank).map(|d| (ws[d].first + t[d] * self.dilations[d]) * strides[d]).sum());
                     for d in (0..rank).rev() {
                         t[d] += 1;
                         if t[d] < ws[d].valid {
@@ -217,7 +241,7 @@ impl PoolGeometry {
                     break;
                 }
             }
-            f(out, &cells, counted);
+            r.finish(out, ws.iter().map(|w| w.counted).product());
             for d in (0..rank).rev() {
                 o[d] += 1;
                 if o[d] < self.output[d] {
@@ -227,6 +251,15 @@ impl PoolGeometry {
             }
         }
     }
+}
+
+/// What a pooling op does with the cells of one window.
+trait WindowReducer {
+    /// A cell inside the input, by its row-major offset in the plane.
+    fn cell(&mut self, offset: usize);
+    /// Ends output position `out`'s window; `counted` also counts its cells in
+    /// the declared padding.
+    fn finish(&mut self, out: usize, counted: usize);
 }
 
 /// Whether spreading planes over threads pays for the hand-off.
@@ -296,6 +329,45 @@ fn column_major(offset: usize, dims: &[usize]) -> usize {
     out
 }
 
+/// The max of each window and, when asked for, where it was.
+struct MaxReducer<'a, T> {
+    x: &'a [T],
+    y: &'a mut [T],
+    indices: Option<&'a mut [i64]>,
+    best: Option<(T, usize)>,
+    lowest: T,
+    /// Offset of this plane in the whole input, for Indices.
+    plane_offset: usize,
+    /// The plane's dims when Indices count column-major (`storage_order = 1`).
+    column_major: Option<&'a [usize]>,
+}
+
+impl<T: Element> WindowReducer for MaxReducer<'_, T> {
+    #[inline]
+    fn cell(&mut self, offset: usize) {
+        let v = self.x[offset];
+        // Strictly greater: the first of equal maxima wins, as in onnxruntime.
+        if self.best.is_none_or(|(b, _)| v > b) {
+            self.best = Some((v, offset));
+        }
+    }
+
+    #[inline]
+    fn finish(&mut self, out: usize, _counted: usize) {
+        let best = self.best.take();
+        self.y[out] = best.map_or(self.lowest, |(v, _)| v);
+        if let Some(ind) = self.indices.as_deref_mut() {
+            ind[out] = match best {
+                Some((_, c)) => {
+                    let within = self.column_major.map_or(c, |dims| column_major(c, dims));
+                    (self.plane_offset + within) as i64
+                }
+                None => -1,
+            };
+        }
+    }
+}
+
 fn max_pool_planes<T: Element>(
     geo: &PoolGeometry,
     x: &[T],
@@ -308,29 +380,18 @@ fn max_pool_planes<T: Element>(
     if out_size == 0 {
         return;
     }
+    let column_major = (storage_order == 1).then_some(geo.input.as_slice());
     let plane = |p: usize, yp: &mut [T], ip: Option<&mut [i64]>| {
-        let xp = &x[p * in_size..][..in_size];
-        let mut ip = ip;
-        geo.for_each_window(|o, cells, _| {
-            // Strictly greater: the first of equal maxima wins, as in onnxruntime.
-            let mut best: Option<(T, usize)> = None;
-            for &c in cells {
-                let v = xp[c];
-                if best.is_none_or(|(b, _)| v > b) {
-                    best = Some((v, c));
-                }
-            }
-            yp[o] = best.map_or(lowest, |(v, _)| v);
-            if let Some(ip) = ip.as_deref_mut() {
-                ip[o] = match best {
-                    Some((_, c)) => {
-                        let within = if storage_order == 1 { column_major(c, &geo.input) } else { c };
-                        (p * in_size + within) as i64
-                    }
-                    None => -1,
-                };
-            }
-        });
+        let mut r = MaxReducer {
+            x: &x[p * in_size..][..in_size],
+            y: yp,
+            indices: ip,
+            best: None,
+            lowest,
+            plane_offset: p * in_size,
+            column_major,
+        };
+        geo.visit_windows(&mut r);
     };
     match indices {
         Some(ind) => {
@@ -387,26 +448,52 @@ fn float_pool(
     Ok(())
 }
 
-/// Sums in f64, so f32 averages over large windows keep their precision.
+/// Averages and Lp norms of windows, summed in f64 so f32 averages over large
+/// windows keep their precision.
+struct SumReducer<'a, T> {
+    x: &'a [T],
+    y: &'a mut [T],
+    kind: Reduction,
+    sum: f64,
+    cells: usize,
+}
+
+impl<T: Element> WindowReducer for SumReducer<'_, T> {
+    #[inline]
+    fn cell(&mut self, offset: usize) {
+        let v = self.x[offset].to_f64();
+        self.sum += match self.kind {
+            Reduction::Average | Reduction::AverageWithPad => v,
+            Reduction::Lp(1) => v.abs(),
+            Reduction::Lp(2) => v * v,
+            Reduction::Lp(p) => v.abs().powi(p),
+        };
+        self.cells += 1;
+    }
+
+    #[inline]
+    fn finish(&mut self, out: usize, counted: usize) {
+        let v = match self.kind {
+            Reduction::Average => self.sum / self.cells as f64,
+            Reduction::AverageWithPad => self.sum / counted as f64,
+            Reduction::Lp(1) => self.sum,
+            Reduction::Lp(2) => self.sum.sqrt(),
+            Reduction::Lp(p) => self.sum.powf(1.0 / p as f64),
+        };
+        self.y[out] = T::from_f64(v);
+        self.sum = 0.0;
+        self.cells = 0;
+    }
+}
+
 fn reduce_planes<T: Element>(geo: &PoolGeometry, kind: Reduction, x: &[T], y: &mut [T]) {
     let (in_size, out_size) = (geo.in_size(), geo.out_size());
     if out_size == 0 {
         return;
     }
     let plane = |p: usize, yp: &mut [T]| {
-        let xp = &x[p * in_size..][..in_size];
-        geo.for_each_window(|o, cells, counted| {
-            let v = match kind {
-                Reduction::Average => cells.iter().map(|&c| xp[c].to_f64()).sum::<f64>() / cells.len() as f64,
-                Reduction::AverageWithPad => cells.iter().map(|&c| xp[c].to_f64()).sum::<f64>() / counted as f64,
-                Reduction::Lp(1) => cells.iter().map(|&c| xp[c].to_f64().abs()).sum::<f64>(),
-                Reduction::Lp(2) => cells.iter().map(|&c| xp[c].to_f64().powi(2)).sum::<f64>().sqrt(),
-                Reduction::Lp(pw) => {
-                    cells.iter().map(|&c| xp[c].to_f64().abs().powi(pw)).sum::<f64>().powf(1.0 / pw as f64)
-                }
-            };
-            yp[o] = T::from_f64(v);
-        });
+        let mut r = SumReducer { x: &x[p * in_size..][..in_size], y: yp, kind, sum: 0.0, cells: 0 };
+        geo.visit_windows(&mut r);
     };
     if parallel_planes(geo) {
         y.par_chunks_mut(out_size).enumerate().for_each(|(p, yp)| plane(p, yp));

@@ -13,7 +13,7 @@ use super::operands::{expect_dtype, expect_shape, first_output, optional_nonempt
 use crate::{CpuError, Result};
 use rayon::prelude::*;
 use smelt_ir::{
-    CoordinateTransform, DType, Element, KeepAspectRatioPolicy, NearestMode, Op, ResizeAttrs, ResizeMode, TensorView,
+    CoordinateTransform, Element, KeepAspectRatioPolicy, NearestMode, Op, ResizeAttrs, ResizeMode, TensorView,
     TensorViewMut,
 };
 
@@ -501,6 +501,7 @@ fn space_to_depth(x: TensorView, b: usize, y: &mut TensorViewMut) -> Result<()> 
 mod tests {
     use super::*;
     use crate::ops::testing::{assert_close, random, run_op, try_run_op};
+    use smelt_ir::DType;
     use smelt_ir::Tensor;
 
     fn attrs(mode: ResizeMode, ct: CoordinateTransform) -> ResizeAttrs {
