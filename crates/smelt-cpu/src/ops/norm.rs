@@ -121,7 +121,12 @@ trait NormKernel: Sync {
 
 /// Runs `kernel` on `x` into `out` (same dtype and shape) in the compute type of
 /// `x`'s dtype, and returns its statistics widened to f64.
-fn on_floats<K: NormKernel>(name: &'static str, kernel: &K, x: TensorView, out: &mut TensorViewMut) -> Result<Vec<(f64, f64)>> {
+fn on_floats<K: NormKernel>(
+    name: &'static str,
+    kernel: &K,
+    x: TensorView,
+    out: &mut TensorViewMut,
+) -> Result<Vec<(f64, f64)>> {
     expect_dtype(name, "output", out.dtype, x.dtype)?;
     expect_shape(name, "output", out.shape, x.shape)?;
     let widen = |s: Vec<(f32, f32)>| s.into_iter().map(|(m, i)| (m as f64, i as f64)).collect();
@@ -199,7 +204,8 @@ impl NormKernel for BatchNorm {
         let (s, t): (Vec<F>, Vec<F>) = (cast(&s), cast(&t));
         for_each_row_block(y, self.spatial, x.len(), |rows, y| {
             let x = &x[rows.start * self.spatial..rows.end * self.spatial];
-            for (row, (xr, yr)) in rows.clone().zip(x.chunks_exact(self.spatial).zip(y.chunks_exact_mut(self.spatial))) {
+            for (row, (xr, yr)) in rows.clone().zip(x.chunks_exact(self.spatial).zip(y.chunks_exact_mut(self.spatial)))
+            {
                 let (s, t) = (s[row % c], t[row % c]);
                 for (y, &v) in yr.iter_mut().zip(xr) {
                     *y = v * s + t;
@@ -324,12 +330,13 @@ fn layer_norm(
         expect_shape(name, what, out.shape, &stat_shape)?;
         let pick = |s: &(f64, f64)| if k == 1 { s.0 } else { s.1 };
         match out.dtype {
-            DType::F32 => slice_mut::<f32>(name, what, out)?.iter_mut().zip(&stats).for_each(|(o, s)| *o = pick(s) as f32),
+            DType::F32 => {
+                slice_mut::<f32>(name, what, out)?.iter_mut().zip(&stats).for_each(|(o, s)| *o = pick(s) as f32)
+            }
             DType::F64 => slice_mut::<f64>(name, what, out)?.iter_mut().zip(&stats).for_each(|(o, s)| *o = pick(s)),
-            DType::F16 => slice_mut::<f16>(name, what, out)?
-                .iter_mut()
-                .zip(&stats)
-                .for_each(|(o, s)| *o = f16::from_f64(pick(s))),
+            DType::F16 => {
+                slice_mut::<f16>(name, what, out)?.iter_mut().zip(&stats).for_each(|(o, s)| *o = f16::from_f64(pick(s)))
+            }
             DType::BF16 => slice_mut::<bf16>(name, what, out)?
                 .iter_mut()
                 .zip(&stats)
@@ -433,7 +440,9 @@ mod tests {
         let x = Tensor::zeros(DType::F32, &[2, 3]);
         let short = vec_tensor(&[1.0, 1.0]);
         let p = vec_tensor(&[1.0; 3]);
-        assert!(run1(&Op::BatchNormalization { epsilon: 1e-5 }, &[&x, &short, &p, &p, &p], DType::F32, &[2, 3]).is_err());
+        assert!(
+            run1(&Op::BatchNormalization { epsilon: 1e-5 }, &[&x, &short, &p, &p, &p], DType::F32, &[2, 3]).is_err()
+        );
     }
 
     #[test]
@@ -444,8 +453,13 @@ mod tests {
         let xs = x.to_f64_vec();
         let scale = rng.vec_f32(4, 0.5, 1.5);
         let bias = rng.vec_f32(4, -1.0, 1.0);
-        let y = run1(&Op::InstanceNormalization { epsilon: 1e-5 }, &[&x, &vec_tensor(&scale), &vec_tensor(&bias)], DType::F32, &shape)
-            .unwrap();
+        let y = run1(
+            &Op::InstanceNormalization { epsilon: 1e-5 },
+            &[&x, &vec_tensor(&scale), &vec_tensor(&bias)],
+            DType::F32,
+            &shape,
+        )
+        .unwrap();
         let (norm, _) = normalize_rows(&xs, 15, 1e-5);
         let want: Vec<f64> =
             norm.iter().enumerate().map(|(i, v)| v * scale[(i / 15) % 4] as f64 + bias[(i / 15) % 4] as f64).collect();
@@ -493,8 +507,13 @@ mod tests {
         // The hot case: last axis, large enough to split across threads, no bias.
         let x = rng.tensor_f32(&[256, 768], -3.0, 3.0);
         let scale = rng.vec_f32(768, 0.5, 1.5);
-        let y = run1(&Op::LayerNormalization { axis: -1, epsilon: 1e-5 }, &[&x, &vec_tensor(&scale)], DType::F32, &[256, 768])
-            .unwrap();
+        let y = run1(
+            &Op::LayerNormalization { axis: -1, epsilon: 1e-5 },
+            &[&x, &vec_tensor(&scale)],
+            DType::F32,
+            &[256, 768],
+        )
+        .unwrap();
         let (norm, _) = normalize_rows(&x.to_f64_vec(), 768, 1e-5);
         let want: Vec<f64> = norm.iter().enumerate().map(|(i, v)| v * scale[i % 768] as f64).collect();
         assert_close(&y.to_f64_vec(), &want, 2e-5);

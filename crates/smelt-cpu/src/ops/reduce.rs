@@ -59,9 +59,13 @@ pub fn eval(op: &Op, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut
             input(name, inputs, 0)?,
             output(name, outputs, 0)?,
         ),
-        Op::CumSum { exclusive, reverse } => {
-            cumsum::eval(exclusive, reverse, input(name, inputs, 0)?, input(name, inputs, 1)?, output(name, outputs, 0)?)
-        }
+        Op::CumSum { exclusive, reverse } => cumsum::eval(
+            exclusive,
+            reverse,
+            input(name, inputs, 0)?,
+            input(name, inputs, 1)?,
+            output(name, outputs, 0)?,
+        ),
         Op::TopK { axis, largest, sorted: _ } => {
             // Unsorted output may come in any order; sorted order is one of them.
             let [values, indices] = outputs else {

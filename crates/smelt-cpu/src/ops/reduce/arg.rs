@@ -37,7 +37,10 @@ pub(super) fn eval(
         return Ok(());
     }
     if n == 0 {
-        return Err(CpuError::invalid(name, format!("axis {axis} of shape {shape:?} is empty: there is no index to pick")));
+        return Err(CpuError::invalid(
+            name,
+            format!("axis {axis} of shape {shape:?} is empty: there is no index to pick"),
+        ));
     }
     dispatch_num!(x.dtype, name, T => {
         let src = slice::<T>(name, "input", &x)?;
@@ -129,7 +132,8 @@ mod tests {
         assert_eq!(arg(false, 0, false, false, &x, &[]), vec![1]);
         assert_eq!(arg(true, 0, false, true, &x, &[]), vec![3]);
         let e = Tensor::from_vec::<f32>(&[2, 0], vec![]).unwrap();
-        assert!(run1(&Op::ArgMax { axis: 1, keepdims: true, select_last_index: false }, &[&e], DType::I64, &[2, 1]).is_err());
+        assert!(run1(&Op::ArgMax { axis: 1, keepdims: true, select_last_index: false }, &[&e], DType::I64, &[2, 1])
+            .is_err());
         assert_eq!(arg(true, 0, true, false, &e, &[1, 0]), Vec::<i64>::new());
     }
 }

@@ -47,12 +47,8 @@ pub(super) fn eval(
             reduced[d] = true;
         }
     }
-    let want: Vec<usize> = x
-        .shape
-        .iter()
-        .zip(&reduced)
-        .filter_map(|(&d, &r)| if r { keepdims.then_some(1) } else { Some(d) })
-        .collect();
+    let want: Vec<usize> =
+        x.shape.iter().zip(&reduced).filter_map(|(&d, &r)| if r { keepdims.then_some(1) } else { Some(d) }).collect();
     expect_shape(name, "output", out.shape, &want)?;
     expect_dtype(name, "output", out.dtype, x.dtype)?;
 
@@ -129,7 +125,8 @@ fn move_reduced_last<T: Copy>(x: &[T], shape: &[usize], reduced: &[bool]) -> Vec
         return out;
     }
     let strides = strides_of(shape);
-    let order: Vec<usize> = (0..shape.len()).filter(|&d| !reduced[d]).chain((0..shape.len()).filter(|&d| reduced[d])).collect();
+    let order: Vec<usize> =
+        (0..shape.len()).filter(|&d| !reduced[d]).chain((0..shape.len()).filter(|&d| reduced[d])).collect();
     let dims: Vec<usize> = order.iter().map(|&d| shape[d]).collect();
     let st: Vec<usize> = order.iter().map(|&d| strides[d]).collect();
     let last = dims.len() - 1;
@@ -188,7 +185,8 @@ fn reduce_typed<T, A>(
 {
     let mut layout = Layout::of(shape, reduced);
     let permuted;
-    let x = if layout == Layout::General || (kind == ReduceKind::LogSumExp && matches!(layout, Layout::Columns { .. })) {
+    let x = if layout == Layout::General || (kind == ReduceKind::LogSumExp && matches!(layout, Layout::Columns { .. }))
+    {
         let r = shape.iter().zip(reduced).filter(|(_, &r)| r).map(|(&d, _)| d).product();
         layout = Layout::Rows { r };
         permuted = move_reduced_last(x, shape, reduced);

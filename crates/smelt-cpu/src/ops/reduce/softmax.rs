@@ -283,7 +283,11 @@ mod tests {
             let x = rng.tensor_f32(&shape, -8.0, 8.0);
             let ax = if axis < 0 { axis + shape.len() as i64 } else { axis } as usize;
             for log in [false, true] {
-                let op = if log { Op::LogSoftmax { axis, coerce_2d: false } } else { Op::Softmax { axis, coerce_2d: false } };
+                let op = if log {
+                    Op::LogSoftmax { axis, coerce_2d: false }
+                } else {
+                    Op::Softmax { axis, coerce_2d: false }
+                };
                 let y = run1(&op, &[&x], DType::F32, &shape).unwrap();
                 assert_close(&y.to_f64_vec(), &naive(x.as_slice().unwrap(), &shape, ax, log), 2e-6);
             }

@@ -101,8 +101,12 @@ mod tests {
 
     fn topk(x: &Tensor, k: i64, axis: i64, largest: bool, out: &[usize]) -> (Vec<f64>, Vec<i64>) {
         let k = Tensor::from_vec(&[1], vec![k]).unwrap();
-        let outs = run(&Op::TopK { axis, largest, sorted: true }, &[Some(x), Some(&k)], &[(x.dtype(), out), (DType::I64, out)])
-            .unwrap();
+        let outs = run(
+            &Op::TopK { axis, largest, sorted: true },
+            &[Some(x), Some(&k)],
+            &[(x.dtype(), out), (DType::I64, out)],
+        )
+        .unwrap();
         (outs[0].to_f64_vec(), outs[1].to_i64_vec())
     }
 
