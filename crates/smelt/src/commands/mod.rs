@@ -1,7 +1,6 @@
 pub mod conformance;
 pub mod inspect;
 pub mod run;
-pub mod serve;
 
 use anyhow::{bail, Context, Result};
 
