@@ -317,8 +317,14 @@ fn narrow(src: &[f32], dst: &mut [f16]) {
 /// Aim for im2col tiles of about this many elements (1 MiB of f32): small enough
 /// to stay in a core's L2 between im2col writing them and GEMM reading them.
 const COL_TILE_ELEMS: usize = 256 * 1024;
+/// Output positions are cut into tiles of whole GEMM panels (the AVX-512
+/// kernel's 32 columns), so only an image's last panel is ever partial.
+const PANEL: usize = 32;
 /// Narrower tiles make the GEMM's inner loops too short to run at full speed.
-const MIN_TILE: usize = 64;
+const MIN_TILE_PANELS: usize = 2;
+/// Spreading tasks over threads must keep them this evenly loaded (mean over
+/// max); otherwise each GEMM splits its rows over the threads instead.
+const MIN_BALANCE: f64 = 0.85;
 
 /// How the output positions of one (image, group) are cut into tiles, and how
 /// the (image, group, tile) tasks are spread over threads.
@@ -328,14 +334,17 @@ struct TilePlan {
     depthwise: bool,
     /// The input is the GEMM operand as it stands: no im2col.
     pointwise: bool,
-    /// Output positions per tile, and tiles per (image, group).
-    tile: usize,
+    /// Output positions of an (image, group), in `PANEL`-wide panels, and the
+    /// tiles they are dealt into (as evenly as whole panels allow).
+    positions: usize,
+    panels: usize,
     tiles: usize,
     tasks: usize,
     /// Threads working on tasks; each owns `col_len` elements of scratch.
     workers: usize,
     col_len: usize,
-    /// Threads inside each GEMM: only when tasks alone cannot use them.
+    /// Threads inside each GEMM (and im2col): only when tasks alone cannot
+    /// keep them evenly busy.
     gemm_par: Parallelism,
 }
 
@@ -347,11 +356,14 @@ impl TilePlan {
         let pointwise = !depthwise && geo.is_pointwise();
         let rows = if pointwise { geo.cin_g() } else { geo.col_rows() };
         let images = geo.batch * geo.group;
-        let mut tiles = s.div_ceil((COL_TILE_ELEMS / rows.max(1)).max(MIN_TILE)).max(1);
-        // Enough tasks to keep every thread busy, in a multiple of the thread
-        // count while there are few, so no thread idles at the end.
-        if images * tiles < 4 * threads && s >= 2 * MIN_TILE {
-            let max_tiles = (s / MIN_TILE).max(1);
+        let panels = s.div_ceil(PANEL).max(1);
+        let cap = (COL_TILE_ELEMS / rows.max(1) / PANEL).max(MIN_TILE_PANELS);
+        let mut tiles = panels.div_ceil(cap);
+        let max_tiles = (panels / MIN_TILE_PANELS).max(1);
+        let work = geo.cout_g() * rows * s * images;
+        let parallel = threads > 1 && work >= 1 << 18;
+        if parallel {
+            // Prefer a task count that is a multiple of the thread count.
             let mut t = tiles;
             while (images * t) % threads != 0 && t < max_tiles {
                 t += 1;
@@ -360,20 +372,38 @@ impl TilePlan {
                 tiles = t;
             }
         }
-        // Whole 32-column panels of the GEMM kernel per tile, where there is room.
-        let tile = s.div_ceil(tiles).next_multiple_of(32).min(s).max(1);
-        let tiles = s.div_ceil(tile).max(1);
+        let tiles = tiles.min(panels);
         let tasks = images * tiles;
-        let work = geo.cout_g() * rows * s * images;
-        let workers = if work < 1 << 18 { 1 } else { threads.min(tasks).max(1) };
-        let col_len = if pointwise || depthwise { 0 } else { rows * tile };
-        let gemm_par = if workers > 1 { Parallelism::None } else { parallelism(geo.cout_g(), tile, rows) };
-        TilePlan { depthwise, pointwise, tile, tiles, tasks, workers, col_len, gemm_par }
+        let balanced = parallel && tasks >= threads && balance(panels, tiles, tasks, threads) >= MIN_BALANCE;
+        let workers = if balanced { threads } else { 1 };
+        let width = panels.div_ceil(tiles) * PANEL;
+        let col_len = if pointwise || depthwise { 0 } else { rows * width.min(s) };
+        let gemm_par = if workers > 1 || !parallel { Parallelism::None } else { Parallelism::Rayon(threads) };
+        TilePlan { depthwise, pointwise, positions: s, panels, tiles, tasks, workers, col_len, gemm_par }
+    }
+
+    /// Output positions of tile `t` of an (image, group).
+    fn tile_range(&self, t: usize) -> (usize, usize) {
+        let p0 = t * self.panels / self.tiles;
+        let p1 = (t + 1) * self.panels / self.tiles;
+        ((p0 * PANEL).min(self.positions), (p1 * PANEL).min(self.positions))
     }
 
     fn scratch_len(&self) -> usize {
         self.col_len * self.workers
     }
+}
+
+/// Mean over maximum of the panels each thread computes when `tasks` tasks
+/// (tiles of `panels / tiles` panels, round-robin over images) go to `threads`.
+fn balance(panels: usize, tiles: usize, tasks: usize, threads: usize) -> f64 {
+    let mut load = vec![0usize; threads];
+    for task in 0..tasks {
+        let t = task % tiles;
+        load[task % threads] += (t + 1) * panels / tiles - t * panels / tiles;
+    }
+    let max = load.iter().copied().max().unwrap_or(0).max(1);
+    load.iter().sum::<usize>() as f64 / (threads * max) as f64
 }
 
 /// A pointer that may cross threads; every use documents why the accesses
@@ -416,15 +446,24 @@ fn conv_float<T: Float>(
     let run_task = |task: usize, col: &mut [T]| {
         let image = task / plan.tiles;
         let (n, g) = (image / geo.group, image % geo.group);
-        let s0 = (task % plan.tiles) * plan.tile;
-        let width = plan.tile.min(s - s0);
+        let (s0, s1) = plan.tile_range(task % plan.tiles);
+        let width = s1 - s0;
         let x_g = &x[(n * geo.in_channels + g * cin_g) * in_size..][..cin_g * in_size];
         let w_g = &w[g * cout_g * rows..][..cout_g * rows];
         let y_offset = (n * geo.out_channels + g * cout_g) * s + s0;
         let (b, b_layout) = if plan.pointwise {
             (&x_g[s0..], Layout::row_major(in_size))
         } else {
-            im2col_tile(geo, x_g, s0, width, &mut col[..rows * width]);
+            let col = &mut col[..rows * width];
+            if matches!(plan.gemm_par, Parallelism::None) {
+                im2col_tile(geo, x_g, 0, s0, width, col);
+            } else {
+                // The threads the GEMM will use split the columns' channels first.
+                let per_channel = geo.kernel_size() * width;
+                col.par_chunks_mut(per_channel)
+                    .enumerate()
+                    .for_each(|(c, rows)| im2col_tile(geo, x_g, c, s0, width, rows));
+            }
             (&col[..rows * width], Layout::row_major(width))
         };
         assert!(b_layout.span(rows, width) <= b.len() && w_g.len() >= cout_g * rows);
@@ -484,9 +523,10 @@ fn conv_float<T: Float>(
 }
 
 /// Fills `col` (row-major, `width` columns) with rows (input channel, kernel
-/// offset) of the im2col matrix, for the output positions `s0..s0 + width` in
-/// row-major order over the output's spatial dims. Padding reads as zero.
-fn im2col_tile<T: Float>(geo: &ConvGeometry, x_g: &[T], s0: usize, width: usize, col: &mut [T]) {
+/// offset) of the im2col matrix for the output positions `s0..s0 + width` in
+/// row-major order over the output's spatial dims, channels from `c0` for as
+/// many as `col` has rows. Padding reads as zero.
+fn im2col_tile<T: Float>(geo: &ConvGeometry, x_g: &[T], c0: usize, s0: usize, width: usize, col: &mut [T]) {
     let nd = geo.input.len();
     let last = nd - 1;
     let in_size = geo.in_size();
@@ -494,8 +534,9 @@ fn im2col_tile<T: Float>(geo: &ConvGeometry, x_g: &[T], s0: usize, width: usize,
     let (ow, iw) = (geo.output[last], geo.input[last]);
     let (sw, dw, pw) = (geo.strides[last], geo.dilations[last], geo.pads[last] as isize);
     let mut koff = vec![0usize; nd];
-    for c in 0..geo.cin_g() {
-        let xc = &x_g[c * in_size..][..in_size];
+    let channels = col.len() / (ksize * width).max(1);
+    for c in 0..channels {
+        let xc = &x_g[(c0 + c) * in_size..][..in_size];
         for kk in 0..ksize {
             let mut rem = kk;
             for d in (0..nd).rev() {
@@ -1023,6 +1064,9 @@ mod tests {
             // a larger case that takes the tiled, multi-task path
             (attrs(1, &[1, 1], &[1, 1, 1, 1], &[], NotSet), &[2, 32, 40, 40], &[16, 32, 3, 3]),
             (attrs(32, &[2, 2], &[1, 1, 1, 1], &[], NotSet), &[1, 32, 56, 56], &[32, 1, 3, 3]),
+            // few output positions: one tile, GEMM and im2col split over threads
+            (attrs(1, &[1, 1], &[1, 1, 1, 1], &[], NotSet), &[1, 64, 7, 7], &[80, 64, 3, 3]),
+            (attrs(1, &[1, 1], &[1, 1, 1, 1], &[], NotSet), &[1, 64, 14, 14], &[72, 64, 3, 3]),
         ];
         for (i, (a, xs, ws)) in cases.iter().enumerate() {
             check_conv(a, xs, ws, i % 2 == 0, 100 + i as u64);
