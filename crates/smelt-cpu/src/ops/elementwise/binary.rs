@@ -131,6 +131,10 @@ pub(super) fn eval(op: BinaryOp, a: TensorView, b: TensorView, out: &mut TensorV
                 DType::U16 => k.map(out, move |x: u16, s: u16| shift(x as u64, s as u64, left, 16) as u16),
                 DType::U32 => k.map(out, move |x: u32, s: u32| shift(x as u64, s as u64, left, 32) as u32),
                 DType::U64 => k.map(out, move |x: u64, s: u64| shift(x, s, left, 64)),
+                DType::I8 => k.map(out, move |x: i8, s: i8| signed_shift(x as i64, s as i64, left, 8) as i8),
+                DType::I16 => k.map(out, move |x: i16, s: i16| signed_shift(x as i64, s as i64, left, 16) as i16),
+                DType::I32 => k.map(out, move |x: i32, s: i32| signed_shift(x as i64, s as i64, left, 32) as i32),
+                DType::I64 => k.map(out, move |x: i64, s: i64| signed_shift(x, s, left, 64)),
                 dtype => Err(CpuError::UnsupportedDType { op: name, dtype }),
             }
         }
@@ -147,6 +151,20 @@ fn shift(x: u64, s: u64, left: bool, bits: u64) -> u64 {
         x << s
     } else {
         x >> s
+    }
+}
+
+/// A shift of a signed `bits`-wide value (BitShift on signed types, opset 28). Left
+/// shifts wrap; right shifts are arithmetic. A negative amount counts as a huge
+/// one: shifting out everything gives 0, or -1 for a negative value shifted right.
+#[inline(always)]
+fn signed_shift(x: i64, s: i64, left: bool, bits: i64) -> i64 {
+    match (left, (0..bits).contains(&s)) {
+        // The low `bits` bits of the 64-bit shift are the narrow type's wrapped result.
+        (true, true) => ((x as u64) << s) as i64,
+        (true, false) => 0,
+        (false, true) => x >> s,
+        (false, false) => x >> 63,
     }
 }
 
@@ -406,7 +424,19 @@ mod tests {
         let n = Tensor::from_vec(&[4], vec![3u8, 2, 8, 7]).unwrap();
         assert_eq!(binary(BinaryOp::BitShiftLeft, &s, &n, DType::U8, &[4]).to_i64_vec(), vec![8, 64, 0, 128]);
         assert_eq!(binary(BinaryOp::BitShiftRight, &s, &n, DType::U8, &[4]).to_i64_vec(), vec![0, 4, 0, 0]);
-        assert!(run1(&Op::Binary(BinaryOp::BitShiftLeft), &[&x, &y], DType::I32, &[3]).is_err());
+        // Signed shifts: wrapping left, arithmetic right, out-of-range amounts shift everything out.
+        let x = Tensor::from_vec(&[6], vec![64i8, 1, -64, -8, 4, -1]).unwrap();
+        let n = Tensor::from_vec(&[6], vec![1i8, 7, 1, -1, 8, 100]).unwrap();
+        assert_eq!(
+            binary(BinaryOp::BitShiftLeft, &x, &n, DType::I8, &[6]).to_i64_vec(),
+            vec![-128, -128, -128, 0, 0, 0]
+        );
+        assert_eq!(binary(BinaryOp::BitShiftRight, &x, &n, DType::I8, &[6]).to_i64_vec(), vec![32, 0, -32, -1, 0, -1]);
+        let x = Tensor::from_vec(&[3], vec![-8i32, 4, -1]).unwrap();
+        let n = Tensor::from_vec(&[3], vec![1i32, -32, 32]).unwrap();
+        assert_eq!(binary(BinaryOp::BitShiftRight, &x, &n, DType::I32, &[3]).to_i64_vec(), vec![-4, 0, -1]);
+        let f = Tensor::from_vec(&[1], vec![1f32]).unwrap();
+        assert!(run1(&Op::Binary(BinaryOp::BitShiftLeft), &[&f, &f], DType::F32, &[1]).is_err());
         assert!(run1(&Op::Binary(BinaryOp::And), &[&x, &y], DType::Bool, &[3]).is_err());
     }
 }

@@ -55,16 +55,23 @@ pub(super) fn eval(
     let shape = x.shape;
     macro_rules! run_as {
         ($T:ty, $A:ty, $load:expr, $store:expr) => {{
-            let (load, store) = ($load, $store);
+            let load = $load;
+            run_as!($T, $A, load, $store, (load(<$T as Num>::LOWEST), load(<$T as Num>::HIGHEST)))
+        }};
+        // `bounds`: the smallest and largest values, identities of Max and Min.
+        ($T:ty, $A:ty, $load:expr, $store:expr, $bounds:expr) => {{
             let src = slice::<$T>(name, "input", &x)?;
             let dst = slice_mut::<$T>(name, "output", out)?;
-            let bounds = (load(<$T as Num>::LOWEST), load(<$T as Num>::HIGHEST));
-            reduce_typed::<$T, $A>(kind, src, shape, &reduced, dst, load, store, bounds);
+            reduce_typed::<$T, $A>(kind, src, shape, &reduced, dst, $load, $store, $bounds);
             Ok(())
         }};
     }
     let wide = matches!(kind, ReduceKind::L2 | ReduceKind::LogSum | ReduceKind::LogSumExp);
     match (x.dtype, wide) {
+        // ReduceMax of bools is "any", ReduceMin "all" (opset 20); false < true.
+        (DType::Bool, _) if matches!(kind, ReduceKind::Max | ReduceKind::Min) => {
+            run_as!(u8, u64, |v: u8| (v != 0) as u64, |a: u64| a as u8, (0, 1))
+        }
         (DType::Bool, _) => Err(CpuError::UnsupportedDType { op: name, dtype: DType::Bool }),
         (DType::F32, false) => run_as!(f32, f32, |v: f32| v, |a: f32| a),
         (DType::F16, false) => run_as!(f16, f32, |v: f16| v.to_f32(), f16::from_f32),
@@ -442,6 +449,9 @@ mod tests {
         ] {
             assert_eq!(reduce(kind, true, &x, &[1], &[2, 1]).to_f64_vec(), vec![want; 2], "{kind:?}");
         }
+        let b = Tensor::from_bools(&[2, 0], &[]).unwrap();
+        assert_eq!(reduce(ReduceKind::Max, false, &b, &[1], &[2]).as_slice::<u8>().unwrap(), &[0, 0]);
+        assert_eq!(reduce(ReduceKind::Min, false, &b, &[1], &[2]).as_slice::<u8>().unwrap(), &[1, 1]);
         let xi = Tensor::from_vec::<i32>(&[2, 0], vec![]).unwrap();
         assert_eq!(reduce(ReduceKind::Max, false, &xi, &[1], &[2]).to_i64_vec(), vec![i32::MIN as i64; 2]);
         assert_eq!(reduce(ReduceKind::Min, false, &xi, &[1], &[2]).to_i64_vec(), vec![i32::MAX as i64; 2]);
@@ -459,6 +469,15 @@ mod tests {
         assert_eq!(reduce(ReduceKind::Prod, false, &x, &[0], &[]).to_i64_vec(), vec![4]);
         let big = Tensor::from_vec(&[2], vec![i32::MAX, 1]).unwrap();
         assert_eq!(reduce(ReduceKind::Sum, false, &big, &[0], &[]).to_i64_vec(), vec![i32::MIN as i64]);
+        let b = Tensor::from_bools(&[2, 3], &[true, false, true, false, false, false]).unwrap();
+        assert_eq!(reduce(ReduceKind::Max, false, &b, &[1], &[2]).as_slice::<u8>().unwrap(), &[1, 0]);
+        assert_eq!(reduce(ReduceKind::Min, false, &b, &[0], &[3]).as_slice::<u8>().unwrap(), &[0, 0, 0]);
+        assert!(run(
+            &Op::Reduce { kind: ReduceKind::Sum, keepdims: false, noop_with_empty_axes: false },
+            &[Some(&b)],
+            &[(DType::Bool, &[])]
+        )
+        .is_err());
         let u = Tensor::from_vec(&[3], vec![200u8, 7, 255]).unwrap();
         assert_eq!(reduce(ReduceKind::Max, false, &u, &[0], &[]).to_i64_vec(), vec![255]);
         let h: Vec<f16> = (0..100).map(|i| f16::from_f32(i as f32 * 0.25)).collect();
