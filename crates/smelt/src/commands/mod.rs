@@ -1,6 +1,7 @@
 pub mod conformance;
 pub mod inspect;
 pub mod run;
+pub mod serve;
 
 use anyhow::{bail, Context, Result};
 

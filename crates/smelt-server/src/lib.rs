@@ -1,0 +1,27 @@
+//! Smelt's Triton-compatible server: model repositories and config.pbtxt,
+//! loaded model versions, and the KServe v2 HTTP protocol with Triton's
+//! extensions.
+//!
+//! - [`proto`]: Smelt's copies of Triton's schemas (`proto/*.proto`).
+//! - [`config`]: config.pbtxt (text format) and Triton's JSON for a ModelConfig.
+//! - [`repository`]: repositories on disk, version policies, completing and
+//!   checking a configuration against its model.
+//! - [`models`]: which versions are ready, loading and unloading.
+//! - [`infer`]: one inference, protocol-neutral.
+//! - [`http`]: the HTTP endpoints.
+//! - [`server`]: startup and graceful shutdown.
+
+pub mod config;
+pub mod datatype;
+pub mod error;
+pub mod http;
+pub mod infer;
+pub mod models;
+pub mod proto;
+pub mod repository;
+pub mod server;
+pub mod stats;
+
+pub use error::{ErrorKind, ServerError};
+pub use models::ModelControlMode;
+pub use server::{init_logging, run, ServerOptions};

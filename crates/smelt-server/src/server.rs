@@ -1,0 +1,191 @@
+//! Starting and stopping the server: the model registry, the HTTP listener, and a
+//! graceful shutdown on SIGINT/SIGTERM.
+
+use crate::http::{self, HttpState};
+use crate::models::{ModelControlMode, ModelRegistry, RegistryOptions};
+use smelt_runtime::SessionOptions;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything `smelt serve` configures, with Triton's defaults.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    pub repositories: Vec<PathBuf>,
+    pub http_address: String,
+    pub http_port: u16,
+    pub grpc_address: String,
+    pub grpc_port: u16,
+    pub metrics_port: u16,
+    pub allow_http: bool,
+    pub allow_grpc: bool,
+    pub allow_metrics: bool,
+    pub control_mode: ModelControlMode,
+    pub repository_poll_secs: u64,
+    pub load_models: Vec<String>,
+    pub strict_model_config: bool,
+    pub exit_timeout: Duration,
+    pub http_max_input_size: usize,
+    /// CPU threads per model run; `None`: one per core.
+    pub threads: Option<usize>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            repositories: Vec::new(),
+            http_address: "0.0.0.0".into(),
+            http_port: 8000,
+            grpc_address: "0.0.0.0".into(),
+            grpc_port: 8001,
+            metrics_port: 8002,
+            allow_http: true,
+            allow_grpc: true,
+            allow_metrics: true,
+            control_mode: ModelControlMode::None,
+            repository_poll_secs: 15,
+            load_models: Vec::new(),
+            strict_model_config: false,
+            exit_timeout: Duration::from_secs(30),
+            http_max_input_size: 64 << 20,
+            threads: None,
+        }
+    }
+}
+
+/// Installs the log output: `verbose` 0 shows info and up, 1 or more debug.
+/// `RUST_LOG` overrides. Idempotent.
+pub fn init_logging(verbose: u32) {
+    let default = if verbose > 0 { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
+}
+
+/// Runs the server until SIGINT or SIGTERM, then shuts down gracefully.
+pub fn run(options: ServerOptions) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("smelt-serve")
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let result = runtime.block_on(serve(options));
+    // Blocking model runs still going after the exit timeout are abandoned.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
+}
+
+fn announce_missing_subsystems(options: &ServerOptions) {
+    if options.allow_grpc {
+        tracing::warn!(
+            "gRPC is not implemented yet: nothing listens on {}:{} (--grpc-port); use HTTP",
+            options.grpc_address,
+            options.grpc_port
+        );
+    }
+    if options.allow_metrics {
+        tracing::warn!(
+            "metrics are not implemented yet: nothing listens on port {} (--metrics-port)",
+            options.metrics_port
+        );
+    }
+    if options.control_mode == ModelControlMode::Poll {
+        tracing::warn!(
+            "--model-control-mode=poll: watching the repositories for changes (every {} s) is not implemented yet; \
+             they are read once at startup, as with 'none'",
+            options.repository_poll_secs
+        );
+    }
+    if options.control_mode != ModelControlMode::Explicit && !options.load_models.is_empty() {
+        tracing::warn!("--load-model is ignored unless --model-control-mode=explicit (every model is loaded)");
+    }
+}
+
+async fn serve(options: ServerOptions) -> Result<(), String> {
+    if options.repositories.is_empty() {
+        return Err("no model repository given (--model-repository)".into());
+    }
+    announce_missing_subsystems(&options);
+    if !options.allow_http {
+        return Err("--allow-http=false leaves nothing to serve: gRPC is not implemented yet".into());
+    }
+    let registry = Arc::new(ModelRegistry::new(RegistryOptions {
+        repositories: options.repositories.clone(),
+        strict_config: options.strict_model_config,
+        control_mode: options.control_mode,
+        session: SessionOptions { threads: options.threads, ..SessionOptions::default() },
+    }));
+    let address: SocketAddr = format!("{}:{}", options.http_address, options.http_port)
+        .parse()
+        .map_err(|e| format!("bad --http-address/--http-port '{}:{}': {e}", options.http_address, options.http_port))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen for HTTP on {address}: {e}"))?;
+    let state = Arc::new(HttpState {
+        registry: registry.clone(),
+        max_input_size: options.http_max_input_size,
+        ready: false.into(),
+    });
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let app = http::router(state.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!("HTTP endpoint listening on {address}");
+
+    let loader = registry.clone();
+    let load_models = options.load_models.clone();
+    let startup = tokio::task::spawn_blocking(move || loader.load_at_startup(&load_models));
+    tokio::select! {
+        loaded = startup => {
+            loaded.map_err(|e| format!("loading models failed: {e}"))??;
+            state.ready.store(true, Ordering::SeqCst);
+            tracing::info!("server is ready");
+            wait_for_signal().await;
+        }
+        () = wait_for_signal() => {}
+    }
+    tracing::info!(
+        "shutting down: no new connections; waiting up to {} s for requests in flight",
+        options.exit_timeout.as_secs()
+    );
+    state.ready.store(false, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(options.exit_timeout, server).await {
+        Ok(Ok(Ok(()))) => tracing::info!("all requests finished; exiting"),
+        Ok(Ok(Err(e))) => return Err(format!("HTTP server failed: {e}")),
+        Ok(Err(e)) => return Err(format!("HTTP server task failed: {e}")),
+        Err(_) => tracing::warn!("--exit-timeout-secs reached with requests still in flight; exiting anyway"),
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot watch for SIGTERM: {e}");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => tracing::info!("SIGINT received"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
