@@ -30,12 +30,14 @@ if [ ! -x "$PY" ]; then
     say "creating $VENV"
     python3 -m venv "$VENV"
 fi
-want_hash="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
+TRITON_REQUIREMENTS="$ROOT/requirements-triton.txt"
+want_hash="$(cat "$REQUIREMENTS" "$TRITON_REQUIREMENTS" | sha256sum | cut -d' ' -f1)"
 have_hash="$(cat "$REQ_STAMP" 2>/dev/null || true)"
 if [ "$want_hash" != "$have_hash" ] \
-    || ! "$PY" -c "import onnx, onnxruntime, numpy, pytest" 2>/dev/null; then
-    say "installing $(basename "$REQUIREMENTS") into .venv"
+    || ! "$PY" -c "import onnx, onnxruntime, numpy, pytest, tritonclient.grpc" 2>/dev/null; then
+    say "installing $(basename "$REQUIREMENTS") and $(basename "$TRITON_REQUIREMENTS") into .venv"
     "$PY" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+    "$PY" -m pip install --quiet --disable-pip-version-check --no-deps -r "$TRITON_REQUIREMENTS"
     echo "$want_hash" > "$REQ_STAMP"
 else
     say ".venv is up to date"
@@ -58,6 +60,21 @@ elif [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ] && command -v apt-get >/de
     fi
 else
     warn "lavapipe not found and not root on Debian/Ubuntu; the GPU tests need a Vulkan driver"
+fi
+
+# perf_analyzer (from the tritonclient wheel) needs libb64 from Debian.
+have_libb64() { ldconfig -p 2>/dev/null | grep -q "libb64.so.0d"; }
+if have_libb64; then
+    say "libb64 (for perf_analyzer) is present"
+elif [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ] && command -v apt-get >/dev/null; then
+    say "installing libb64-0d for perf_analyzer"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! { apt-get -o DPkg::Lock::Timeout=120 -qq update >/dev/null \
+           && apt-get -o DPkg::Lock::Timeout=120 -qq install -y libb64-0d >/dev/null; }; then
+        warn "could not install libb64-0d; the perf_analyzer tests will fail"
+    fi
+else
+    warn "libb64.so.0d not found and not root on Debian/Ubuntu; the perf_analyzer tests need it"
 fi
 
 # 3 and 4. Generated test data ---------------------------------------------------
