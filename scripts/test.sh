@@ -20,12 +20,6 @@ PY="$ROOT/.venv/bin/python"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 export SMELT_BIN="${SMELT_BIN:-$TARGET_DIR/release/smelt}"
 
-# Where a Vulkan driver is installed (lavapipe in CI), the GPU tests must find
-# an adapter: without one they fail instead of skipping.
-if [ -z "${SMELT_REQUIRE_GPU:-}" ] && compgen -G "/usr/share/vulkan/icd.d/*.json" >/dev/null; then
-    export SMELT_REQUIRE_GPU=1
-fi
-
 SCRIPT_START=$(date +%s)
 
 # run_stage [--last] NAME COMMAND...: runs COMMAND; on failure names the stage
@@ -56,6 +50,11 @@ run_stage() {
 }
 
 run_stage setup scripts/setup-test-env.sh
+# Where a Vulkan driver is installed (lavapipe in CI), the GPU tests must find
+# an adapter: without one they fail instead of skipping.
+if [ -z "${SMELT_REQUIRE_GPU:-}" ] && compgen -G "/usr/share/vulkan/icd.d/*.json" >/dev/null; then
+    export SMELT_REQUIRE_GPU=1
+fi
 # perf_analyzer (from the tritonclient wheel) loads libcudart from the venv.
 CUDART_DIR="$(echo "$ROOT"/.venv/lib/python3*/site-packages/nvidia/cuda_runtime/lib)"
 export LD_LIBRARY_PATH="$CUDART_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
