@@ -10,6 +10,7 @@
 //! - [`infer`]: one inference, protocol-neutral.
 //! - [`http`]: the HTTP endpoints.
 //! - [`server`]: startup and graceful shutdown.
+//! - [`shm`]: registered system shared-memory regions.
 
 pub mod config;
 pub mod datatype;
@@ -20,6 +21,7 @@ pub mod models;
 pub mod proto;
 pub mod repository;
 pub mod server;
+pub mod shm;
 pub mod stats;
 
 pub use error::{ErrorKind, ServerError};
