@@ -12,8 +12,9 @@
 //!    shape arithmetic (`Shape → Gather → Unsqueeze → Concat`) as far as facts allow;
 //! 2. [`identity::remove_identities`]: Identity and inference-mode Dropout;
 //! 3. [`conv_bn::fold_conv_batchnorm`]: BatchNormalization into the Conv before it;
-//! 4. [`epilogue::fuse_epilogues`]: bias Add and activations into Conv/Gemm/MatMul;
-//! 5. [`dead::remove_dead_nodes`]: nodes whose outputs nobody reads.
+//! 4. [`gelu::fuse_gelu`]: GELU spelled out with Erf or Tanh into one `Gelu` node;
+//! 5. [`epilogue::fuse_epilogues`]: bias Add and activations into Conv/Gemm/MatMul;
+//! 6. [`dead::remove_dead_nodes`]: nodes whose outputs nobody reads.
 //!
 //! Graph inputs and outputs keep their ONNX names through every pass: callers ask
 //! for outputs by name. A graph output may end up a constant (when everything it
@@ -30,6 +31,7 @@ pub mod conv_bn;
 pub mod dead;
 pub mod epilogue;
 pub mod fold;
+pub mod gelu;
 pub mod identity;
 pub mod memory;
 mod optimize;

@@ -2,7 +2,7 @@
 
 use crate::cleanup::prune_values;
 use crate::fold::{fold_constants, DEFAULT_MAX_FOLDED_BYTES};
-use crate::{conv_bn, dead, epilogue, identity, ConstEval, PassError};
+use crate::{conv_bn, dead, epilogue, gelu, identity, ConstEval, PassError};
 use smelt_ir::Graph;
 use std::fmt;
 
@@ -42,6 +42,8 @@ pub struct PassReport {
     pub batch_norms_folded: usize,
     pub biases_fused: usize,
     pub activations_fused: usize,
+    /// Decomposed GELU chains replaced by one `Gelu` node.
+    pub gelus_fused: usize,
     pub dead_nodes_removed: usize,
     /// Values (mostly constants that folding replaced) dropped from the graph.
     pub values_pruned: usize,
@@ -87,6 +89,10 @@ pub fn optimize(graph: &mut Graph, eval: &dyn ConstEval, opts: &OptimizeOptions)
             changes += folded;
         }
         if opts.fuse_epilogues {
+            // GELU first, so the Gelu it makes is fused into its MatMul this round.
+            let fused = gelu::fuse_gelu(graph)?;
+            report.gelus_fused += fused;
+            changes += fused;
             let fused = epilogue::fuse_epilogues(graph)?;
             report.biases_fused += fused.biases;
             report.activations_fused += fused.activations;
@@ -126,6 +132,7 @@ impl fmt::Display for PassReport {
             (self.identities_removed, "identities removed"),
             (self.batch_norms_folded, "batch norms folded"),
             (self.biases_fused, "biases fused"),
+            (self.gelus_fused, "GELUs fused"),
             (self.activations_fused, "activations fused"),
             (self.dead_nodes_removed, "dead nodes removed"),
             (self.too_large_to_fold, "too large to fold"),

@@ -5,8 +5,8 @@ use crate::ConstEval;
 use smelt_ir::{BinaryOp, DType, Dim, Fact, Op, Shape, Tensor, UnaryOp};
 use std::cell::Cell;
 
-/// Evaluates Add, Mul (same shapes, or one side with one element), Neg and
-/// ConstantOfShape; every other op is an error. Counts its calls.
+/// Evaluates Add, Mul (same shapes, or one side with one element), Neg, 2-D
+/// Transpose and ConstantOfShape; every other op is an error. Counts its calls.
 #[derive(Default)]
 pub(crate) struct ToyEval {
     pub calls: Cell<usize>,
@@ -42,6 +42,13 @@ impl ConstEval for ToyEval {
                 let a = arg(0)?;
                 let values: Vec<f64> = a.to_f64_vec().iter().map(|v| -v).collect();
                 tensor_from_f64(a.dtype(), a.shape(), &values)
+            }
+            Op::Transpose { .. } => {
+                let a = arg(0)?;
+                let &[rows, cols] = a.shape() else { return Err("toy evaluator transposes 2-D only".into()) };
+                let x = a.to_f64_vec();
+                let values: Vec<f64> = (0..rows * cols).map(|i| x[(i % rows) * cols + i / rows]).collect();
+                tensor_from_f64(a.dtype(), &[cols, rows], &values)
             }
             Op::ConstantOfShape { value } => {
                 let shape: Vec<usize> = arg(0)?.to_i64_vec().iter().map(|&d| d as usize).collect();

@@ -36,6 +36,14 @@ impl Uses {
         self.is_output[value] || !self.consumers[value].is_empty()
     }
 
+    /// The one node that reads `value`, if exactly one does and the caller does not.
+    pub(crate) fn only_reader(&self, value: ValueId) -> Option<usize> {
+        match self.consumers[value][..] {
+            [reader] if !self.is_output[value] => Some(reader),
+            _ => None,
+        }
+    }
+
     /// The node that computes `value`, if `reader` is the only thing that reads it:
     /// the condition for merging the two nodes without computing `value` twice.
     pub(crate) fn private_producer(&self, value: ValueId, reader: usize) -> Option<usize> {

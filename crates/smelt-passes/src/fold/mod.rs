@@ -48,6 +48,7 @@ pub fn fold_constants(graph: &mut Graph, eval: &dyn ConstEval, max_bytes: usize)
     let mut constants: Vec<Option<Arc<Tensor>>> = graph.values.iter().map(|v| v.fact.constant.clone()).collect();
     // Partial knowledge of shape-like values that are not (yet) constants.
     let mut partial: HashMap<ValueId, DimsValue> = HashMap::new();
+    let consumers = graph.consumers();
 
     for (index, node) in graph.nodes.iter().enumerate() {
         let mut failure = None;
@@ -55,7 +56,8 @@ pub fn fold_constants(graph: &mut Graph, eval: &dyn ConstEval, max_bytes: usize)
         if folded.is_some() {
             outcome.from_facts += 1;
         } else if inputs_constant(node, &constants) {
-            match evaluate(graph, node, &constants, eval, max_bytes) {
+            let limit = if is_weight_relayout(graph, &consumers, node) { usize::MAX } else { max_bytes };
+            match evaluate(graph, node, &constants, eval, limit) {
                 Ok(outputs) => {
                     folded = Some(outputs);
                     outcome.evaluated += 1;
@@ -97,6 +99,25 @@ pub fn fold_constants(graph: &mut Graph, eval: &dyn ConstEval, max_bytes: usize)
         patch.apply(graph)?;
     }
     Ok(outcome)
+}
+
+/// Whether `node` transposes a constant that only matrix products read as their
+/// weight (`B`): such a node is folded whatever its size, because the product's
+/// kernel packs its constant weight once at compile time, while left as a node the
+/// transpose (and the packing of its result) would run on every inference. A tied
+/// language-model head (`x · Transpose(embeddings)`) is the case this is for.
+fn is_weight_relayout(graph: &Graph, consumers: &[Vec<usize>], node: &Node) -> bool {
+    let [output] = node.outputs[..] else { return false };
+    let readers = &consumers[output];
+    matches!(node.op, Op::Transpose { .. })
+        && !graph.outputs.contains(&output)
+        && !readers.is_empty()
+        && readers.iter().all(|&r| {
+            let reader = &graph.nodes[r];
+            matches!(reader.op, Op::MatMul { .. } | Op::Gemm { .. })
+                && reader.inputs.iter().position(|&v| v == Some(output)) == Some(1)
+                && reader.inputs.iter().filter(|&&v| v == Some(output)).count() == 1
+        })
 }
 
 enum Unfolded {

@@ -156,3 +156,40 @@ fn fully_fixed_shape_chain_folds_to_a_constant_reshape_target() {
     let target = g.nodes[0].inputs[1].unwrap();
     assert_eq!(g.constant(target).unwrap().as_ref(), &i64s(&[3], &[2, 3, -1]));
 }
+
+/// w[2,3] → Transpose → t[3,2], read by `reader` as its input `slot`.
+fn transposed_weight(reader: Op, slot: usize) -> (Graph, ValueId) {
+    let mut g = Graph::new(17);
+    let w = g.add_constant("w", f32s(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
+    let x = g.add_value("x", f32_fact(&[4, 3]));
+    let [t, y] = ["t", "y"].map(|n| g.add_value(n, unknown(DType::F32)));
+    g.inputs.push(x);
+    g.outputs.push(y);
+    g.add_node("transpose", Op::Transpose { perm: None }, vec![Some(w)], vec![t]);
+    let mut inputs = vec![Some(x), Some(x)];
+    inputs[slot] = Some(t);
+    g.add_node("reader", reader, inputs, vec![y]);
+    (g, t)
+}
+
+#[test]
+fn transposed_matmul_weights_fold_whatever_their_size() {
+    let (mut g, t) = transposed_weight(Op::MatMul { activation: None }, 1);
+    let outcome = fold_constants(&mut g, &ToyEval::default(), 8).unwrap();
+    assert_eq!((outcome.evaluated, outcome.too_large), (1, 0));
+    assert_eq!(g.nodes.len(), 1);
+    let folded = g.constant(t).expect("folded");
+    assert_eq!(folded.shape(), &[3, 2]);
+    assert_eq!(folded.as_slice::<f32>().unwrap(), &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+}
+
+#[test]
+fn transposes_read_otherwise_keep_the_limit() {
+    // As MatMul's left operand, and as the input of an elementwise op.
+    for (reader, slot) in [(Op::MatMul { activation: None }, 0), (Op::Binary(BinaryOp::Add), 1)] {
+        let (mut g, t) = transposed_weight(reader, slot);
+        let outcome = fold_constants(&mut g, &ToyEval::default(), 8).unwrap();
+        assert_eq!(outcome.too_large, 1);
+        assert!(g.constant(t).is_none());
+    }
+}
