@@ -7,6 +7,7 @@
 //! - [`repository`]: repositories on disk, version policies, completing and
 //!   checking a configuration against its model.
 //! - [`models`]: which versions are ready, loading and unloading.
+//! - [`poll`]: `--model-control-mode=poll`, following the repositories on disk.
 //! - [`infer`]: one inference, protocol-neutral.
 //! - [`http`]: the HTTP endpoints.
 //! - [`server`]: startup and graceful shutdown.
@@ -18,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod infer;
 pub mod models;
+pub mod poll;
 pub mod proto;
 pub mod repository;
 pub mod server;

@@ -19,8 +19,9 @@ use std::time::Instant;
 pub enum ModelControlMode {
     /// Every model at startup; no load/unload requests.
     None,
-    /// Like `None` for now: the repository is read once at startup (watching it
-    /// for changes is not implemented yet).
+    /// Every model at startup, then the repositories are rescanned every
+    /// `--repository-poll-secs` and models follow them (see [`crate::poll`]); no
+    /// load/unload requests.
     Poll,
     /// Only `--load-model` models at startup; load/unload requests allowed.
     Explicit,
@@ -231,6 +232,17 @@ impl ModelRegistry {
         }
         entry.failure = None;
         tracing::info!("model '{name}' unloaded");
+        Ok(())
+    }
+
+    /// Forgets a model whose folder left the repositories: requests already running
+    /// finish on the versions they hold; new requests find no such model.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let _change = self.changes.lock().map_err(lock_error)?;
+        let mut models = self.models.write().map_err(lock_error)?;
+        if models.remove(name).is_some() {
+            tracing::info!("model '{name}' unloaded and removed");
+        }
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 use crate::http::{self, HttpState};
 use crate::models::{ModelControlMode, ModelRegistry, RegistryOptions};
+use crate::poll::RepositoryPoller;
 use smelt_runtime::SessionOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -92,13 +93,6 @@ fn announce_missing_subsystems(options: &ServerOptions) {
             options.metrics_port
         );
     }
-    if options.control_mode == ModelControlMode::Poll {
-        tracing::warn!(
-            "--model-control-mode=poll: watching the repositories for changes (every {} s) is not implemented yet; \
-             they are read once at startup, as with 'none'",
-            options.repository_poll_secs
-        );
-    }
     if options.control_mode != ModelControlMode::Explicit && !options.load_models.is_empty() {
         tracing::warn!("--load-model is ignored unless --model-control-mode=explicit (every model is loaded)");
     }
@@ -142,10 +136,22 @@ async fn serve(options: ServerOptions) -> Result<(), String> {
 
     let loader = registry.clone();
     let load_models = options.load_models.clone();
-    let startup = tokio::task::spawn_blocking(move || loader.load_at_startup(&load_models));
+    let poll = options.control_mode == ModelControlMode::Poll;
+    let (poll_repositories, poll_stop) = (options.repositories.clone(), stop_tx.subscribe());
+    let startup = tokio::task::spawn_blocking(move || {
+        // Poll mode: what is on disk is recorded before loading, so a change made
+        // during the load is seen by the first poll.
+        let poller = poll.then(|| RepositoryPoller::new(loader.clone(), poll_repositories));
+        loader.load_at_startup(&load_models).map(|()| poller)
+    });
     tokio::select! {
         loaded = startup => {
-            loaded.map_err(|e| format!("loading models failed: {e}"))??;
+            let poller = loaded.map_err(|e| format!("loading models failed: {e}"))??;
+            if let Some(poller) = poller {
+                let every = Duration::from_secs(options.repository_poll_secs.max(1));
+                tracing::info!("polling the model repositories for changes every {} s", every.as_secs());
+                tokio::spawn(poller.run(every, poll_stop));
+            }
             state.ready.store(true, Ordering::SeqCst);
             tracing::info!("server is ready");
             wait_for_signal().await;

@@ -12,8 +12,9 @@ use std::time::Duration;
 pub enum ControlMode {
     /// Load every model at startup; refuse load/unload requests.
     None,
-    /// Like `none` for now (the repository is read once; watching it for changes
-    /// is not implemented yet, and the server says so at startup).
+    /// Load every model at startup, then rescan the repositories every
+    /// --repository-poll-secs: load added models, reload changed ones, unload
+    /// removed ones; refuse load/unload requests.
     Poll,
     /// Load only the --load-model models at startup; allow load/unload requests.
     Explicit,
@@ -43,12 +44,13 @@ pub struct Args {
     /// Address the gRPC endpoint would bind to (gRPC is not implemented yet).
     #[arg(long, default_value = "0.0.0.0")]
     grpc_address: String,
-    /// How models are loaded: none (all at startup), poll (as none for now) or
-    /// explicit (only --load-model at startup, then load/unload requests).
+    /// How models are loaded: none (all at startup), poll (all at startup, then
+    /// follow the repositories on disk) or explicit (only --load-model at
+    /// startup, then load/unload requests).
     #[arg(long, value_enum, default_value = "none")]
     model_control_mode: ControlMode,
-    /// How often poll mode would rescan the repositories (poll mode is not
-    /// implemented yet).
+    /// Seconds between two scans of the repositories with
+    /// --model-control-mode=poll (at least 1).
     #[arg(long, default_value_t = 15)]
     repository_poll_secs: u64,
     /// With --model-control-mode=explicit: a model to load at startup. Repeat for
@@ -100,6 +102,9 @@ pub fn main(args: Args) -> Result<()> {
     smelt_server::init_logging(args.log_verbose);
     let repositories =
         if args.model_repository.is_empty() { vec![default_repository()?] } else { args.model_repository };
+    if matches!(args.model_control_mode, ControlMode::Poll) && args.repository_poll_secs == 0 {
+        bail!("--repository-poll-secs must be at least 1 with --model-control-mode=poll");
+    }
     if args.http_max_input_size == 0 {
         bail!("--http-max-input-size must be at least 1 byte");
     }
