@@ -1,0 +1,133 @@
+//! The GPU layer's settings: one typed struct with defaults, filled from the
+//! environment and, by the server, from a model's config.pbtxt parameters.
+
+use crate::{GpuError, Result};
+use std::time::Duration;
+
+/// Settings of one GPU context.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpuConfig {
+    /// Most bytes the buffer pool keeps *idle* for reuse; buffers given back beyond
+    /// this are freed at once. Buffers in use are never counted against it, so a
+    /// model larger than the cap still runs.
+    pub pool_max_bytes: u64,
+    /// Idle pooled buffers older than this are freed, so a burst of large batches
+    /// does not pin its memory for ever.
+    pub buffer_max_age: Duration,
+    /// Log every adapter choice, pipeline compile, pool decision and plan (at info
+    /// level instead of debug).
+    pub verbose: bool,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        GpuConfig { pool_max_bytes: 2 << 30, buffer_max_age: Duration::from_secs(60), verbose: false }
+    }
+}
+
+/// Environment variables read by [`GpuConfig::from_env`], each with its alias from
+/// the Metal backend's documentation (first name wins when both are set).
+pub const ENV_POOL_MAX_BYTES: [&str; 2] = ["SMELT_GPU_POOL_MAX_BYTES", "MPS_MAX_POOL_SIZE"];
+pub const ENV_BUFFER_MAX_AGE: [&str; 2] = ["SMELT_GPU_BUFFER_MAX_AGE_SECS", "MPS_MAX_BUFFER_AGE"];
+pub const ENV_VERBOSE: [&str; 2] = ["MPS_VERBOSE", "TRITON_METAL_DEBUG"];
+
+impl GpuConfig {
+    /// Defaults overridden by the environment. A malformed value is an error naming
+    /// the variable, not a silent default.
+    pub fn from_env() -> Result<GpuConfig> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), reading variables through `lookup` (testable).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<GpuConfig> {
+        let mut config = GpuConfig::default();
+        let first = |names: &[&str]| names.iter().find_map(|n| lookup(n).map(|v| (n.to_string(), v)));
+        if let Some((name, value)) = first(&ENV_POOL_MAX_BYTES) {
+            config.set("pool_max_bytes", &value).map_err(|e| GpuError::Config(format!("{name}: {e}")))?;
+        }
+        if let Some((name, value)) = first(&ENV_BUFFER_MAX_AGE) {
+            config.set("buffer_max_age_secs", &value).map_err(|e| GpuError::Config(format!("{name}: {e}")))?;
+        }
+        if let Some((name, value)) = first(&ENV_VERBOSE) {
+            config.set("verbose", &value).map_err(|e| GpuError::Config(format!("{name}: {e}")))?;
+        }
+        Ok(config)
+    }
+
+    /// Sets one setting by name, as config.pbtxt `parameters` give them:
+    /// `pool_max_bytes` (bytes, or with a K/M/G suffix), `buffer_max_age_secs`
+    /// (seconds, fractions allowed), `verbose` (1/0/true/false).
+    pub fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
+        let value = value.trim();
+        match key {
+            "pool_max_bytes" | "max_pool_size" => self.pool_max_bytes = parse_bytes(value)?,
+            "buffer_max_age_secs" | "max_buffer_age" => {
+                let secs: f64 = value.parse().map_err(|_| format!("'{value}' is not a number of seconds"))?;
+                if !(secs.is_finite() && secs >= 0.0) {
+                    return Err(format!("'{value}' is not a number of seconds >= 0"));
+                }
+                self.buffer_max_age = Duration::from_secs_f64(secs);
+            }
+            "verbose" => {
+                self.verbose = match value.to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => true,
+                    "0" | "false" | "no" | "off" | "" => false,
+                    _ => return Err(format!("'{value}' is not 0/1/true/false")),
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown GPU setting '{other}' (known: pool_max_bytes, buffer_max_age_secs, verbose)"
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `123`, `64K`, `512M`, `2G` (powers of 1024).
+fn parse_bytes(value: &str) -> std::result::Result<u64, String> {
+    let (digits, scale) = match value.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&value[..value.len() - 1], 1u64 << 10),
+        Some('M') => (&value[..value.len() - 1], 1 << 20),
+        Some('G') => (&value[..value.len() - 1], 1 << 30),
+        _ => (value, 1),
+    };
+    let n: u64 = digits.trim().parse().map_err(|_| format!("'{value}' is not a byte count (e.g. 1073741824 or 1G)"))?;
+    n.checked_mul(scale).ok_or_else(|| format!("'{value}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_and_aliases() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let c = GpuConfig::from_lookup(env(&[("MPS_MAX_POOL_SIZE", "64M"), ("MPS_MAX_BUFFER_AGE", "2.5")])).unwrap();
+        assert_eq!(c.pool_max_bytes, 64 << 20);
+        assert_eq!(c.buffer_max_age, Duration::from_millis(2500));
+        assert!(!c.verbose);
+        let c = GpuConfig::from_lookup(env(&[
+            ("SMELT_GPU_POOL_MAX_BYTES", "1000"),
+            ("MPS_MAX_POOL_SIZE", "64M"),
+            ("TRITON_METAL_DEBUG", "1"),
+        ]))
+        .unwrap();
+        assert_eq!(c.pool_max_bytes, 1000, "the SMELT_ name wins over its alias");
+        assert!(c.verbose);
+        let err = GpuConfig::from_lookup(env(&[("SMELT_GPU_BUFFER_MAX_AGE_SECS", "soon")])).unwrap_err();
+        assert!(err.to_string().contains("SMELT_GPU_BUFFER_MAX_AGE_SECS"), "{err}");
+    }
+
+    #[test]
+    fn parameters() {
+        let mut c = GpuConfig::default();
+        c.set("pool_max_bytes", "2G").unwrap();
+        assert_eq!(c.pool_max_bytes, 2 << 30);
+        assert!(c.set("pool_max_bytes", "-1").is_err());
+        assert!(c.set("colour", "red").unwrap_err().contains("colour"));
+    }
+}
