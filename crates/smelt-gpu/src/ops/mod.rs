@@ -5,7 +5,15 @@
 
 pub mod activation;
 pub mod broadcast;
+mod cast;
+mod conv;
 mod elementwise;
+mod gather;
+mod matmul;
+mod movement;
+mod norm;
+mod pool;
+mod where_op;
 
 use crate::kernel::{GpuKernel, KernelRequest, KernelSource};
 use crate::Result;
@@ -22,7 +30,17 @@ pub struct Family {
 }
 
 /// Every family, in the order they are asked.
-pub static FAMILIES: &[&Family] = &[&elementwise::FAMILY];
+pub static FAMILIES: &[&Family] = &[
+    &elementwise::FAMILY,
+    &matmul::FAMILY,
+    &conv::FAMILY,
+    &pool::FAMILY,
+    &norm::FAMILY,
+    &movement::FAMILY,
+    &gather::FAMILY,
+    &cast::FAMILY,
+    &where_op::FAMILY,
+];
 
 /// The kernel for a node, from the first family that takes it.
 pub fn build_kernel(request: &KernelRequest) -> Option<Result<Box<dyn GpuKernel>>> {

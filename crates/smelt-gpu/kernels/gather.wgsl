@@ -1,0 +1,34 @@
+// Gather along one axis: Y[o, j, w] = X[o, idx[j], w] for data viewed as
+// [outer, axis, inner words]. Indices are i32, or i64 read as their low word
+// (IDX64 = 1; indices beyond +-2^31 are not supported). Negative indices count
+// from the end; out-of-range ones are clamped (a GPU kernel cannot raise an error).
+//
+// Parameters (u32): n (output words), axis length, index count, inner (words).
+
+override WG: u32 = 256u;
+override IDX64: u32 = 1u;
+
+@group(0) @binding(0) var<storage, read> x: array<u32>;
+@group(0) @binding(1) var<storage, read> indices: array<i32>;
+@group(0) @binding(2) var<storage, read_write> y: array<u32>;
+@group(0) @binding(3) var<storage, read> p: array<u32>;
+
+@compute @workgroup_size(WG)
+fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p[0]) {
+        return;
+    }
+    let axis = p[1];
+    let count = p[2];
+    let inner = p[3];
+    let w = i % inner;
+    let j = (i / inner) % count;
+    let o = i / (inner * count);
+    var idx = indices[j * (1u + IDX64)];
+    if (idx < 0) {
+        idx += i32(axis);
+    }
+    let k = u32(clamp(idx, 0, i32(axis) - 1));
+    y[i] = x[(o * axis + k) * inner + w];
+}

@@ -1,0 +1,72 @@
+//! Gather along any axis (kernels/gather.wgsl) for 4- and 8-byte data with i32 or
+//! i64 indices. Constant tables larger than one binding go to the CPU.
+
+use super::Family;
+use crate::kernel::{grid_1d, Bind, GpuKernel, KernelRequest, KernelSource, NodeIo, Recorder};
+use crate::{GpuError, Result};
+use smelt_ir::{DType, Op};
+
+const WG: u32 = 256;
+
+static GATHER: KernelSource = KernelSource {
+    name: "gather",
+    wgsl: include_str!("../../kernels/gather.wgsl"),
+    dtype: DType::U32,
+    entries: &["gather"],
+    needs_f16: false,
+    override_sets: || vec![vec![("IDX64", 0.0)], vec![("IDX64", 1.0)]],
+};
+
+pub static FAMILY: Family = Family { name: "gather", sources: &[&GATHER], build };
+
+fn build(req: &KernelRequest) -> Option<Result<Box<dyn GpuKernel>>> {
+    let Op::Gather { axis } = *req.op else { return None };
+    let data = req.input(0)?;
+    if data.dtype.size() != 4 && data.dtype.size() != 8 {
+        return None;
+    }
+    let idx64 = match req.dtype(1)? {
+        DType::I64 => true,
+        DType::I32 => false,
+        _ => return None,
+    };
+    if data.constant.as_ref().is_some_and(|t| t.bytes().len() as u64 > req.ctx.max_binding()) {
+        return None;
+    }
+    Some(Ok(Box::new(Gather { axis, idx64 })))
+}
+
+struct Gather {
+    axis: i64,
+    idx64: bool,
+}
+
+impl GpuKernel for Gather {
+    fn name(&self) -> &'static str {
+        "gather"
+    }
+
+    fn record(&self, rec: &mut Recorder, io: &NodeIo) -> Result<()> {
+        let x = io.input(0, "gather")?;
+        let idx = io.input(1, "gather")?;
+        let y = &io.outputs[0];
+        let rank = x.shape.len() as i64;
+        let axis = if self.axis < 0 { self.axis + rank } else { self.axis };
+        if axis < 0 || axis >= rank {
+            return Err(GpuError::kernel("gather", format!("axis {} for rank {rank}", self.axis)));
+        }
+        let axis = axis as usize;
+        let words = x.dtype.size() / 4;
+        let inner: usize = x.shape[axis + 1..].iter().product::<usize>() * words;
+        let n = y.len() * words;
+        let u = |v: usize| u32::try_from(v).map_err(|_| GpuError::kernel("gather", "2^32 or more elements"));
+        rec.dispatch(
+            &GATHER,
+            "gather",
+            &[("IDX64", self.idx64 as u32 as f64)],
+            &[Bind::Tensor(x), Bind::Tensor(idx), Bind::Tensor(y)],
+            &[u(n)?, u(x.shape[axis])?, u(idx.len())?, u(inner)?],
+            grid_1d(n, WG),
+        )
+    }
+}
