@@ -19,7 +19,7 @@ pub enum RuntimeError {
     /// A kernel failed at a node.
     #[error("node '{node}' ({op}): {message}")]
     Node { node: String, op: &'static str, message: String },
-    #[error("device '{0}' is not available (this build has: cpu)")]
+    #[error("device '{0}' is not available (this build has: cpu, gpu, gpu:N)")]
     UnknownDevice(String),
     #[error("{0}")]
     Other(String),

@@ -3,6 +3,7 @@
 
 use crate::backend::{Backend, MemoryReport, Plan};
 use crate::cpu::CpuBackend;
+use crate::gpu::GpuBackend;
 use crate::{Result, RuntimeError};
 use smelt_ir::{DType, Dim, Graph, Shape, Tensor, TensorView};
 use std::collections::HashMap;
@@ -12,6 +13,8 @@ use std::path::Path;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Device {
     Cpu,
+    /// A GPU through wgpu: adapter N (`gpu:N`), or the most capable one (`gpu`).
+    Gpu(Option<usize>),
 }
 
 impl std::str::FromStr for Device {
@@ -19,6 +22,11 @@ impl std::str::FromStr for Device {
     fn from_str(s: &str) -> Result<Device> {
         match s {
             "cpu" => Ok(Device::Cpu),
+            "gpu" => Ok(Device::Gpu(None)),
+            other if other.starts_with("gpu:") => other[4..]
+                .parse()
+                .map(|n| Device::Gpu(Some(n)))
+                .map_err(|_| RuntimeError::UnknownDevice(other.to_string())),
             other => Err(RuntimeError::UnknownDevice(other.to_string())),
         }
     }
@@ -66,6 +74,7 @@ impl Session {
         let (graph, pass_report) = prepare_graph(graph, options.optimize)?;
         let backend: Box<dyn Backend> = match options.device {
             Device::Cpu => Box::new(CpuBackend::new(options.threads)?),
+            Device::Gpu(ordinal) => Box::new(GpuBackend::new(ordinal)?),
         };
         let plan = backend.compile(&graph)?;
         Ok(Session { graph, plan, backend: backend.name(), pass_report })

@@ -1,0 +1,467 @@
+//! Winograd convolution F(m×m, 3×3) for 2-D, 3×3, stride-1, dilation-1,
+//! ungrouped f32 Conv, in two variants: F(2×2, 3×3) (4×4 input tiles) and
+//! F(4×4, 3×3) (6×6 input tiles).
+//!
+//! With α = m + 2, each m×m output tile of each output channel is
+//! `Aᵀ [Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B)] A`, where `d_c` is the α×α input patch of
+//! channel `c` and `g_c` the 3×3 kernel. For every transform position ξ (α² of
+//! them) the sum over channels is a matrix product
+//! `M_ξ[K, tiles] = U_ξ[K, C] · V_ξ[C, tiles]`, so the work is α² GEMMs of the
+//! whole layer through the packed micro-kernel, with `U_ξ` (the transformed
+//! weights) packed once at prepare time. Multiplications per output fall from 9
+//! per channel pair to α²/m² (4 for F(2,3), 2.25 for F(4,3)); in exchange the
+//! input and output transforms cost work proportional to C and K, and larger
+//! tiles amplify rounding (F(4,3)'s transforms hold 1/24 and 8): see the tests for
+//! the errors measured against direct convolution.
+//!
+//! Tiles of all images are processed in blocks of [`WinogradConv::block_tiles`];
+//! each block goes through three phases, each spread over the threads: input
+//! transform (by channel), the α² GEMMs (by ξ), output transform (by output
+//! channel, adding the bias). The transforms run along the block's tiles, which
+//! are contiguous in V and M, so they vectorise; the activation is applied to the
+//! finished output planes.
+
+use super::gemm::{gemm_raw, Float, Layout, PackedLhs, Parallelism};
+use rayon::prelude::*;
+use smelt_ir::UnaryOp;
+
+/// Output tile size: which of the two transforms a layer uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WinogradTile {
+    /// F(2×2, 3×3): α = 4, the smaller rounding error.
+    F2,
+    /// F(4×4, 3×3): α = 6, fewer multiplications, larger error.
+    F4,
+}
+
+/// The transform matrices of one variant, row-major. These are the standard
+/// Toom-Cook matrices with interpolation points 0, ±1 (F2) and 0, ±1, ±2 (F4)
+/// plus the point at infinity.
+struct Transforms {
+    m: usize,
+    alpha: usize,
+    /// Bᵀ, α×α: input tile → transformed tile (`Bᵀ d B`).
+    bt: &'static [f32],
+    /// G, α×3: kernel → transformed kernel (`G g Gᵀ`).
+    g: &'static [f32],
+    /// Aᵀ, m×α: transformed product → output tile (`Aᵀ M A`).
+    at: &'static [f32],
+}
+
+#[rustfmt::skip]
+const F2: Transforms = Transforms {
+    m: 2,
+    alpha: 4,
+    bt: &[
+        1.0, 0.0, -1.0, 0.0,
+        0.0, 1.0, 1.0, 0.0,
+        0.0, -1.0, 1.0, 0.0,
+        0.0, 1.0, 0.0, -1.0,
+    ],
+    g: &[
+        1.0, 0.0, 0.0,
+        0.5, 0.5, 0.5,
+        0.5, -0.5, 0.5,
+        0.0, 0.0, 1.0,
+    ],
+    at: &[
+        1.0, 1.0, 1.0, 0.0,
+        0.0, 1.0, -1.0, -1.0,
+    ],
+};
+
+#[rustfmt::skip]
+const F4: Transforms = Transforms {
+    m: 4,
+    alpha: 6,
+    bt: &[
+        4.0, 0.0, -5.0, 0.0, 1.0, 0.0,
+        0.0, -4.0, -4.0, 1.0, 1.0, 0.0,
+        0.0, 4.0, -4.0, -1.0, 1.0, 0.0,
+        0.0, -2.0, -1.0, 2.0, 1.0, 0.0,
+        0.0, 2.0, -1.0, -2.0, 1.0, 0.0,
+        0.0, 4.0, 0.0, -5.0, 0.0, 1.0,
+    ],
+    g: &[
+        1.0 / 4.0, 0.0, 0.0,
+        -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0,
+        -1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0,
+        1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0,
+        1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0,
+        0.0, 0.0, 1.0,
+    ],
+    at: &[
+        1.0, 1.0, 1.0, 1.0, 1.0, 0.0,
+        0.0, 1.0, -1.0, 2.0, -2.0, 0.0,
+        0.0, 1.0, 1.0, 4.0, 4.0, 0.0,
+        0.0, 1.0, -1.0, 8.0, -8.0, 1.0,
+    ],
+};
+
+impl WinogradTile {
+    fn transforms(self) -> &'static Transforms {
+        match self {
+            WinogradTile::F2 => &F2,
+            WinogradTile::F4 => &F4,
+        }
+    }
+
+    /// Output tile side m.
+    pub fn m(self) -> usize {
+        self.transforms().m
+    }
+
+    /// Input tile side α = m + 2.
+    pub fn alpha(self) -> usize {
+        self.transforms().alpha
+    }
+}
+
+/// The shape of one Winograd Conv call: NCHW input, 3×3 kernel, stride 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WinogradShape {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    /// Padding before the first row and column (end padding only shapes the output).
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+impl WinogradShape {
+    fn tiles_h(&self, tile: WinogradTile) -> usize {
+        self.out_h.div_ceil(tile.m())
+    }
+
+    fn tiles_w(&self, tile: WinogradTile) -> usize {
+        self.out_w.div_ceil(tile.m())
+    }
+
+    fn tiles(&self, tile: WinogradTile) -> usize {
+        self.batch * self.tiles_h(tile) * self.tiles_w(tile)
+    }
+}
+
+/// A 3×3 Conv's weights transformed for one variant: `U_ξ = (G g Gᵀ)_ξ` as α²
+/// row-major [K, C] matrices, each packed for the GEMM kernel where it runs.
+pub struct WinogradConv {
+    tile: WinogradTile,
+    out_channels: usize,
+    in_channels: usize,
+    /// [α², K, C].
+    plain: Vec<f32>,
+    packed: Option<Vec<PackedLhs>>,
+}
+
+impl WinogradConv {
+    /// Transforms `w` ([K, C, 3, 3], row-major).
+    pub fn new(tile: WinogradTile, w: &[f32], out_channels: usize, in_channels: usize) -> WinogradConv {
+        let t = tile.transforms();
+        let a2 = t.alpha * t.alpha;
+        let (k, c) = (out_channels, in_channels);
+        assert_eq!(w.len(), k * c * 9, "weights are [K, C, 3, 3]");
+        let mut plain = vec![0f32; a2 * k * c];
+        let mut u = vec![0f32; a2];
+        let mut tmp = vec![0f32; t.alpha * 3];
+        for kc in 0..k * c {
+            transform_tile(t.g, t.alpha, 3, &w[kc * 9..][..9], 1, &mut tmp, &mut u, 1, 1);
+            for (xi, &v) in u.iter().enumerate() {
+                plain[xi * k * c + kc] = v;
+            }
+        }
+        let packed =
+            (0..a2).map(|xi| PackedLhs::new(k, c, &plain[xi * k * c..][..k * c], Layout::row_major(c))).collect();
+        WinogradConv { tile, out_channels, in_channels, plain, packed }
+    }
+
+    pub fn tile(&self) -> WinogradTile {
+        self.tile
+    }
+
+    /// Tiles per block: a multiple of the GEMM's 32-column panels, as many as keep
+    /// a block's V and M (α²·(C+K) floats per tile) within about 2 MiB, and at
+    /// least two panels' worth so the GEMMs run at speed.
+    fn block_tiles(&self, tiles: usize) -> usize {
+        const BUDGET: usize = 512 * 1024;
+        let a2 = self.tile.alpha() * self.tile.alpha();
+        let per_tile = a2 * (self.in_channels + self.out_channels);
+        let block = (BUDGET / per_tile.max(1)) / 32 * 32;
+        block.max(64).min(tiles)
+    }
+
+    /// Scratch elements one [`WinogradConv::run`] needs for `shape`.
+    pub fn scratch_len(&self, shape: &WinogradShape) -> usize {
+        let a2 = self.tile.alpha() * self.tile.alpha();
+        let block = self.block_tiles(shape.tiles(self.tile));
+        a2 * (self.in_channels + self.out_channels) * block
+    }
+
+    /// `y = act(conv(x) + bias)`; `x` is [N, C, H, W], `y` [N, K, out_h, out_w],
+    /// `scratch` at least [`WinogradConv::scratch_len`] long.
+    pub fn run(
+        &self,
+        shape: &WinogradShape,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        act: Option<&UnaryOp>,
+        y: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let t = self.tile.transforms();
+        let (alpha, m) = (t.alpha, t.m);
+        let a2 = alpha * alpha;
+        let (c_n, k_n) = (self.in_channels, self.out_channels);
+        assert_eq!((shape.in_channels, shape.out_channels), (c_n, k_n), "shape matches the weights");
+        let (in_plane, out_plane) = (shape.in_h * shape.in_w, shape.out_h * shape.out_w);
+        assert!(x.len() >= shape.batch * c_n * in_plane && y.len() >= shape.batch * k_n * out_plane);
+        let tiles = shape.tiles(self.tile);
+        if tiles == 0 || k_n == 0 {
+            return;
+        }
+        let block = self.block_tiles(tiles);
+        let (v, rest) = scratch.split_at_mut(a2 * c_n * block);
+        let mm = &mut rest[..a2 * k_n * block];
+        let (tw, th) = (shape.tiles_w(self.tile), shape.tiles_h(self.tile));
+        // Tile index → (image, first output row, first output column).
+        let locate = |tile: usize| {
+            let (n, r) = (tile / (th * tw), tile % (th * tw));
+            (n, (r / tw) * m, (r % tw) * m)
+        };
+        let y_ptr = SharedMut(y.as_mut_ptr());
+        for t0 in (0..tiles).step_by(block) {
+            let nb = block.min(tiles - t0);
+            // Phase 1: V_ξ[c][0..nb] for every channel.
+            let v_ptr = SharedMut(v.as_mut_ptr());
+            for_each_index(c_n, |c| {
+                let mut patch = vec![0f32; a2 * nb];
+                let mut tmp = vec![0f32; a2 * nb];
+                for j in 0..nb {
+                    let (n, oy, ox) = locate(t0 + j);
+                    let xc = &x[(n * c_n + c) * in_plane..][..in_plane];
+                    gather_patch(xc, shape, alpha, oy, ox, &mut patch[j..], nb);
+                }
+                // SAFETY: channel c writes only V[ξ][c][0..nb] for each ξ (element
+                // offsets ξ·C·block + c·block + j, j < nb ≤ block), disjoint from
+                // every other channel's; the spans lie inside `v` (α²·C·block).
+                let dst =
+                    unsafe { std::slice::from_raw_parts_mut(v_ptr.get().add(c * block), (a2 - 1) * c_n * block + nb) };
+                transform_tile(t.bt, alpha, alpha, &patch, nb, &mut tmp, dst, c_n * block, nb);
+            });
+            // Phase 2: M_ξ = U_ξ · V_ξ.
+            let m_ptr = SharedMut(mm.as_mut_ptr());
+            let v_const = &*v;
+            for_each_index(a2, |xi| {
+                let b = &v_const[xi * c_n * block..][..c_n * block];
+                // SAFETY: ξ writes only M_ξ = M[ξ·K·block ..][.. K·block] (K rows of
+                // `nb` columns, row stride `block`), disjoint across ξ and inside `mm`.
+                unsafe {
+                    let c = m_ptr.get().add(xi * k_n * block);
+                    let done = self.packed.as_ref().is_some_and(|p| {
+                        f32::gemm_packed_lhs(
+                            k_n,
+                            nb,
+                            &p[xi],
+                            b.as_ptr(),
+                            Layout::row_major(block),
+                            c,
+                            block,
+                            1.0,
+                            0.0,
+                            Parallelism::None,
+                        )
+                    });
+                    if !done {
+                        gemm_raw(
+                            k_n,
+                            nb,
+                            c_n,
+                            self.plain[xi * k_n * c_n..].as_ptr(),
+                            Layout::row_major(c_n),
+                            b.as_ptr(),
+                            Layout::row_major(block),
+                            c,
+                            Layout::row_major(block),
+                            1.0,
+                            0.0,
+                            Parallelism::None,
+                        );
+                    }
+                }
+            });
+            // Phase 3: output tiles of every output channel.
+            let m_const = &*mm;
+            for_each_index(k_n, |k| {
+                let mut src = vec![0f32; a2 * nb];
+                for xi in 0..a2 {
+                    src[xi * nb..][..nb].copy_from_slice(&m_const[(xi * k_n + k) * block..][..nb]);
+                }
+                let mut tmp = vec![0f32; m * alpha * nb];
+                let mut out = vec![0f32; m * m * nb];
+                transform_tile(t.at, m, alpha, &src, nb, &mut tmp, &mut out, nb, nb);
+                let b = bias.map_or(0.0, |b| b[k]);
+                for j in 0..nb {
+                    let (n, oy, ox) = locate(t0 + j);
+                    // SAFETY: output channel k writes only plane (n, k) of `y`,
+                    // which no other k touches; rows/columns are clipped to the plane.
+                    let plane = unsafe {
+                        std::slice::from_raw_parts_mut(y_ptr.get().add((n * k_n + k) * out_plane), out_plane)
+                    };
+                    for r in 0..m.min(shape.out_h - oy) {
+                        let row = &mut plane[(oy + r) * shape.out_w + ox..];
+                        for s in 0..m.min(shape.out_w - ox) {
+                            row[s] = out[(r * m + s) * nb + j] + b;
+                        }
+                    }
+                }
+            });
+        }
+        if let Some(act) = act {
+            y[..shape.batch * k_n * out_plane].par_chunks_mut(out_plane.max(1)).for_each(|p| f32::activate(p, act));
+        }
+    }
+}
+
+/// Runs `f(i)` for `i` in `0..count`, spread over the rayon pool.
+fn for_each_index(count: usize, f: impl Fn(usize) + Sync + Send) {
+    if rayon::current_num_threads() > 1 && count > 1 {
+        (0..count).into_par_iter().with_min_len(1).for_each(f);
+    } else {
+        (0..count).for_each(f);
+    }
+}
+
+/// Copies the α×α input patch whose output tile starts at (oy, ox) into
+/// `dst[(i·α + j)·stride]`, zero outside the plane.
+fn gather_patch(
+    plane: &[f32],
+    shape: &WinogradShape,
+    alpha: usize,
+    oy: usize,
+    ox: usize,
+    dst: &mut [f32],
+    stride: usize,
+) {
+    for i in 0..alpha {
+        let row = (oy + i) as isize - shape.pad_top as isize;
+        let inside = row >= 0 && (row as usize) < shape.in_h;
+        for j in 0..alpha {
+            let col = (ox + j) as isize - shape.pad_left as isize;
+            let value = if inside && col >= 0 && (col as usize) < shape.in_w {
+                plane[row as usize * shape.in_w + col as usize]
+            } else {
+                0.0
+            };
+            dst[(i * alpha + j) * stride] = value;
+        }
+    }
+}
+
+/// `dst = L · src · Lᵀ` for `lanes` independent tiles at once, where `L` is p×q
+/// (row-major) and `src` holds the q×q tiles as `src[(i·q + j)·lanes + lane]`.
+/// Output element (a, b) of lane `l` goes to `dst[(a·p + b)·dst_stride + l]`;
+/// `tmp` holds p·q·lanes. The lanes are contiguous, so each step is a vector
+/// multiply-add the compiler vectorises (with AVX-512 where the CPU has it).
+#[allow(clippy::too_many_arguments)]
+fn transform_tile(
+    l: &[f32],
+    p: usize,
+    q: usize,
+    src: &[f32],
+    lanes: usize,
+    tmp: &mut [f32],
+    dst: &mut [f32],
+    dst_stride: usize,
+    dst_lanes: usize,
+) {
+    debug_assert_eq!(lanes, dst_lanes);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { transform_tile_avx512(l, p, q, src, lanes, tmp, dst, dst_stride) };
+    }
+    transform_tile_generic(l, p, q, src, lanes, tmp, dst, dst_stride)
+}
+
+/// [`transform_tile_generic`] compiled with AVX-512 enabled, so its lane loops use
+/// 16-wide vectors.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn transform_tile_avx512(
+    l: &[f32],
+    p: usize,
+    q: usize,
+    src: &[f32],
+    lanes: usize,
+    tmp: &mut [f32],
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
+    transform_tile_generic(l, p, q, src, lanes, tmp, dst, dst_stride)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn transform_tile_generic(
+    l: &[f32],
+    p: usize,
+    q: usize,
+    src: &[f32],
+    lanes: usize,
+    tmp: &mut [f32],
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
+    // tmp[a][j] = Σ_i L[a][i] · src[i][j]
+    for a in 0..p {
+        for j in 0..q {
+            let acc = &mut tmp[(a * q + j) * lanes..][..lanes];
+            acc.fill(0.0);
+            for i in 0..q {
+                let coef = l[a * q + i];
+                if coef != 0.0 {
+                    let s = &src[(i * q + j) * lanes..][..lanes];
+                    acc.iter_mut().zip(s).for_each(|(d, &v)| *d += coef * v);
+                }
+            }
+        }
+    }
+    // dst[a][b] = Σ_j tmp[a][j] · L[b][j]
+    for a in 0..p {
+        for b in 0..p {
+            let out = &mut dst[(a * p + b) * dst_stride..][..lanes];
+            out.fill(0.0);
+            for j in 0..q {
+                let coef = l[b * q + j];
+                if coef != 0.0 {
+                    let s = &tmp[(a * q + j) * lanes..][..lanes];
+                    out.iter_mut().zip(s).for_each(|(d, &v)| *d += coef * v);
+                }
+            }
+        }
+    }
+}
+
+/// A pointer that may cross threads; every use documents why the accesses
+/// through it are disjoint.
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+
+impl<T> SharedMut<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+// SAFETY: users only touch disjoint elements from different threads.
+unsafe impl<T: Send> Send for SharedMut<T> {}
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+#[cfg(test)]
+mod tests;
