@@ -18,6 +18,15 @@ pub trait Plan: Send + Sync {
     /// against the graph's input facts) and returns outputs in graph-output order.
     fn run(&self, inputs: &[TensorView]) -> Result<Vec<Tensor>>;
 
+    /// Like [`Plan::run`], but writes into `outputs` (graph-output order). A tensor
+    /// there that already has its output's dtype and shape is overwritten in place;
+    /// any other is replaced. Plans that keep their memory override this so that a
+    /// steady-state run allocates nothing.
+    fn run_into(&self, inputs: &[TensorView], outputs: &mut Vec<Tensor>) -> Result<()> {
+        *outputs = self.run(inputs)?;
+        Ok(())
+    }
+
     /// What the plan knows about its memory use so far.
     fn memory_report(&self) -> MemoryReport;
 }

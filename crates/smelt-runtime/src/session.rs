@@ -6,8 +6,11 @@ use crate::cpu::CpuBackend;
 use crate::gpu::GpuBackend;
 use crate::{Result, RuntimeError};
 use smelt_ir::{DType, Dim, Graph, Shape, Tensor, TensorView};
-use std::collections::HashMap;
 use std::path::Path;
+
+/// Models with up to this many inputs bind them in an array on the stack, so that
+/// [`Session::run_into`] allocates nothing; more inputs use a heap vector.
+const INLINE_INPUTS: usize = 16;
 
 /// Where a session runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,74 +109,127 @@ impl Session {
 
     /// Runs the model on named inputs; returns outputs by name in the model's order.
     pub fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<(String, Tensor)>> {
-        let ordered = self.bind_inputs(inputs)?;
-        let outputs = self.plan.run(&ordered)?;
+        let outputs = self.with_bound_inputs(inputs, |ordered| self.plan.run(ordered))?;
         Ok(self.graph.outputs.iter().map(|&o| self.graph.name(o).to_string()).zip(outputs).collect())
     }
 
-    /// Checks names, dtypes and shapes, and orders the inputs as the graph wants them.
-    fn bind_inputs<'a>(&'a self, inputs: &[(&str, &'a Tensor)]) -> Result<Vec<TensorView<'a>>> {
-        let names: Vec<&str> = self.graph.inputs.iter().map(|&v| self.graph.name(v)).collect();
+    /// Runs the model on named inputs and writes the outputs into `outputs`, in the
+    /// model's output order (names as [`Session::outputs`] lists them). A tensor
+    /// already there with its output's dtype and shape is overwritten in place, any
+    /// other is replaced, so a caller that keeps `outputs` between runs of the same
+    /// shapes gets runs that allocate nothing (on the CPU backend).
+    pub fn run_into(&self, inputs: &[(&str, &Tensor)], outputs: &mut Vec<Tensor>) -> Result<()> {
+        self.with_bound_inputs(inputs, |ordered| self.plan.run_into(ordered, outputs))
+    }
+
+    /// Checks names, dtypes and shapes, orders the inputs as the graph wants them,
+    /// and hands them to `f`. Allocates only to report an error (or for models with
+    /// more than [`INLINE_INPUTS`] inputs).
+    fn with_bound_inputs<R>(
+        &self,
+        inputs: &[(&str, &Tensor)],
+        f: impl FnOnce(&[TensorView]) -> Result<R>,
+    ) -> Result<R> {
         for (name, _) in inputs {
-            if !names.contains(name) {
-                return Err(RuntimeError::UnknownInput { name: name.to_string(), expected: names.join(", ") });
+            if !self.graph.inputs.iter().any(|&v| self.graph.name(v) == *name) {
+                let expected: Vec<&str> = self.graph.inputs.iter().map(|&v| self.graph.name(v)).collect();
+                return Err(RuntimeError::UnknownInput { name: name.to_string(), expected: expected.join(", ") });
             }
         }
-        let mut bound = Vec::with_capacity(names.len());
-        // Symbolic dims must agree across inputs: `batch` is one number per run.
-        let mut symbols: HashMap<&str, (usize, &str)> = HashMap::new();
-        for &v in &self.graph.inputs {
-            let name = self.graph.name(v);
-            let fact = &self.graph.fact(v);
-            let given = inputs.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
-            let tensor = match (given, self.graph.input_defaults.get(&v)) {
-                (Some(t), _) => t,
-                (None, Some(default)) => default.as_ref(),
-                (None, None) => {
-                    return Err(RuntimeError::MissingInput {
-                        name: name.to_string(),
-                        dtype: fact.dtype,
-                        shape: fact.shape.to_string(),
-                    })
-                }
+        let count = self.graph.inputs.len();
+        let placeholder = TensorView { dtype: DType::U8, shape: &[], data: &[] };
+        let mut inline = [placeholder; INLINE_INPUTS];
+        let mut heap: Vec<TensorView> = Vec::new();
+        if count > INLINE_INPUTS {
+            heap = vec![placeholder; count];
+        }
+        let bound: &mut [TensorView] = if count <= INLINE_INPUTS { &mut inline[..count] } else { &mut heap };
+        for (k, &v) in self.graph.inputs.iter().enumerate() {
+            let tensor = self.checked_input(inputs, v, &bound[..k])?;
+            bound[k] = tensor.view();
+        }
+        f(bound)
+    }
+
+    /// The tensor for graph input `v`: the caller's, else the model's default, after
+    /// checking its dtype and shape. `earlier` holds the inputs bound before it, in
+    /// graph order, so symbolic dims can be checked against them.
+    fn checked_input<'a>(
+        &'a self,
+        inputs: &[(&str, &'a Tensor)],
+        v: usize,
+        earlier: &[TensorView],
+    ) -> Result<&'a Tensor> {
+        let name = self.graph.name(v);
+        let fact = self.graph.fact(v);
+        let given = inputs.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
+        let tensor = match (given, self.graph.input_defaults.get(&v)) {
+            (Some(t), _) => t,
+            (None, Some(default)) => default.as_ref(),
+            (None, None) => {
+                return Err(RuntimeError::MissingInput {
+                    name: name.to_string(),
+                    dtype: fact.dtype,
+                    shape: fact.shape.to_string(),
+                })
+            }
+        };
+        if tensor.dtype() != fact.dtype {
+            return Err(RuntimeError::Input {
+                name: name.to_string(),
+                message: format!("got {} data, the model wants {}", tensor.dtype(), fact.dtype),
+            });
+        }
+        if let Some(dims) = fact.shape.dims() {
+            let shape_err = || RuntimeError::Input {
+                name: name.to_string(),
+                message: format!("got shape {:?}, the model wants {}", tensor.shape(), fact.shape),
             };
-            if tensor.dtype() != fact.dtype {
-                return Err(RuntimeError::Input {
-                    name: name.to_string(),
-                    message: format!("got {} data, the model wants {}", tensor.dtype(), fact.dtype),
-                });
+            if dims.len() != tensor.rank() {
+                return Err(shape_err());
             }
-            if let Some(dims) = fact.shape.dims() {
-                let shape_err = || RuntimeError::Input {
-                    name: name.to_string(),
-                    message: format!("got shape {:?}, the model wants {}", tensor.shape(), fact.shape),
-                };
-                if dims.len() != tensor.rank() {
-                    return Err(shape_err());
-                }
-                for (d, &n) in dims.iter().zip(tensor.shape()) {
-                    match d {
-                        Dim::Fixed(m) if *m != n => return Err(shape_err()),
-                        Dim::Sym(s) => match symbols.get(s.as_str()) {
-                            Some(&(m, other)) if m != n => {
+            for (i, (d, &n)) in dims.iter().zip(tensor.shape()).enumerate() {
+                match d {
+                    Dim::Fixed(m) if *m != n => return Err(shape_err()),
+                    Dim::Sym(s) => {
+                        // Symbolic dims must agree across inputs: `batch` is one
+                        // number per run. The first use of the symbol (earlier
+                        // inputs, then earlier dims of this one) decides it.
+                        let in_this = || {
+                            dims[..i]
+                                .iter()
+                                .zip(tensor.shape())
+                                .find(|(e, _)| matches!(e, Dim::Sym(x) if x == s))
+                                .map(|(_, &m)| (name, m))
+                        };
+                        if let Some((other, m)) = self.symbol_in(earlier, s).or_else(in_this) {
+                            if m != n {
                                 return Err(RuntimeError::Input {
-                                    name: name.to_string(),
-                                    message: format!(
-                                        "has {s} = {n}, but input '{other}' has {s} = {m}; {s} must be the same for all inputs"
-                                    ),
-                                })
+                                        name: name.to_string(),
+                                        message: format!(
+                                            "has {s} = {n}, but input '{other}' has {s} = {m}; {s} must be the same for all inputs"
+                                        ),
+                                    });
                             }
-                            _ => {
-                                symbols.insert(s.as_str(), (n, name));
-                            }
-                        },
-                        _ => {}
+                        }
                     }
+                    _ => {}
                 }
             }
-            bound.push(tensor.view());
         }
-        Ok(bound)
+        Ok(tensor)
+    }
+
+    /// The first of the inputs bound so far (graph order) that has symbolic dim
+    /// `symbol`: its name and its size there.
+    fn symbol_in(&self, earlier: &[TensorView], symbol: &str) -> Option<(&str, usize)> {
+        self.graph.inputs.iter().zip(earlier).find_map(|(&v, view)| {
+            let dims = self.graph.fact(v).shape.dims()?;
+            dims.iter()
+                .zip(view.shape)
+                .find(|(d, _)| matches!(d, Dim::Sym(x) if x == symbol))
+                .map(|(_, &n)| (self.graph.name(v), n))
+        })
     }
 }
 

@@ -2,7 +2,9 @@
 //! planned arena of intermediate memory.
 //!
 //! Shapes are resolved once per distinct set of input shapes (a [`Layout`]); a run
-//! with shapes seen before does no shape work and no allocation of intermediates.
+//! with shapes seen before does no shape work and, through [`Plan::run_into`], no
+//! heap allocation at all: the layout is found without building a key, node views
+//! live on the stack, and intermediates and kernel scratch come from pooled arenas.
 
 pub(crate) mod layout;
 
@@ -10,14 +12,19 @@ use crate::backend::{Backend, MemoryReport, Plan};
 use crate::{Result, RuntimeError};
 use layout::{Layout, ShapeDependence};
 use smelt_cpu::{Kernel, Scratch};
-use smelt_ir::{AlignedBytes, Graph, Tensor, TensorView, TensorViewMut, ValueId};
-use std::collections::HashMap;
+use smelt_ir::{AlignedBytes, DType, Graph, Tensor, TensorView, TensorViewMut, ValueId};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 /// Distinct input-shape sets whose layouts are kept; beyond this the cache is
 /// cleared (a server sees a handful of batch sizes, not thousands).
 const MAX_CACHED_LAYOUTS: usize = 64;
+
+/// Node inputs and outputs up to these counts are viewed from arrays on the stack,
+/// so running a node allocates nothing; wider nodes (a Concat of many tensors, a
+/// many-way Split) fall back to a heap vector.
+const INLINE_INPUTS: usize = 16;
+const INLINE_OUTPUTS: usize = 8;
 
 /// Runs graphs on the host CPU with a dedicated rayon pool.
 pub struct CpuBackend {
@@ -28,12 +35,27 @@ impl CpuBackend {
     /// `threads`: size of the pool that every kernel's parallel work runs on;
     /// `None` uses one thread per core.
     pub fn new(threads: Option<usize>) -> Result<CpuBackend> {
-        let mut builder = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("smelt-cpu-{i}"));
+        // Wait until every worker has started, so that thread start-up (and what it
+        // allocates) is over before the first run rather than racing it.
+        let started = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let signal = started.clone();
+        let mut builder =
+            rayon::ThreadPoolBuilder::new().thread_name(|i| format!("smelt-cpu-{i}")).start_handler(move |_| {
+                let (count, ready) = &*signal;
+                *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                ready.notify_all();
+            });
         if let Some(n) = threads {
             builder = builder.num_threads(n.max(1));
         }
         let pool =
             builder.build().map_err(|e| RuntimeError::Other(format!("cannot start the CPU thread pool: {e}")))?;
+        let (count, ready) = &*started;
+        let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *running < pool.current_num_threads() {
+            running = ready.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(running);
         Ok(CpuBackend { pool: Arc::new(pool) })
     }
 
@@ -75,7 +97,7 @@ impl Backend for CpuBackend {
             kernels,
             slots,
             pool: self.pool.clone(),
-            layouts: RwLock::new(HashMap::new()),
+            layouts: RwLock::new(Vec::new()),
             arenas: Mutex::new(Vec::new()),
             arena_count: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
@@ -102,13 +124,27 @@ struct Arena {
     scratch: Scratch,
 }
 
+/// A resolved layout and the input shapes it was resolved for.
+struct CachedLayout {
+    input_shapes: Vec<Vec<usize>>,
+    layout: Arc<Layout>,
+}
+
+impl CachedLayout {
+    fn fits(&self, inputs: &[TensorView]) -> bool {
+        self.input_shapes.len() == inputs.len() && self.input_shapes.iter().zip(inputs).all(|(s, t)| s == t.shape)
+    }
+}
+
 struct CpuPlan {
     graph: Graph,
     kernels: Vec<Box<dyn Kernel>>,
     slots: Vec<Slot>,
     dependence: ShapeDependence,
     pool: Arc<rayon::ThreadPool>,
-    layouts: RwLock<HashMap<Vec<Vec<usize>>, Arc<Layout>>>,
+    /// Layouts by input shapes. Searched linearly: it holds a handful of entries,
+    /// and comparing shapes in place needs no key to be built (no allocation).
+    layouts: RwLock<Vec<CachedLayout>>,
     arenas: Mutex<Vec<Arena>>,
     arena_count: AtomicUsize,
     peak: AtomicUsize,
@@ -122,18 +158,22 @@ impl CpuPlan {
             // Shapes depend on input values: resolve every time, never cache.
             return Ok(Arc::new(Layout::resolve(&self.graph, &self.dependence, inputs)?));
         }
-        let key: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape.to_vec()).collect();
-        if let Some(l) = self.layouts.read().map_err(|_| poisoned())?.get(&key) {
-            return Ok(l.clone());
+        if let Some(c) = self.layouts.read().map_err(|_| poisoned())?.iter().find(|c| c.fits(inputs)) {
+            return Ok(c.layout.clone());
         }
         let layout = Arc::new(Layout::resolve(&self.graph, &self.dependence, inputs)?);
         self.peak.fetch_max(layout.arena_bytes, Ordering::Relaxed);
         self.unplanned.fetch_max(layout.unplanned_bytes, Ordering::Relaxed);
         let mut cache = self.layouts.write().map_err(|_| poisoned())?;
+        // Another run may have resolved the same shapes meanwhile.
+        if let Some(c) = cache.iter().find(|c| c.fits(inputs)) {
+            return Ok(c.layout.clone());
+        }
         if cache.len() >= MAX_CACHED_LAYOUTS {
             cache.clear();
         }
-        cache.insert(key, layout.clone());
+        let input_shapes = inputs.iter().map(|t| t.shape.to_vec()).collect();
+        cache.push(CachedLayout { input_shapes, layout: layout.clone() });
         Ok(layout)
     }
 
@@ -151,7 +191,14 @@ impl CpuPlan {
         }
     }
 
-    fn execute(&self, layout: &Layout, inputs: &[TensorView], arena: &mut Arena) -> Result<Vec<Tensor>> {
+    /// Runs every node over `arena`, then copies the graph outputs into `outputs`.
+    fn execute(
+        &self,
+        layout: &Layout,
+        inputs: &[TensorView],
+        arena: &mut Arena,
+        outputs: &mut Vec<Tensor>,
+    ) -> Result<()> {
         arena.bytes.resize(layout.arena_bytes);
         let base = arena.bytes.as_mut_slice().as_mut_ptr();
         let view = |v: ValueId| -> TensorView<'_> {
@@ -169,24 +216,60 @@ impl CpuPlan {
                 }
             }
         };
+        let view_mut = |o: ValueId| -> TensorViewMut<'_> {
+            let (off, len) = layout.range(o);
+            // SAFETY: as above; a node's outputs are distinct values with disjoint
+            // ranges (their lifetimes all start at this node).
+            let data = unsafe { std::slice::from_raw_parts_mut(base.add(off), len) };
+            TensorViewMut::new(self.graph.values[o].fact.dtype, &layout.shapes[o], data)
+        };
         for (node, kernel) in self.graph.nodes.iter().zip(&self.kernels) {
-            let ins: Vec<Option<TensorView>> = node.inputs.iter().map(|v| v.map(view)).collect();
-            let mut outs: Vec<TensorViewMut> = Vec::with_capacity(node.outputs.len());
-            for &o in &node.outputs {
-                let (off, len) = layout.range(o);
-                // SAFETY: as above; a node's outputs are distinct values with disjoint
-                // ranges (their lifetimes all start at this node).
-                let data = unsafe { std::slice::from_raw_parts_mut(base.add(off), len) };
-                outs.push(TensorViewMut::new(self.graph.values[o].fact.dtype, &layout.shapes[o], data));
-            }
-            kernel.run(&ins, &mut outs, &mut arena.scratch).map_err(|e| RuntimeError::Node {
+            let mut inline_ins = [None; INLINE_INPUTS];
+            let heap_ins: Vec<Option<TensorView>>;
+            let ins: &[Option<TensorView>] = if node.inputs.len() <= INLINE_INPUTS {
+                for (slot, v) in inline_ins.iter_mut().zip(&node.inputs) {
+                    *slot = v.map(view);
+                }
+                &inline_ins[..node.inputs.len()]
+            } else {
+                heap_ins = node.inputs.iter().map(|v| v.map(view)).collect();
+                &heap_ins
+            };
+            let mut inline_outs: [TensorViewMut; INLINE_OUTPUTS] = std::array::from_fn(|_| empty_view_mut());
+            let mut heap_outs: Vec<TensorViewMut>;
+            let outs: &mut [TensorViewMut] = if node.outputs.len() <= INLINE_OUTPUTS {
+                for (slot, &o) in inline_outs.iter_mut().zip(&node.outputs) {
+                    *slot = view_mut(o);
+                }
+                &mut inline_outs[..node.outputs.len()]
+            } else {
+                heap_outs = node.outputs.iter().map(|&o| view_mut(o)).collect();
+                &mut heap_outs
+            };
+            kernel.run(ins, outs, &mut arena.scratch).map_err(|e| RuntimeError::Node {
                 node: node.name.clone(),
                 op: node.op.name(),
                 message: e.to_string(),
             })?;
         }
-        Ok(self.graph.outputs.iter().map(|&o| view(o).to_owned()).collect())
+        outputs.truncate(self.graph.outputs.len());
+        for (k, &o) in self.graph.outputs.iter().enumerate() {
+            let value = view(o);
+            match outputs.get_mut(k) {
+                Some(t) if t.dtype() == value.dtype && t.shape() == value.shape => {
+                    t.bytes_mut().copy_from_slice(value.data)
+                }
+                Some(t) => *t = value.to_owned(),
+                None => outputs.push(value.to_owned()),
+            }
+        }
+        Ok(())
     }
+}
+
+/// Fills the unused tail of a node's inline output array; never given to a kernel.
+fn empty_view_mut<'a>() -> TensorViewMut<'a> {
+    TensorViewMut { dtype: DType::U8, shape: &[], data: &mut [] }
 }
 
 fn poisoned() -> RuntimeError {
@@ -195,10 +278,16 @@ fn poisoned() -> RuntimeError {
 
 impl Plan for CpuPlan {
     fn run(&self, inputs: &[TensorView]) -> Result<Vec<Tensor>> {
+        let mut outputs = Vec::with_capacity(self.graph.outputs.len());
+        self.run_into(inputs, &mut outputs)?;
+        Ok(outputs)
+    }
+
+    fn run_into(&self, inputs: &[TensorView], outputs: &mut Vec<Tensor>) -> Result<()> {
         self.pool.install(|| {
             let layout = self.layout_for(inputs)?;
             let mut arena = self.take_arena();
-            let result = self.execute(&layout, inputs, &mut arena);
+            let result = self.execute(&layout, inputs, &mut arena, outputs);
             self.give_back(arena);
             result
         })
