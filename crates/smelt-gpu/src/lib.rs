@@ -21,3 +21,4 @@ pub use context::GpuContext;
 pub use error::{GpuError, Result};
 pub use kernel::{GpuKernel, GpuTensor, InputInfo, KernelRequest, NodeIo, Program, Recorder};
 pub use pool::PoolStats;
+pub use wgpu;

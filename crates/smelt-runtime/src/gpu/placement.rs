@@ -1,0 +1,102 @@
+//! Where each node of a graph runs on a GPU plan, decided once at compile time.
+
+use smelt_gpu::GpuKernel;
+use smelt_ir::{Graph, Op, Tensor, ValueId};
+use std::sync::Arc;
+
+/// Where one node runs.
+pub enum Placement {
+    /// All inputs are constants: evaluated once at compile time on the host; its
+    /// outputs are constants from then on.
+    Folded,
+    /// Depends on input shapes but not input data (shape arithmetic, masks sliced
+    /// to the sequence length): evaluated on the host when a new set of input
+    /// shapes is first seen, uploaded once for that shape set if the GPU reads it.
+    Host,
+    /// Output shares its input's device bytes (Reshape, Flatten, Squeeze,
+    /// Unsqueeze, Identity, Dropout).
+    Alias,
+    /// A GPU kernel.
+    Gpu(Box<dyn GpuKernel>),
+    /// No GPU kernel takes it: its device inputs are read back, smelt-cpu runs it,
+    /// and its outputs are uploaded.
+    Cpu,
+}
+
+impl Placement {
+    pub fn describe(&self) -> String {
+        match self {
+            Placement::Folded => "folded at load (constant)".into(),
+            Placement::Host => "host, per input-shape set (shape arithmetic)".into(),
+            Placement::Alias => "gpu, alias (no copy)".into(),
+            Placement::Gpu(k) => format!("gpu ({})", k.name()),
+            Placement::Cpu => "cpu (no GPU kernel)".into(),
+        }
+    }
+}
+
+/// Ops whose output is their first input's bytes under another shape.
+pub fn is_alias(op: &Op, n_outputs: usize) -> bool {
+    match op {
+        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze | Op::Unsqueeze | Op::Identity => true,
+        Op::Dropout => n_outputs == 1,
+        _ => false,
+    }
+}
+
+/// Which values depend on the *data* of graph inputs (as opposed to only their
+/// shapes, or nothing): Shape and Size read only shapes.
+pub fn data_dependent(graph: &Graph) -> Vec<bool> {
+    let mut dep = vec![false; graph.values.len()];
+    for &v in &graph.inputs {
+        dep[v] = true;
+    }
+    for node in &graph.nodes {
+        let d = !matches!(node.op, Op::Shape { .. } | Op::Size) && node.inputs.iter().flatten().any(|&v| dep[v]);
+        for &o in &node.outputs {
+            dep[o] = d;
+        }
+    }
+    dep
+}
+
+/// Values known at compile time: the graph's constants and everything computed
+/// from constants alone (evaluated here with the CPU reference).
+pub fn fold_constants(graph: &Graph) -> crate::Result<Vec<Option<Arc<Tensor>>>> {
+    let mut consts: Vec<Option<Arc<Tensor>>> = graph.values.iter().map(|v| v.fact.constant.clone()).collect();
+    for node in &graph.nodes {
+        if node.outputs.iter().all(|&o| consts[o].is_some()) {
+            continue;
+        }
+        let inputs: Option<Vec<Option<&Tensor>>> = node
+            .inputs
+            .iter()
+            .map(|v| match v {
+                None => Some(None),
+                Some(v) => consts[*v].as_deref().map(Some),
+            })
+            .collect();
+        // Shape/Size of a value whose shape is fixed would also fold, but the graph
+        // passes already did that.
+        let Some(inputs) = inputs else { continue };
+        if node.inputs.iter().flatten().next().is_none() {
+            continue;
+        }
+        let outs = smelt_cpu::eval_alloc(&node.op, &inputs, node.outputs.len()).map_err(|e| {
+            crate::RuntimeError::Node { node: node.name.clone(), op: node.op.name(), message: e.to_string() }
+        })?;
+        for (&o, t) in node.outputs.iter().zip(outs) {
+            consts[o] = Some(Arc::new(t));
+        }
+    }
+    Ok(consts)
+}
+
+/// The value whose device bytes `v` uses (following alias chains).
+pub fn alias_root(roots: &[ValueId], v: ValueId) -> ValueId {
+    let mut r = v;
+    while roots[r] != r {
+        r = roots[r];
+    }
+    r
+}
