@@ -1,17 +1,19 @@
 //! One inference, independent of the protocol it arrived by: the request's tensors
-//! are checked against the model's configuration, run on a free instance of the
-//! model version, and the outputs it asked for are returned.
+//! are checked against the model's configuration, queued by the version's
+//! scheduler (which may batch it with others), run on a free instance, and the
+//! outputs it asked for are returned.
 
 use crate::datatype::WireType;
 use crate::error::{Result, ServerError};
 use crate::proto::inference::ModelConfig;
-use crate::repository::instance_count;
-use crate::stats::{Execution, VersionStats};
+use crate::scheduler::policy::SchedulerConfig;
+use crate::scheduler::tensors::{concat_batch, split_batch};
+use crate::scheduler::{Admission, BatchKey, Executor, Failure, Scheduler};
+use crate::stats::{ExecutionTimes, FailureReason, RequestTimes, VersionStats};
 use smelt_ir::Tensor;
 use smelt_runtime::{RuntimeError, Session};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 /// The elements of a request tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,8 +37,10 @@ pub struct InferRequest {
     pub inputs: Vec<InputTensor>,
     /// The outputs to return, in this order; `None`: every output of the config.
     pub outputs: Option<Vec<String>>,
-    /// How long the request may wait for a free instance (`timeout` parameter).
+    /// How long the request may wait in the queue (`timeout` parameter).
     pub timeout: Option<Duration>,
+    /// The request's priority level (`priority` parameter; 0: the model's default).
+    pub priority: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -71,11 +75,52 @@ pub struct ServedVersion {
     pub model: String,
     pub version: i64,
     pub config: Arc<ModelConfig>,
+    runner: Arc<ModelRunner>,
+    scheduler: Scheduler<ModelRunner>,
+    pub stats: Arc<VersionStats>,
+    /// How long loading (and warming up) took, for `nv_model_load_duration_secs`.
+    pub load_duration: Duration,
+}
+
+/// Runs executions of the model: the part of a version the scheduler drives.
+struct ModelRunner {
+    model: String,
     session: Session,
-    instances: Semaphore,
-    pub stats: VersionStats,
+    batching: bool,
     inputs: Vec<TensorPlan>,
     outputs: Vec<TensorPlan>,
+    stats: Arc<VersionStats>,
+}
+
+/// A checked request in the form the model takes: its tensors (reshaped, with
+/// the batch dimension first when batching) and the outputs it wants.
+struct Job {
+    feeds: Vec<(String, Tensor)>,
+    /// Indices into the configured outputs, in the order asked for.
+    wanted: Vec<usize>,
+    batch_size: usize,
+}
+
+/// A job's outputs and the compute stages of the execution that served it.
+struct JobOutput {
+    outputs: Vec<OutputTensor>,
+    times: ExecutionTimes,
+}
+
+/// Counts a request whose caller stopped waiting (the client went away) as
+/// CANCELED; disarmed once the request is answered.
+struct CancelWatch {
+    stats: Arc<VersionStats>,
+    arrived: Instant,
+    armed: bool,
+}
+
+impl Drop for CancelWatch {
+    fn drop(&mut self) {
+        if self.armed {
+            self.stats.record_failure(FailureReason::Canceled, self.arrived.elapsed());
+        }
+    }
 }
 
 /// A shape from `dims` (-1: any size) for `elements` elements; at most one -1.
@@ -107,48 +152,79 @@ fn format_dims(dims: &[i64]) -> String {
 }
 
 impl ServedVersion {
-    /// Wraps a loaded session; `config` is complete and checked against it.
-    pub fn new(model: &str, version: i64, config: Arc<ModelConfig>, session: Session) -> ServedVersion {
-        let inputs = config
-            .input
-            .iter()
-            .filter_map(|c| {
-                Some(TensorPlan {
-                    name: c.name.clone(),
-                    wire: WireType::from_config(c.data_type)?,
-                    dims: c.dims.clone(),
-                    reshape: c.reshape.as_ref().map(|r| r.shape.clone()),
-                    optional: c.optional,
+    /// Wraps a loaded session; `config` is complete and checked against it. The
+    /// error names the scheduling field at fault.
+    pub fn new(
+        model: &str,
+        version: i64,
+        config: Arc<ModelConfig>,
+        session: Session,
+    ) -> std::result::Result<ServedVersion, String> {
+        let scheduling = SchedulerConfig::from_model_config(&config)?;
+        let plans = |entries: Vec<(String, i32, Vec<i64>, Option<Vec<i64>>, bool)>| -> Vec<TensorPlan> {
+            entries
+                .into_iter()
+                .filter_map(|(name, data_type, dims, reshape, optional)| {
+                    Some(TensorPlan { name, wire: WireType::from_config(data_type)?, dims, reshape, optional })
                 })
-            })
-            .collect();
-        let outputs = config
-            .output
-            .iter()
-            .filter_map(|c| {
-                Some(TensorPlan {
-                    name: c.name.clone(),
-                    wire: WireType::from_config(c.data_type)?,
-                    dims: c.dims.clone(),
-                    reshape: c.reshape.as_ref().map(|r| r.shape.clone()),
-                    optional: false,
+                .collect()
+        };
+        let inputs = plans(
+            config
+                .input
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.clone(),
+                        c.data_type,
+                        c.dims.clone(),
+                        c.reshape.as_ref().map(|r| r.shape.clone()),
+                        c.optional,
+                    )
                 })
-            })
-            .collect();
-        ServedVersion {
+                .collect(),
+        );
+        let outputs = plans(
+            config
+                .output
+                .iter()
+                .map(|c| {
+                    (c.name.clone(), c.data_type, c.dims.clone(), c.reshape.as_ref().map(|r| r.shape.clone()), false)
+                })
+                .collect(),
+        );
+        let stats = Arc::new(VersionStats::default());
+        let runner = Arc::new(ModelRunner {
             model: model.to_string(),
-            version,
-            instances: Semaphore::new(instance_count(&config)),
-            config,
             session,
-            stats: VersionStats::default(),
+            batching: config.max_batch_size > 0,
             inputs,
             outputs,
-        }
+            stats: stats.clone(),
+        });
+        Ok(ServedVersion {
+            model: model.to_string(),
+            version,
+            scheduler: Scheduler::new(model, scheduling, runner.clone()),
+            runner,
+            config,
+            stats,
+            load_duration: Duration::ZERO,
+        })
     }
 
     fn batching(&self) -> bool {
         self.config.max_batch_size > 0
+    }
+
+    /// How the scheduler runs this version.
+    pub fn scheduling(&self) -> &SchedulerConfig {
+        self.scheduler.config()
+    }
+
+    /// Requests waiting in the queue for an execution.
+    pub fn pending_requests(&self) -> usize {
+        self.scheduler.pending()
     }
 
     /// The metadata shape of a configured tensor: -1 first when batching.
@@ -163,88 +239,146 @@ impl ServedVersion {
 
     /// (name, datatype, shape) of each configured input.
     pub fn input_metadata(&self) -> Vec<(String, WireType, Vec<i64>)> {
-        self.inputs.iter().map(|p| (p.name.clone(), p.wire, self.metadata_shape(p))).collect()
+        self.runner.inputs.iter().map(|p| (p.name.clone(), p.wire, self.metadata_shape(p))).collect()
     }
 
     pub fn output_metadata(&self) -> Vec<(String, WireType, Vec<i64>)> {
-        self.outputs.iter().map(|p| (p.name.clone(), p.wire, self.metadata_shape(p))).collect()
+        self.runner.outputs.iter().map(|p| (p.name.clone(), p.wire, self.metadata_shape(p))).collect()
     }
 
     /// The configured datatype and dims of an input, for decoders that need them
     /// (the raw binary request, whose only input has no JSON description).
     pub fn only_input(&self) -> Option<(String, WireType, Vec<i64>)> {
-        match self.inputs.as_slice() {
+        match self.runner.inputs.as_slice() {
             [only] => Some((only.name.clone(), only.wire, self.metadata_shape(only))),
             _ => None,
         }
     }
 
-    /// Runs one request. Errors carry Triton's `[request id: ...]` prefix.
+    /// Runs one request. Errors carry Triton's `[request id: ...]` prefix. If the
+    /// returned future is dropped (the client went away) while the request waits
+    /// in the queue, the request is skipped, never executed.
     pub async fn infer(self: Arc<Self>, request: InferRequest) -> Result<InferResponse> {
         let arrived = Instant::now();
         let id_text = request.id.clone().unwrap_or_else(|| "<id_unknown>".to_string());
-        let result = self.clone().infer_inner(request, arrived).await;
+        let mut watch = CancelWatch { stats: self.stats.clone(), arrived, armed: true };
+        let result = self.infer_inner(request, arrived).await;
+        watch.armed = false;
         match result {
-            Ok((response, execution)) => {
-                self.stats.record_success(&execution);
+            Ok((response, times)) => {
+                self.stats.record_success(&times);
                 Ok(response)
             }
-            Err(e) => {
-                self.stats.record_failure(arrived.elapsed());
+            Err(failure) => {
+                self.stats.record_failure(failure.reason, arrived.elapsed());
+                let e = failure.error;
                 Err(ServerError::new(e.kind, format!("[request id: {id_text}] {}", e.message)))
             }
         }
     }
 
     async fn infer_inner(
-        self: Arc<Self>,
+        &self,
         request: InferRequest,
         arrived: Instant,
-    ) -> Result<(InferResponse, Execution)> {
+    ) -> std::result::Result<(InferResponse, RequestTimes), Failure> {
+        let invalid = |e: ServerError| Failure::new(e, FailureReason::Other);
+        let batch_size = self.check(&request).map_err(invalid)?;
+        let wanted = self.outputs_wanted(&request).map_err(invalid)?;
+        let key = self.batch_key(&request.inputs);
+        let feeds = self.model_inputs(request.inputs, batch_size).map_err(invalid)?;
+        let admission = Admission { batch_size, key, priority: request.priority, timeout: request.timeout };
+        let executed = self.scheduler.submit(Job { feeds, wanted, batch_size }, admission).await?;
+        let JobOutput { outputs, times } = executed.output;
+        let times = RequestTimes {
+            queue: executed.queue,
+            compute_input: times.compute_input,
+            compute_infer: times.compute_infer,
+            compute_output: times.compute_output,
+            total: arrived.elapsed(),
+        };
+        let response = InferResponse {
+            model_name: self.model.clone(),
+            model_version: self.version.to_string(),
+            id: request.id,
+            outputs,
+        };
+        Ok((response, times))
+    }
+
+    /// Runs `inputs` once outside the queue and the statistics (model warmup).
+    pub(crate) fn run_unscheduled(&self, inputs: Vec<InputTensor>) -> Result<()> {
+        let request = InferRequest { inputs, ..Default::default() };
         let batch_size = self.check(&request)?;
         let wanted = self.outputs_wanted(&request)?;
-        let permit = match request.timeout {
-            Some(limit) => tokio::time::timeout(limit, self.instances.acquire()).await.map_err(|_| {
-                ServerError::unavailable(format!(
-                    "request timed out after {} us waiting for a free instance of model '{}'",
-                    limit.as_micros(),
-                    self.model
-                ))
-            })?,
-            None => self.instances.acquire().await,
+        let feeds = self.model_inputs(request.inputs, batch_size)?;
+        self.runner.run_batch(vec![Job { feeds, wanted, batch_size }], false).map(drop).map_err(|f| f.error)
+    }
+
+    /// What must agree for requests to share an execution: the datatype and the
+    /// shape past the batch dimension of every input given.
+    fn batch_key(&self, inputs: &[InputTensor]) -> BatchKey {
+        let skip = usize::from(self.batching());
+        BatchKey::new(
+            inputs
+                .iter()
+                .map(|i| (i.name.clone(), i.wire.to_string(), i.shape.iter().skip(skip).copied().collect()))
+                .collect(),
+        )
+    }
+
+    /// The request's tensors as the model takes them: reshaped where the
+    /// configuration says so.
+    fn model_inputs(&self, inputs: Vec<InputTensor>, batch_size: usize) -> Result<Vec<(String, Tensor)>> {
+        let mut feeds = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let plan = self.runner.inputs.iter().find(|p| p.name == input.name).expect("checked before");
+            let TensorData::Tensor(tensor) = input.data else {
+                return Err(ServerError::invalid(format!(
+                    "input '{}' holds BYTES, which model '{}' cannot take",
+                    input.name, self.model
+                )));
+            };
+            let tensor = match &plan.reshape {
+                Some(reshape) => {
+                    let mut dims = reshape.clone();
+                    if self.batching() {
+                        dims.insert(0, batch_size as i64);
+                    }
+                    let shape = solve_shape(&dims, tensor.len()).ok_or_else(|| {
+                        ServerError::invalid(format!(
+                            "input '{}' of shape {} cannot be reshaped to {} as model '{}' configures",
+                            input.name,
+                            format_shape(tensor.shape()),
+                            format_dims(&dims),
+                            self.model
+                        ))
+                    })?;
+                    tensor.reshaped(&shape).map_err(|e| ServerError::internal(e.to_string()))?
+                }
+                None => tensor,
+            };
+            feeds.push((input.name, tensor));
         }
-        .map_err(|_| ServerError::unavailable(format!("model '{}' is being unloaded", self.model)))?;
-        let queue = arrived.elapsed();
-        let this = self.clone();
-        let id = request.id.clone();
-        let worker = tokio::task::spawn_blocking(move || this.run_blocking(request.inputs, &wanted, batch_size));
-        let outcome =
-            worker.await.map_err(|e| ServerError::internal(format!("model '{}' run failed: {e}", self.model)));
-        drop(permit);
-        let (outputs, mut execution) = outcome??;
-        execution.queue = queue;
-        execution.total = arrived.elapsed();
-        let response =
-            InferResponse { model_name: self.model.clone(), model_version: self.version.to_string(), id, outputs };
-        Ok((response, execution))
+        Ok(feeds)
     }
 
     /// Checks names, datatypes and shapes against the configuration; returns the
     /// batch size (1 when the model does not batch).
-    fn check(&self, request: &InferRequest) -> Result<u64> {
+    fn check(&self, request: &InferRequest) -> Result<usize> {
         let model = &self.model;
         for (i, input) in request.inputs.iter().enumerate() {
             if request.inputs[..i].iter().any(|o| o.name == input.name) {
                 return Err(ServerError::invalid(format!("input '{}' is given more than once", input.name)));
             }
-            if !self.inputs.iter().any(|p| p.name == input.name) {
+            if !self.runner.inputs.iter().any(|p| p.name == input.name) {
                 return Err(ServerError::invalid(format!(
                     "unexpected inference input '{}' for model '{model}'",
                     input.name
                 )));
             }
         }
-        let required: Vec<&TensorPlan> = self.inputs.iter().filter(|p| !p.optional).collect();
+        let required: Vec<&TensorPlan> = self.runner.inputs.iter().filter(|p| !p.optional).collect();
         let missing: Vec<&str> = required
             .iter()
             .filter(|p| !request.inputs.iter().any(|i| i.name == p.name))
@@ -264,7 +398,7 @@ impl ServedVersion {
         }
         let mut batch: Option<(usize, &str)> = None;
         for input in &request.inputs {
-            let plan = self.inputs.iter().find(|p| p.name == input.name).expect("checked above");
+            let plan = self.runner.inputs.iter().find(|p| p.name == input.name).expect("checked above");
             if input.wire != plan.wire {
                 return Err(ServerError::invalid(format!(
                     "inference input '{}' data-type is '{}', but model '{model}' expects '{}'",
@@ -307,12 +441,12 @@ impl ServedVersion {
                 )));
             }
         }
-        Ok(batch.map_or(1, |(n, _)| n as u64))
+        Ok(batch.map_or(1, |(n, _)| n))
     }
 
     fn outputs_wanted(&self, request: &InferRequest) -> Result<Vec<usize>> {
         match &request.outputs {
-            None => Ok((0..self.outputs.len()).collect()),
+            None => Ok((0..self.runner.outputs.len()).collect()),
             Some(names) => names
                 .iter()
                 .enumerate()
@@ -320,50 +454,57 @@ impl ServedVersion {
                     if names[..i].contains(name) {
                         return Err(ServerError::invalid(format!("output '{name}' is requested more than once")));
                     }
-                    self.outputs.iter().position(|p| p.name == *name).ok_or_else(|| {
+                    self.runner.outputs.iter().position(|p| p.name == *name).ok_or_else(|| {
                         ServerError::invalid(format!("unexpected inference output '{name}' for model '{}'", self.model))
                     })
                 })
                 .collect(),
         }
     }
+}
 
-    fn run_blocking(
-        &self,
-        inputs: Vec<InputTensor>,
-        wanted: &[usize],
-        batch_size: u64,
-    ) -> Result<(Vec<OutputTensor>, Execution)> {
+impl Executor for ModelRunner {
+    type Job = Job;
+    type Output = JobOutput;
+
+    fn execute(&self, jobs: Vec<Job>) -> Vec<std::result::Result<JobOutput, Failure>> {
+        let count = jobs.len();
+        match self.run_batch(jobs, true) {
+            Ok(outputs) => outputs.into_iter().map(Ok).collect(),
+            Err(failure) => (0..count).map(|_| Err(failure.clone())).collect(),
+        }
+    }
+}
+
+impl ModelRunner {
+    /// Runs `jobs` as one execution: their inputs stacked along the batch
+    /// dimension, the outputs cut back into each job's rows. Every job has the
+    /// same inputs with the same shapes past the batch dimension (the scheduler
+    /// batches only such requests).
+    fn run_batch(&self, jobs: Vec<Job>, record: bool) -> std::result::Result<Vec<JobOutput>, Failure> {
+        let backend = |e: String| {
+            Failure::new(ServerError::internal(format!("model '{}': {e}", self.model)), FailureReason::Backend)
+        };
         let start = Instant::now();
-        let mut feeds: Vec<(String, Tensor)> = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            let plan = self.inputs.iter().find(|p| p.name == input.name).expect("checked before the run");
-            let TensorData::Tensor(tensor) = input.data else {
-                return Err(ServerError::invalid(format!(
-                    "input '{}' holds BYTES, which model '{}' cannot take",
-                    input.name, self.model
-                )));
-            };
-            let tensor = match &plan.reshape {
-                Some(reshape) => {
-                    let mut dims = reshape.clone();
-                    if self.batching() {
-                        dims.insert(0, batch_size as i64);
-                    }
-                    let shape = solve_shape(&dims, tensor.len()).ok_or_else(|| {
-                        ServerError::invalid(format!(
-                            "input '{}' of shape {} cannot be reshaped to {} as model '{}' configures",
-                            input.name,
-                            format_shape(tensor.shape()),
-                            format_dims(&dims),
-                            self.model
-                        ))
-                    })?;
-                    tensor.reshaped(&shape).map_err(|e| ServerError::internal(e.to_string()))?
+        let rows: Vec<usize> = jobs.iter().map(|j| j.batch_size).collect();
+        let mut columns: Vec<(String, Vec<Tensor>)> = Vec::new();
+        let mut wanted = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            for (name, tensor) in job.feeds {
+                match columns.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, parts)) => parts.push(tensor),
+                    None => columns.push((name, vec![tensor])),
                 }
-                None => tensor,
-            };
-            feeds.push((input.name, tensor));
+            }
+            wanted.push(job.wanted);
+        }
+        if columns.iter().any(|(_, parts)| parts.len() != rows.len()) {
+            return Err(backend("the requests of a batch give different inputs".to_string()));
+        }
+        let mut feeds = Vec::with_capacity(columns.len());
+        for (name, parts) in columns {
+            let tensor = concat_batch(&name, parts).map_err(backend)?;
+            feeds.push((name, tensor));
         }
         let named: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let compute_input = start.elapsed();
@@ -371,52 +512,73 @@ impl ServedVersion {
         let infer_start = Instant::now();
         let results = self.session.run(&named).map_err(|e| match e {
             RuntimeError::Input { .. } | RuntimeError::UnknownInput { .. } | RuntimeError::MissingInput { .. } => {
-                ServerError::invalid(format!("model '{}': {e}", self.model))
+                Failure::new(ServerError::invalid(format!("model '{}': {e}", self.model)), FailureReason::Other)
             }
-            other => ServerError::internal(format!("model '{}' failed: {other}", self.model)),
+            other => Failure::new(
+                ServerError::internal(format!("model '{}' failed: {other}", self.model)),
+                FailureReason::Backend,
+            ),
         })?;
         let compute_infer = infer_start.elapsed();
 
         let output_start = Instant::now();
+        // Each output any job asked for, cut into the jobs' rows.
+        let mut pieces: Vec<Option<Vec<Option<Tensor>>>> = vec![None; self.outputs.len()];
         let mut results: Vec<Option<(String, Tensor)>> = results.into_iter().map(Some).collect();
-        let mut outputs = Vec::with_capacity(wanted.len());
-        for &index in wanted {
-            let plan = &self.outputs[index];
+        for (index, plan) in self.outputs.iter().enumerate() {
+            if !wanted.iter().any(|w| w.contains(&index)) {
+                continue;
+            }
             let slot = results.iter_mut().find(|r| r.as_ref().is_some_and(|(n, _)| *n == plan.name));
             let Some((_, tensor)) = slot.and_then(Option::take) else {
-                return Err(ServerError::internal(format!(
-                    "model '{}' did not produce output '{}'",
-                    self.model, plan.name
-                )));
+                return Err(backend(format!("did not produce output '{}'", plan.name)));
             };
-            let tensor = match &plan.reshape {
-                Some(_) => {
-                    let mut dims = plan.dims.clone();
-                    if self.batching() {
-                        dims.insert(0, batch_size as i64);
-                    }
-                    let shape = solve_shape(&dims, tensor.len()).ok_or_else(|| {
-                        ServerError::internal(format!(
-                            "output '{}' of shape {} does not fit its configured dims {}",
-                            plan.name,
-                            format_shape(tensor.shape()),
-                            format_dims(&dims)
-                        ))
-                    })?;
-                    tensor.reshaped(&shape).map_err(|e| ServerError::internal(e.to_string()))?
-                }
-                None => tensor,
-            };
-            outputs.push(OutputTensor { name: plan.name.clone(), wire: WireType::from_dtype(tensor.dtype()), tensor });
+            let parts =
+                if self.batching { split_batch(&plan.name, tensor, &rows).map_err(backend)? } else { vec![tensor] };
+            pieces[index] = Some(parts.into_iter().map(Some).collect());
         }
-        let execution = Execution {
+        let mut answers = Vec::with_capacity(rows.len());
+        for (job, (want, &batch_size)) in wanted.iter().zip(&rows).enumerate() {
+            let mut outputs = Vec::with_capacity(want.len());
+            for &index in want {
+                let plan = &self.outputs[index];
+                let tensor = pieces[index].as_mut().and_then(|p| p[job].take()).expect("cut above for every job");
+                let tensor = match &plan.reshape {
+                    Some(_) => {
+                        let mut dims = plan.dims.clone();
+                        if self.batching {
+                            dims.insert(0, batch_size as i64);
+                        }
+                        let shape = solve_shape(&dims, tensor.len()).ok_or_else(|| {
+                            backend(format!(
+                                "output '{}' of shape {} does not fit its configured dims {}",
+                                plan.name,
+                                format_shape(tensor.shape()),
+                                format_dims(&dims)
+                            ))
+                        })?;
+                        tensor.reshaped(&shape).map_err(|e| backend(e.to_string()))?
+                    }
+                    None => tensor,
+                };
+                outputs.push(OutputTensor {
+                    name: plan.name.clone(),
+                    wire: WireType::from_dtype(tensor.dtype()),
+                    tensor,
+                });
+            }
+            answers.push(outputs);
+        }
+        let times = ExecutionTimes {
+            batch_size: rows.iter().sum::<usize>() as u64,
             compute_input,
             compute_infer,
             compute_output: output_start.elapsed(),
-            batch_size,
-            ..Default::default()
         };
-        Ok((outputs, execution))
+        if record {
+            self.stats.record_execution(&times);
+        }
+        Ok(answers.into_iter().map(|outputs| JobOutput { outputs, times }).collect())
     }
 }
 

@@ -9,7 +9,10 @@
 //! - [`models`]: which versions are ready, loading and unloading.
 //! - [`poll`]: `--model-control-mode=poll`, following the repositories on disk.
 //! - [`infer`]: one inference, protocol-neutral.
+//! - [`scheduler`]: queues, dynamic batching and instances of a model version.
+//! - [`warmup`]: model_warmup samples run before a version is READY.
 //! - [`http`]: the HTTP endpoints.
+//! - [`metrics`]: the Prometheus endpoint.
 //! - [`server`]: startup and graceful shutdown.
 //! - [`shm`]: registered system shared-memory regions.
 
@@ -18,13 +21,16 @@ pub mod datatype;
 pub mod error;
 pub mod http;
 pub mod infer;
+pub mod metrics;
 pub mod models;
 pub mod poll;
 pub mod proto;
 pub mod repository;
+pub mod scheduler;
 pub mod server;
 pub mod shm;
 pub mod stats;
+pub mod warmup;
 
 pub use error::{ErrorKind, ServerError};
 pub use models::ModelControlMode;

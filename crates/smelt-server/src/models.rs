@@ -380,12 +380,17 @@ impl ModelRegistry {
                 done
             }
         };
+        let mut served = ServedVersion::new(name, version, config, session)?;
+        // Warmup runs before the version is READY; a failing sample fails the load.
+        let model_dir = path.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+        crate::warmup::run(&served, model_dir)?;
+        served.load_duration = start.elapsed();
         tracing::info!(
             "loaded model '{name}' version {version} from {} in {:.1} s",
             path.display(),
             start.elapsed().as_secs_f64()
         );
-        Ok(ServedVersion::new(name, version, config, session))
+        Ok(served)
     }
 
     /// The ready version a request names (`version` empty: the highest ready one).

@@ -23,6 +23,8 @@ pub struct ServerOptions {
     pub allow_http: bool,
     pub allow_grpc: bool,
     pub allow_metrics: bool,
+    /// What the metrics endpoint reports (`--metrics-config` and friends).
+    pub metrics: crate::metrics::MetricsOptions,
     pub control_mode: ModelControlMode,
     pub repository_poll_secs: u64,
     pub load_models: Vec<String>,
@@ -45,6 +47,7 @@ impl Default for ServerOptions {
             allow_http: true,
             allow_grpc: true,
             allow_metrics: true,
+            metrics: crate::metrics::MetricsOptions::default(),
             control_mode: ModelControlMode::None,
             repository_poll_secs: 15,
             load_models: Vec::new(),
@@ -87,12 +90,6 @@ fn announce_missing_subsystems(options: &ServerOptions) {
             options.grpc_port
         );
     }
-    if options.allow_metrics {
-        tracing::warn!(
-            "metrics are not implemented yet: nothing listens on port {} (--metrics-port)",
-            options.metrics_port
-        );
-    }
     if options.control_mode != ModelControlMode::Explicit && !options.load_models.is_empty() {
         tracing::warn!("--load-model is ignored unless --model-control-mode=explicit (every model is loaded)");
     }
@@ -133,6 +130,11 @@ async fn serve(options: ServerOptions) -> Result<(), String> {
             .await
     });
     tracing::info!("HTTP endpoint listening on {address}");
+    if options.allow_metrics {
+        let metrics = crate::metrics::Metrics::new(registry.clone(), options.metrics.clone());
+        let at = options.metrics.address.clone().unwrap_or_else(|| options.http_address.clone());
+        crate::metrics::listen(metrics, &at, options.metrics_port, stop_tx.subscribe()).await?;
+    }
 
     let loader = registry.clone();
     let load_models = options.load_models.clone();

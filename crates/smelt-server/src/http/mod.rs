@@ -425,6 +425,12 @@ fn json_request(header: &Value, mut binary: &[u8]) -> Result<(InferRequest, Outp
             None => return Err(ServerError::invalid(format!("parameter 'timeout' must be microseconds, not {v}"))),
         },
     };
+    let priority = match params.and_then(|p| p.get("priority")) {
+        None => 0,
+        Some(v) => v.as_u64().ok_or_else(|| {
+            ServerError::invalid(format!("parameter 'priority' must be a non-negative integer, not {v}"))
+        })?,
+    };
     let inputs_json = root
         .get("inputs")
         .and_then(Value::as_array)
@@ -526,7 +532,7 @@ fn json_request(header: &Value, mut binary: &[u8]) -> Result<(InferRequest, Outp
         }
         Some(other) => return Err(ServerError::invalid(format!("'outputs' must be an array, not {other}"))),
     };
-    Ok((InferRequest { id, inputs, outputs, timeout }, choice))
+    Ok((InferRequest { id, inputs, outputs, timeout, priority }, choice))
 }
 
 fn build_response(response: &InferResponse, choice: &OutputChoice, encoding: Option<&str>) -> Result<Response> {

@@ -34,10 +34,23 @@ pub struct Args {
     /// at startup and listens on HTTP only.
     #[arg(long, default_value_t = 8001)]
     grpc_port: u16,
-    /// Port of the Prometheus metrics endpoint. Metrics are not implemented yet:
-    /// the server says so at startup.
+    /// Port of the Prometheus metrics endpoint (GET /metrics).
     #[arg(long, default_value_t = 8002)]
     metrics_port: u16,
+    /// Address the metrics endpoint binds to (default: --http-address).
+    #[arg(long)]
+    metrics_address: Option<String>,
+    /// A metrics setting <setting>=<value>: counter_latencies=true|false,
+    /// summary_latencies=true|false, summary_quantiles=<q>:<error>,... Repeat
+    /// for several.
+    #[arg(long = "metrics-config", value_name = "SETTING")]
+    metrics_config: Vec<String>,
+    /// Milliseconds between two samples of the CPU metrics.
+    #[arg(long, default_value_t = 2000)]
+    metrics_interval_ms: u64,
+    /// Report CPU utilization and memory (nv_cpu_*; Linux only).
+    #[arg(long, num_args = 0..=1, default_value = "true", default_missing_value = "true", action = ArgAction::Set)]
+    allow_cpu_metrics: bool,
     /// Address the HTTP endpoint binds to.
     #[arg(long, default_value = "0.0.0.0")]
     http_address: String,
@@ -77,7 +90,7 @@ pub struct Args {
     /// Serve gRPC (not implemented yet: the server says so at startup).
     #[arg(long, num_args = 0..=1, default_value = "true", default_missing_value = "true", action = ArgAction::Set)]
     allow_grpc: bool,
-    /// Serve metrics (not implemented yet: the server says so at startup).
+    /// Serve Prometheus metrics on --metrics-port.
     #[arg(long, num_args = 0..=1, default_value = "true", default_missing_value = "true", action = ArgAction::Set)]
     allow_metrics: bool,
     /// CPU threads per model run (default: one per core).
@@ -108,6 +121,18 @@ pub fn main(args: Args) -> Result<()> {
     if args.http_max_input_size == 0 {
         bail!("--http-max-input-size must be at least 1 byte");
     }
+    if args.metrics_interval_ms == 0 {
+        bail!("--metrics-interval-ms must be at least 1");
+    }
+    let mut metrics = smelt_server::metrics::MetricsOptions {
+        interval: Duration::from_millis(args.metrics_interval_ms),
+        cpu_metrics: args.allow_cpu_metrics,
+        address: args.metrics_address,
+        ..Default::default()
+    };
+    for setting in &args.metrics_config {
+        metrics.apply_setting(setting).map_err(|e| anyhow!(e))?;
+    }
     let options = ServerOptions {
         repositories,
         http_address: args.http_address,
@@ -118,6 +143,7 @@ pub fn main(args: Args) -> Result<()> {
         allow_http: args.allow_http,
         allow_grpc: args.allow_grpc,
         allow_metrics: args.allow_metrics,
+        metrics,
         control_mode: match args.model_control_mode {
             ControlMode::None => ModelControlMode::None,
             ControlMode::Poll => ModelControlMode::Poll,
