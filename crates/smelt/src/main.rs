@@ -22,6 +22,8 @@ enum Command {
     Run(commands::run::Args),
     /// Run ONNX backend test cases from disk and compare with their expected outputs.
     Conformance(commands::conformance::Args),
+    /// List the GPU adapters Smelt can use (`--device gpu:N`) and what each offers.
+    Devices(commands::devices::Args),
     /// Serve a model repository over Triton's HTTP protocol (KServe v2).
     Serve(commands::serve::Args),
 }
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::main(args),
         Command::Run(args) => commands::run::main(args),
         Command::Conformance(args) => commands::conformance::main(args),
+        Command::Devices(args) => commands::devices::main(args),
         Command::Serve(args) => commands::serve::main(args),
     };
     match result {

@@ -13,6 +13,7 @@ mod matmul;
 mod movement;
 mod norm;
 mod pool;
+mod reduce;
 mod where_op;
 
 use crate::kernel::{GpuKernel, KernelRequest, KernelSource};
@@ -40,6 +41,7 @@ pub static FAMILIES: &[&Family] = &[
     &gather::FAMILY,
     &cast::FAMILY,
     &where_op::FAMILY,
+    &reduce::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.

@@ -1,4 +1,5 @@
 pub mod conformance;
+pub mod devices;
 pub mod inspect;
 pub mod run;
 pub mod serve;
