@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod broadcast;
 mod cast;
+mod compare;
 mod conv;
 mod elementwise;
 mod gather;
@@ -42,6 +43,7 @@ pub static FAMILIES: &[&Family] = &[
     &cast::FAMILY,
     &where_op::FAMILY,
     &reduce::FAMILY,
+    &compare::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.
