@@ -10,7 +10,7 @@ use crate::backend::{Backend, MemoryReport, Plan};
 use crate::{Result, RuntimeError};
 use placement::{alias_root, data_dependent, fold_constants, is_alias, Placement};
 use smelt_gpu::wgpu;
-use smelt_gpu::{GpuConfig, GpuContext, GpuError, GpuTensor, InputInfo, KernelRequest, NodeIo, Program, Recorder};
+use smelt_gpu::{GpuError, GpuTensor, InputInfo, KernelRequest, NodeIo, Program, Recorder};
 use smelt_ir::{infer, Fact, Graph, Shape, Tensor, TensorView, ValueId};
 use smelt_passes::memory::{plan_memory, BufferLifetime};
 use std::collections::HashMap;
