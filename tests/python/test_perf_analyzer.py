@@ -1,0 +1,89 @@
+"""NVIDIA's own perf_analyzer (the binary shipped in the tritonclient 2.50.0
+wheel) against `smelt serve`, over HTTP and gRPC, at concurrency 1, 4 and 16.
+
+perf_analyzer reads the model's configuration and metadata from the server,
+sends requests, and reads the server's statistics before and after measuring;
+it refuses to go on when any of those answers is not what Triton would give.
+Each run sends a fixed number of requests (--request-count) so that the
+server's statistics can be checked to grow by exactly that many.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import tritonclient.http as httpclient
+
+from serving import SmeltServer
+from support import REPO_ROOT
+
+VENV = REPO_ROOT / ".venv"
+PERF_ANALYZER = VENV / "bin" / "perf_analyzer"
+# perf_analyzer links libcudart (no GPU needed): the pip package's folder.
+CUDART_DIR = VENV / "lib" / "python3.11" / "site-packages" / "nvidia" / "cuda_runtime" / "lib"
+MODEL = "simple_cnn"
+REQUESTS = 200
+
+
+def perf_analyzer_env() -> dict[str, str]:
+    if not PERF_ANALYZER.is_file():
+        pytest.fail(f"no perf_analyzer at {PERF_ANALYZER}: run scripts/setup-test-env.sh "
+                    f"(it comes with tritonclient 2.50.0)", pytrace=False)
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [str(CUDART_DIR), env.get("LD_LIBRARY_PATH", "")] if p)
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(smelt_bin, tmp_path_factory):
+    log = tmp_path_factory.mktemp("perf_analyzer") / "server.log"
+    server = SmeltServer(smelt_bin, REPO_ROOT / "examples" / "model_repository", log).wait_ready()
+    yield server
+    server.stop_cleanly()
+
+
+def successes(server: SmeltServer) -> int:
+    client = httpclient.InferenceServerClient(server.url)
+    try:
+        stats = client.get_inference_statistics(MODEL)["model_stats"]
+    finally:
+        client.close()
+    return sum(int(s["inference_stats"]["success"]["count"]) for s in stats)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("concurrency", [1, 4, 16])
+def test_perf_analyzer(server, protocol, concurrency, tmp_path):
+    url = server.url if protocol == "http" else server.grpc_url
+    report = tmp_path / "perf.csv"
+    command = [
+        str(PERF_ANALYZER), "-m", MODEL, "-u", url, "-i", protocol,
+        "--concurrency-range", str(concurrency),
+        "--request-count", str(REQUESTS),
+        "-f", str(report),
+    ]
+    before = successes(server)
+    done = subprocess.run(command, env=perf_analyzer_env(), capture_output=True, text=True, timeout=120)
+    after = successes(server)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"perf_analyzer exited {done.returncode}:\n{output}\n{server.log()[-3000:]}"
+    assert "error" not in output.lower(), output
+
+    rows = list(csv.DictReader(report.open()))
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert int(row["Concurrency"]) == concurrency
+    assert float(row["Inferences/Second"]) > 0, row
+    assert float(row["p50 latency"]) > 0 and float(row["p99 latency"]) >= float(row["p50 latency"]), row
+
+    # What perf_analyzer counted on its side and read from the server's
+    # statistics, and what the statistics grew by, all agree.
+    client_count = int(output.split("Request count:")[1].split()[0])
+    server_count = int(output.split("Successful request count:")[1].split()[0])
+    assert client_count == REQUESTS, output
+    assert server_count == REQUESTS, output
+    assert after - before == REQUESTS, f"statistics grew by {after - before}, perf_analyzer sent {REQUESTS}"
