@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 import tritonclient.http as httpclient
