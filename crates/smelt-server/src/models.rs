@@ -254,7 +254,7 @@ impl ModelRegistry {
 
     fn find_source(&self, name: &str) -> Result<ModelSource> {
         let scan = repository::scan(&self.options.repositories).map_err(ServerError::internal)?;
-        if let Some(dirs) = scan.duplicates.get(&name.to_string()) {
+        if let Some(dirs) = scan.duplicates.get(name) {
             let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
             let reason = format!("the model name '{name}' is in more than one repository: {}", dirs.join(", "));
             let mut models = self.models.write().map_err(lock_error)?;
