@@ -8,8 +8,8 @@
 override WG: u32 = 256u;
 override IDX64: u32 = 1u;
 
-@group(0) @binding(0) var<storage, read> x: array<u32>;
-@group(0) @binding(1) var<storage, read> indices: array<i32>;
+@group(0) @binding(0) var<storage, read_write> x: array<u32>;
+@group(0) @binding(1) var<storage, read_write> indices: array<i32>;
 @group(0) @binding(2) var<storage, read_write> y: array<u32>;
 @group(0) @binding(3) var<storage, read> p: array<u32>;
 

@@ -8,7 +8,7 @@
 override WG: u32 = 256u;
 const MAX_RANK: u32 = 8u;
 
-@group(0) @binding(0) var<storage, read> src: array<u32>;
+@group(0) @binding(0) var<storage, read_write> src: array<u32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<u32>;
 @group(0) @binding(2) var<storage, read> p: array<u32>;
 

@@ -8,7 +8,7 @@ override WG: u32 = 256u;
 // 0 = max, 1 = average.
 override MODE: u32 = 0u;
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<storage, read> p: array<u32>;
 

@@ -5,7 +5,7 @@
 override WG: u32 = 256u;
 override LOG: u32 = 0u;
 
-@group(0) @binding(0) var<storage, read> sx: array<f32>;
+@group(0) @binding(0) var<storage, read_write> sx: array<f32>;
 @group(0) @binding(1) var<storage, read_write> sy: array<f32>;
 @group(0) @binding(2) var<storage, read> sp: array<u32>;
 

@@ -6,9 +6,9 @@
 override WG: u32 = 256u;
 const MAX_RANK: u32 = 8u;
 
-@group(0) @binding(0) var<storage, read> cond: array<u32>;
-@group(0) @binding(1) var<storage, read> a: array<u32>;
-@group(0) @binding(2) var<storage, read> b: array<u32>;
+@group(0) @binding(0) var<storage, read_write> cond: array<u32>;
+@group(0) @binding(1) var<storage, read_write> a: array<u32>;
+@group(0) @binding(2) var<storage, read_write> b: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<u32>;
 @group(0) @binding(4) var<storage, read> p: array<u32>;
 

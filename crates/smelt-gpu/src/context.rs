@@ -118,13 +118,18 @@ impl GpuContext {
             flag.store(true, Ordering::SeqCst);
         });
         if config.verbose {
-            tracing::info!(
-                adapter = %summary.name, backend = %summary.backend, kind = %summary.device_type,
-                f16 = summary.shader_f16, "GPU opened"
+            eprintln!(
+                "[smelt-gpu] opened gpu:{} '{}' ({}, {}), f16 {}, pool cap {} bytes, max age {:?}",
+                summary.ordinal,
+                summary.name,
+                summary.backend,
+                summary.device_type,
+                summary.shader_f16,
+                config.pool_max_bytes,
+                config.buffer_max_age
             );
-        } else {
-            tracing::debug!(adapter = %summary.name, backend = %summary.backend, "GPU opened");
         }
+        tracing::debug!(adapter = %summary.name, backend = %summary.backend, "GPU opened");
         let pool = BufferPool::new(
             DeviceAllocator { device: device.clone() },
             config.pool_max_bytes,
@@ -152,6 +157,16 @@ impl GpuContext {
             weight_bytes: AtomicU64::new(0),
             placeholder,
         }))
+    }
+
+    /// The backend's verbose log (MPS_VERBOSE=1 / TRITON_METAL_DEBUG=1): printed
+    /// to stderr when on, a tracing debug event otherwise.
+    pub fn log(&self, message: impl FnOnce() -> String) {
+        if self.config.verbose {
+            eprintln!("[smelt-gpu] {}", message());
+        } else {
+            tracing::debug!("{}", message());
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -218,9 +233,7 @@ impl GpuContext {
             });
         }
         let b = self.pool.acquire(bytes);
-        if self.config.verbose {
-            tracing::info!(bytes, class = b.bytes, stats = ?self.pool.stats(), "GPU pool acquire");
-        }
+        self.log(|| format!("pool: {bytes} bytes from the {} byte class; {:?}", b.bytes, self.pool.stats()));
         Ok(b)
     }
 
@@ -313,5 +326,14 @@ impl GpuContext {
         };
         staging.unmap();
         Ok(out)
+    }
+}
+
+impl Drop for GpuContext {
+    fn drop(&mut self) {
+        let stats = self.pool.stats();
+        let pipelines = self.pipelines.len();
+        let weights = self.weight_bytes();
+        self.log(|| format!("closing: {pipelines} pipelines, {weights} weight bytes, pool {stats:?}"));
     }
 }

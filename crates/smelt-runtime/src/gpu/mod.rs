@@ -30,6 +30,35 @@ impl From<GpuError> for RuntimeError {
     }
 }
 
+/// GPU contexts opened by this process, for [`device_memory`].
+static OPEN_CONTEXTS: Mutex<Vec<std::sync::Weak<GpuContext>>> = Mutex::new(Vec::new());
+
+/// Device memory held by Smelt on each open GPU: for `smelt bench` and the
+/// server's metrics.
+#[derive(Clone, Debug)]
+pub struct DeviceMemory {
+    /// `gpu:N name`.
+    pub device: String,
+    /// Weights plus every pool buffer (in use or idle).
+    pub bytes_in_use: u64,
+    pub weight_bytes: u64,
+    pub pool: PoolStats,
+}
+
+/// Memory of every GPU context still open in this process.
+pub fn device_memory() -> Vec<DeviceMemory> {
+    let open = OPEN_CONTEXTS.lock().map(|o| o.iter().filter_map(|c| c.upgrade()).collect::<Vec<_>>());
+    open.unwrap_or_default()
+        .iter()
+        .map(|c| DeviceMemory {
+            device: format!("gpu:{} {}", c.summary.ordinal, c.name()),
+            bytes_in_use: c.memory_in_use(),
+            weight_bytes: c.weight_bytes(),
+            pool: c.pool_stats(),
+        })
+        .collect()
+}
+
 /// Runs graphs on one GPU through wgpu.
 pub struct GpuBackend {
     ctx: Arc<GpuContext>,
@@ -43,7 +72,12 @@ impl GpuBackend {
     }
 
     pub fn with_config(ordinal: Option<usize>, config: GpuConfig) -> Result<GpuBackend> {
-        Ok(GpuBackend { ctx: GpuContext::new(ordinal, config)? })
+        let ctx = GpuContext::new(ordinal, config)?;
+        if let Ok(mut open) = OPEN_CONTEXTS.lock() {
+            open.retain(|c| c.strong_count() > 0);
+            open.push(Arc::downgrade(&ctx));
+        }
+        Ok(GpuBackend { ctx })
     }
 
     pub fn context(&self) -> &Arc<GpuContext> {
@@ -330,7 +364,12 @@ impl GpuPlan {
                 }
             }
             let mut outs = outs;
-            if matches!(placement, Placement::Host) {
+            if matches!(placement, Placement::Host) && outs.iter().all(|f| f.constant.is_some()) {
+                // Shape inference already knows the values (Shape, Size).
+                for (f, &o) in outs.iter().zip(&node.outputs) {
+                    host[o] = f.constant.clone();
+                }
+            } else if matches!(placement, Placement::Host) {
                 let tensors: Option<Vec<Option<&Tensor>>> = node
                     .inputs
                     .iter()
@@ -496,14 +535,16 @@ impl GpuPlan {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        if ctx.config.verbose {
-            tracing::info!(
-                arena_bytes = memory.peak_bytes,
-                unplanned = memory.naive_bytes,
-                dispatches = steps.iter().map(|s| if let Step::Gpu(p) = s { p.len() } else { 0 }).sum::<usize>(),
-                "GPU plan for new input shapes"
-            );
-        }
+        let dispatches: usize = steps.iter().map(|s| if let Step::Gpu(p) = s { p.len() } else { 0 }).sum();
+        let cpu_nodes = steps.iter().filter(|s| matches!(s, Step::Cpu(_))).count();
+        ctx.log(|| {
+            format!(
+                "plan for input shapes {:?}: arena {} bytes (unplanned {}), {dispatches} dispatches, {cpu_nodes} CPU nodes",
+                inputs.iter().map(|t| t.shape).collect::<Vec<_>>(),
+                memory.peak_bytes,
+                memory.naive_bytes
+            )
+        });
         ctx.check()?;
         Ok(Layout {
             shapes,
