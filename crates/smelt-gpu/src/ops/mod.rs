@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod broadcast;
 mod cast;
+mod clip;
 mod compare;
 mod conv;
 mod elementwise;
@@ -44,6 +45,7 @@ pub static FAMILIES: &[&Family] = &[
     &where_op::FAMILY,
     &reduce::FAMILY,
     &compare::FAMILY,
+    &clip::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.
