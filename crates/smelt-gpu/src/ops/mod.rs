@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod broadcast;
 mod cast;
+mod channel_norm;
 mod clip;
 mod compare;
 mod conv;
@@ -46,6 +47,7 @@ pub static FAMILIES: &[&Family] = &[
     &reduce::FAMILY,
     &compare::FAMILY,
     &clip::FAMILY,
+    &channel_norm::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.
