@@ -12,6 +12,7 @@ mod compare;
 mod conv;
 mod elementwise;
 mod gather;
+mod layout;
 mod matmul;
 mod movement;
 mod norm;
@@ -48,6 +49,7 @@ pub static FAMILIES: &[&Family] = &[
     &compare::FAMILY,
     &clip::FAMILY,
     &channel_norm::FAMILY,
+    &layout::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.
