@@ -18,6 +18,7 @@ mod movement;
 mod norm;
 mod pool;
 mod reduce;
+mod variadic;
 mod where_op;
 
 use crate::kernel::{GpuKernel, KernelRequest, KernelSource};
@@ -50,6 +51,7 @@ pub static FAMILIES: &[&Family] = &[
     &clip::FAMILY,
     &channel_norm::FAMILY,
     &layout::FAMILY,
+    &variadic::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.
