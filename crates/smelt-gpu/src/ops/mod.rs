@@ -12,6 +12,7 @@ mod compare;
 mod conv;
 mod elementwise;
 mod gather;
+mod int_binary;
 mod layout;
 mod matmul;
 mod movement;
@@ -52,6 +53,7 @@ pub static FAMILIES: &[&Family] = &[
     &channel_norm::FAMILY,
     &layout::FAMILY,
     &variadic::FAMILY,
+    &int_binary::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.
