@@ -10,6 +10,7 @@ mod channel_norm;
 mod clip;
 mod compare;
 mod conv;
+mod cumsum;
 mod elementwise;
 mod gather;
 mod int_binary;
@@ -54,6 +55,7 @@ pub static FAMILIES: &[&Family] = &[
     &layout::FAMILY,
     &variadic::FAMILY,
     &int_binary::FAMILY,
+    &cumsum::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.
