@@ -13,6 +13,7 @@ mod conv;
 mod cumsum;
 mod elementwise;
 mod gather;
+mod hardmax;
 mod int_binary;
 mod layout;
 mod matmul;
@@ -56,6 +57,7 @@ pub static FAMILIES: &[&Family] = &[
     &variadic::FAMILY,
     &int_binary::FAMILY,
     &cumsum::FAMILY,
+    &hardmax::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.
