@@ -7,11 +7,11 @@
 
 override WG: u32 = 256u;
 
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> scale: array<T>;
-@group(0) @binding(2) var<storage, read> bias: array<T>;
-@group(0) @binding(3) var<storage, read> mean: array<T>;
-@group(0) @binding(4) var<storage, read> variance: array<T>;
+@group(0) @binding(0) var<storage, read_write> x: array<T>;
+@group(0) @binding(1) var<storage, read_write> scale: array<T>;
+@group(0) @binding(2) var<storage, read_write> bias: array<T>;
+@group(0) @binding(3) var<storage, read_write> mean: array<T>;
+@group(0) @binding(4) var<storage, read_write> variance: array<T>;
 @group(0) @binding(5) var<storage, read_write> y: array<T>;
 @group(0) @binding(6) var<storage, read> p: array<u32>;
 

@@ -17,8 +17,8 @@ const MAX_RANK: u32 = 8u;
 // Order of two values that do not compare (a NaN).
 const UNORDERED: i32 = 2;
 
-@group(0) @binding(0) var<storage, read> a: array<u32>;
-@group(0) @binding(1) var<storage, read> b: array<u32>;
+@group(0) @binding(0) var<storage, read_write> a: array<u32>;
+@group(0) @binding(1) var<storage, read_write> b: array<u32>;
 @group(0) @binding(2) var<storage, read_write> y: array<u32>;
 @group(0) @binding(3) var<storage, read> p: array<u32>;
 

@@ -11,7 +11,7 @@ override ELEM: u32 = 0u;
 // 5 IsInf detecting neither sign (always false).
 override OP: u32 = 0u;
 
-@group(0) @binding(0) var<storage, read> x: array<u32>;
+@group(0) @binding(0) var<storage, read_write> x: array<u32>;
 @group(0) @binding(1) var<storage, read_write> y: array<u32>;
 @group(0) @binding(2) var<storage, read> p: array<u32>;
 

@@ -9,7 +9,7 @@ override WG: u32 = 256u;
 // 0 f32, 1 i32, 2 i64.
 override ELEM: u32 = 0u;
 
-@group(0) @binding(0) var<storage, read> x: array<u32>;
+@group(0) @binding(0) var<storage, read_write> x: array<u32>;
 @group(0) @binding(1) var<storage, read_write> y: array<u32>;
 @group(0) @binding(2) var<storage, read> p: array<u32>;
 

@@ -10,9 +10,9 @@
 
 override WG: u32 = 256u;
 
-@group(0) @binding(0) var<storage, read> x: array<T>;
-@group(0) @binding(1) var<storage, read> scale: array<T>;
-@group(0) @binding(2) var<storage, read> bias: array<T>;
+@group(0) @binding(0) var<storage, read_write> x: array<T>;
+@group(0) @binding(1) var<storage, read_write> scale: array<T>;
+@group(0) @binding(2) var<storage, read_write> bias: array<T>;
 @group(0) @binding(3) var<storage, read_write> y: array<T>;
 @group(0) @binding(4) var<storage, read> p: array<u32>;
 

@@ -23,7 +23,7 @@ const STRIDES: u32 = 24u;
 const BEGINS: u32 = 32u;
 const BASE: u32 = 40u;
 
-@group(0) @binding(0) var<storage, read> x: array<u32>;
+@group(0) @binding(0) var<storage, read_write> x: array<u32>;
 @group(0) @binding(1) var<storage, read_write> y: array<u32>;
 @group(0) @binding(2) var<storage, read> p: array<u32>;
 

@@ -17,7 +17,7 @@ override KIND: u32 = 0u;
 
 const MAX_RANK: u32 = 8u;
 
-@group(0) @binding(0) var<storage, read> x: array<T>;
+@group(0) @binding(0) var<storage, read_write> x: array<T>;
 @group(0) @binding(1) var<storage, read_write> y: array<T>;
 @group(0) @binding(2) var<storage, read> p: array<u32>;
 

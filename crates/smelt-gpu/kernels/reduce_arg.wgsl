@@ -11,7 +11,7 @@ override PICK: u32 = 0u;
 // 1 picks the last of equal values (select_last_index), 0 the first.
 override LAST: u32 = 0u;
 
-@group(0) @binding(0) var<storage, read> x: array<T>;
+@group(0) @binding(0) var<storage, read_write> x: array<T>;
 @group(0) @binding(1) var<storage, read_write> indices: array<u32>;
 @group(0) @binding(2) var<storage, read> p: array<u32>;
 

@@ -13,6 +13,10 @@ pub struct Args {
     /// Show the graph after Smelt's passes (folding, fusion), node by node.
     #[arg(long)]
     optimized: bool,
+    /// With gpu or gpu:N: show where each node runs on that GPU (kernel, host
+    /// shape arithmetic, alias, CPU fallback) and the transfers that implies.
+    #[arg(long)]
+    device: Option<String>,
     /// Concrete shape for an input, as NAME=d0,d1,...; repeatable.
     #[arg(long = "shape", value_name = "NAME=DIMS")]
     shapes: Vec<String>,
@@ -62,6 +66,18 @@ pub fn main(args: Args) -> Result<()> {
     let (graph, report) = smelt_runtime::prepare_graph(model.graph, true)?;
     if let Some(r) = &report {
         println!("optimised  {} nodes after passes ({})", graph.nodes.len(), r);
+    }
+    if let Some(device) = &args.device {
+        match device.parse::<smelt_runtime::Device>()? {
+            smelt_runtime::Device::Gpu(ordinal) => {
+                let backend = smelt_runtime::GpuBackend::new(ordinal)?;
+                println!("placement on {}", smelt_runtime::Backend::name(&backend));
+                for line in backend.placement_report(&graph)? {
+                    println!("{line}");
+                }
+            }
+            smelt_runtime::Device::Cpu => println!("placement  every node on the CPU"),
+        }
     }
     let inputs = example_inputs(&graph, &args)?;
     let shapes: Vec<String> =
