@@ -16,7 +16,7 @@ pub enum ErrorKind {
     Unsupported,
     /// Something went wrong inside the server or the model: 500.
     Internal,
-    /// The thing to create exists already: 409.
+    /// The thing to create exists already: 400 over HTTP, as Triton answers.
     AlreadyExists,
 }
 
@@ -28,7 +28,7 @@ impl ErrorKind {
             ErrorKind::Unavailable => 503,
             ErrorKind::Unsupported => 501,
             ErrorKind::Internal => 500,
-            ErrorKind::AlreadyExists => 409,
+            ErrorKind::AlreadyExists => 400,
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`warmup`]: model_warmup samples run before a version is READY.
 //! - [`http`]: the HTTP endpoints.
 //! - [`metrics`]: the Prometheus endpoint.
+//! - [`logging`]: log output and its run-time settings.
 //! - [`server`]: startup and graceful shutdown.
 //! - [`shm`]: registered system shared-memory regions.
 
@@ -21,6 +22,7 @@ pub mod datatype;
 pub mod error;
 pub mod http;
 pub mod infer;
+pub mod logging;
 pub mod metrics;
 pub mod models;
 pub mod poll;

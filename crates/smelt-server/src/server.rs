@@ -59,14 +59,10 @@ impl Default for ServerOptions {
     }
 }
 
-/// Installs the log output: `verbose` 0 shows info and up, 1 or more debug.
-/// `RUST_LOG` overrides. Idempotent.
+/// Installs the log output with `verbose` as the starting log_verbose_level
+/// (see [`crate::logging`]). Idempotent.
 pub fn init_logging(verbose: u32) {
-    let default = if verbose > 0 { "debug" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
+    crate::logging::init(verbose);
 }
 
 /// Runs the server until SIGINT or SIGTERM, then shuts down gracefully.
@@ -117,6 +113,7 @@ async fn serve(options: ServerOptions) -> Result<(), String> {
         .map_err(|e| format!("cannot listen for HTTP on {address}: {e}"))?;
     let state = Arc::new(HttpState {
         registry: registry.clone(),
+        shm: Arc::new(crate::shm::SharedMemoryRegistry::new()),
         max_input_size: options.http_max_input_size,
         ready: false.into(),
     });

@@ -233,6 +233,12 @@ impl SharedMemoryRegistry {
             .ok_or_else(|| ServerError::not_found(format!("Unable to find shared memory region: '{name}'")))
     }
 
+    /// Checks that region `name` exists and `[offset, offset + byte_size)` lies
+    /// inside it (for outputs, before the model runs).
+    pub fn check_window(&self, name: &str, offset: u64, byte_size: u64) -> Result<()> {
+        self.region(name)?.window(offset, byte_size).map(|_| ())
+    }
+
     /// A copy of `byte_size` bytes at `offset` within region `name`.
     pub fn read(&self, name: &str, offset: u64, byte_size: u64) -> Result<Vec<u8>> {
         let region = self.region(name)?;
