@@ -26,6 +26,8 @@ enum Command {
     Devices(commands::devices::Args),
     /// Serve a model repository over Triton's HTTP protocol (KServe v2).
     Serve(commands::serve::Args),
+    /// Measure a model's throughput, latency and memory on random inputs.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Conformance(args) => commands::conformance::main(args),
         Command::Devices(args) => commands::devices::main(args),
         Command::Serve(args) => commands::serve::main(args),
+        Command::Bench(args) => commands::bench::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,3 +1,4 @@
+pub mod bench;
 pub mod conformance;
 pub mod devices;
 pub mod inspect;
