@@ -12,6 +12,8 @@
 //! - [`scheduler`]: queues, dynamic batching and instances of a model version.
 //! - [`warmup`]: model_warmup samples run before a version is READY.
 //! - [`http`]: the HTTP endpoints.
+//! - [`grpc`]: the gRPC endpoint (Triton's inference service, health).
+//! - [`wire`]: protocol pieces both endpoints share (parameters, shapes).
 //! - [`metrics`]: the Prometheus endpoint.
 //! - [`logging`]: log output and its run-time settings.
 //! - [`server`]: startup and graceful shutdown.
@@ -20,6 +22,7 @@
 pub mod config;
 pub mod datatype;
 pub mod error;
+pub mod grpc;
 pub mod http;
 pub mod infer;
 pub mod logging;
@@ -33,6 +36,7 @@ pub mod server;
 pub mod shm;
 pub mod stats;
 pub mod warmup;
+pub mod wire;
 
 pub use error::{ErrorKind, ServerError};
 pub use models::ModelControlMode;

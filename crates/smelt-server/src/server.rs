@@ -79,13 +79,6 @@ pub fn run(options: ServerOptions) -> Result<(), String> {
 }
 
 fn announce_missing_subsystems(options: &ServerOptions) {
-    if options.allow_grpc {
-        tracing::warn!(
-            "gRPC is not implemented yet: nothing listens on {}:{} (--grpc-port); use HTTP",
-            options.grpc_address,
-            options.grpc_port
-        );
-    }
     if options.control_mode != ModelControlMode::Explicit && !options.load_models.is_empty() {
         tracing::warn!("--load-model is ignored unless --model-control-mode=explicit (every model is loaded)");
     }
@@ -97,7 +90,7 @@ async fn serve(options: ServerOptions) -> Result<(), String> {
     }
     announce_missing_subsystems(&options);
     if !options.allow_http {
-        return Err("--allow-http=false leaves nothing to serve: gRPC is not implemented yet".into());
+        return Err("--allow-http=false is not supported: the HTTP endpoint always runs".into());
     }
     let registry = Arc::new(ModelRegistry::new(RegistryOptions {
         repositories: options.repositories.clone(),
@@ -133,6 +126,17 @@ async fn serve(options: ServerOptions) -> Result<(), String> {
         crate::metrics::listen(metrics, &at, options.metrics_port, stop_tx.subscribe()).await?;
     }
 
+    let grpc_state = Arc::new(crate::grpc::GrpcState {
+        registry: registry.clone(),
+        shm: state.shm.clone(),
+        ready: false.into(),
+        stop: stop_tx.subscribe(),
+    });
+    let grpc = match options.allow_grpc {
+        true => Some(crate::grpc::start(&options.grpc_address, options.grpc_port, grpc_state.clone()).await?),
+        false => None,
+    };
+
     let loader = registry.clone();
     let load_models = options.load_models.clone();
     let poll = options.control_mode == ModelControlMode::Poll;
@@ -152,6 +156,7 @@ async fn serve(options: ServerOptions) -> Result<(), String> {
                 tokio::spawn(poller.run(every, poll_stop));
             }
             state.ready.store(true, Ordering::SeqCst);
+            grpc_state.ready.store(true, Ordering::SeqCst);
             tracing::info!("server is ready");
             wait_for_signal().await;
         }
@@ -162,12 +167,17 @@ async fn serve(options: ServerOptions) -> Result<(), String> {
         options.exit_timeout.as_secs()
     );
     state.ready.store(false, Ordering::SeqCst);
+    grpc_state.ready.store(false, Ordering::SeqCst);
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(options.exit_timeout, server).await {
+    let deadline = tokio::time::Instant::now() + options.exit_timeout;
+    match tokio::time::timeout_at(deadline, server).await {
         Ok(Ok(Ok(()))) => tracing::info!("all requests finished; exiting"),
         Ok(Ok(Err(e))) => return Err(format!("HTTP server failed: {e}")),
         Ok(Err(e)) => return Err(format!("HTTP server task failed: {e}")),
         Err(_) => tracing::warn!("--exit-timeout-secs reached with requests still in flight; exiting anyway"),
+    }
+    if let Some(grpc) = grpc {
+        grpc.finish(deadline).await;
     }
     Ok(())
 }

@@ -30,8 +30,7 @@ pub struct Args {
     /// Port of the HTTP (KServe v2) endpoint.
     #[arg(long, default_value_t = 8000)]
     http_port: u16,
-    /// Port of the gRPC endpoint. gRPC is not implemented yet: the server says so
-    /// at startup and listens on HTTP only.
+    /// Port of the gRPC endpoint (Triton's inference service and grpc.health.v1).
     #[arg(long, default_value_t = 8001)]
     grpc_port: u16,
     /// Port of the Prometheus metrics endpoint (GET /metrics).
@@ -54,7 +53,7 @@ pub struct Args {
     /// Address the HTTP endpoint binds to.
     #[arg(long, default_value = "0.0.0.0")]
     http_address: String,
-    /// Address the gRPC endpoint would bind to (gRPC is not implemented yet).
+    /// Address the gRPC endpoint binds to.
     #[arg(long, default_value = "0.0.0.0")]
     grpc_address: String,
     /// How models are loaded: none (all at startup), poll (all at startup, then
@@ -87,7 +86,7 @@ pub struct Args {
     /// Serve HTTP.
     #[arg(long, num_args = 0..=1, default_value = "true", default_missing_value = "true", action = ArgAction::Set)]
     allow_http: bool,
-    /// Serve gRPC (not implemented yet: the server says so at startup).
+    /// Serve gRPC on --grpc-address:--grpc-port.
     #[arg(long, num_args = 0..=1, default_value = "true", default_missing_value = "true", action = ArgAction::Set)]
     allow_grpc: bool,
     /// Serve Prometheus metrics on --metrics-port.
