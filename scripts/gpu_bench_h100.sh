@@ -66,7 +66,7 @@ smelt_rate() {
             gpt2*) shapes+=(--shape "input_ids=$batch,$seq") ;;
         esac
         MPS_VERBOSE=1 "$SMELT_BIN" bench "$model" --device gpu --batch "$batch" "${shapes[@]}" \
-            --warmup 2 --seconds "$SECONDS_PER_CASE" --json "$OUT/smelt_$tag.json" \
+            --warmup 2 --duration "$SECONDS_PER_CASE" --json "$OUT/smelt_$tag.json" \
             >"$OUT/smelt_$tag.log" 2>&1 || { tail -5 "$OUT/smelt_$tag.log" >&2; echo nan; return; }
         python3 -c "
 import json,sys
