@@ -43,6 +43,8 @@ BEGIN, END = "<!-- server:begin -->", "<!-- server:end -->"
 CPU_BEGIN, CPU_END = "<!-- cpu:begin -->", "<!-- cpu:end -->"
 CONCURRENCIES = (1, 4, 16)
 PROTOCOLS = ("http", "grpc")
+# --stability-percentage of the second try when a run finds no stable windows.
+LOOSE_STABILITY = 50
 
 RESNET_CONFIG = """name: "resnet50"
 backend: "smelt"
@@ -193,10 +195,14 @@ def section(results: list[dict], meta: dict) -> str:
     ]
     for r in results:
         if r["ok"]:
-            lines.append(f"| {r['model']} | {r['protocol'].upper()} | {r['concurrency']} | {r['throughput']:.1f} "
+            mark = " *" if r.get("loose") else ""
+            lines.append(f"| {r['model']} | {r['protocol'].upper()} | {r['concurrency']} | {r['throughput']:.1f}{mark} "
                          f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
         else:
             lines.append(f"| {r['model']} | {r['protocol'].upper()} | {r['concurrency']} | failed | | |")
+    if any(r.get("loose") for r in results):
+        lines += ["", f"\\* no three windows in a row agreed within {meta['stability']}%; measured again with "
+                  f"--stability-percentage {LOOSE_STABILITY} (the command is listed twice below)."]
     failures = [r for r in results if not r["ok"]]
     if failures:
         lines += ["", "Failed runs (perf_analyzer's last lines):", ""]
@@ -211,7 +217,7 @@ def section(results: list[dict], meta: dict) -> str:
         "```sh",
         f"export LD_LIBRARY_PATH={CUDART_DIR.relative_to(REPO_ROOT)}",
     ]
-    lines += [r["command"] for r in results]
+    lines += meta["commands"]
     lines += ["```", ""]
     return "\n".join(lines)
 
@@ -260,7 +266,8 @@ def main() -> None:
                                text=True, cwd=REPO_ROOT).stdout.strip()
         meta["smelt"] += f" (built from commit {commit.stdout.strip()}{' with uncommitted changes' if dirty else ''})"
 
-    results = []
+    results, commands = [], []
+    meta["stability"] = args.stability_percentage
     with tempfile.TemporaryDirectory(prefix="smelt-bench-") as tmp:
         workdir = Path(tmp)
         models = make_repository(workdir / "repository", args.models_dir, with_resnet=not args.quick)
@@ -278,13 +285,21 @@ def main() -> None:
                     for concurrency in CONCURRENCIES:
                         r = run_perf_analyzer(model, protocol, concurrency, f"127.0.0.1:{port}", interval,
                                               args.stability_percentage, args.max_trials, workdir)
+                        if not r["ok"] and "stable" in r["error"]:
+                            # A busy machine: take looser windows rather than nothing, and say so.
+                            commands.append(r["command"])
+                            r = run_perf_analyzer(model, protocol, concurrency, f"127.0.0.1:{port}", interval,
+                                                  LOOSE_STABILITY, args.max_trials, workdir)
+                            r["loose"] = True
                         shown = (f"{r['throughput']:.1f} infer/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
                                  if r["ok"] else r["error"])
                         print(f"{model} {protocol} c{concurrency}: {shown} ({r['seconds']:.0f} s)", flush=True)
                         results.append(r)
+                        commands.append(r["command"])
         finally:
             server.stop()
     meta["load_after"] = load_average()
+    meta["commands"] = commands
     text = section(results, meta)
     if args.no_write:
         print(text)
