@@ -84,5 +84,9 @@ def test_perf_analyzer(server, protocol, concurrency, tmp_path):
     client_count = int(output.split("Request count:")[1].split()[0])
     server_count = int(output.split("Successful request count:")[1].split()[0])
     assert client_count == REQUESTS, output
-    assert server_count == REQUESTS, output
+    # perf_analyzer reads the statistics as soon as its last answer arrives; over
+    # gRPC the server can count the last requests a moment after answering them,
+    # so its reading may miss up to one request per client thread. The count taken
+    # after perf_analyzer exits must be exact.
+    assert REQUESTS - concurrency <= server_count <= REQUESTS, output
     assert after - before == REQUESTS, f"statistics grew by {after - before}, perf_analyzer sent {REQUESTS}"
