@@ -189,7 +189,7 @@ impl<'c> Recorder<'c> {
         params: &[u32],
         groups: [u32; 3],
     ) -> Result<()> {
-        if groups.iter().any(|&g| g == 0) {
+        if groups.contains(&0) {
             return Ok(());
         }
         if groups.iter().any(|&g| g > self.ctx.limits.max_compute_workgroups_per_dimension) {

@@ -42,6 +42,7 @@ struct Conv {
 }
 
 /// (pad begin, pad end) of one spatial axis.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pads_for(
     auto_pad: AutoPad,
     explicit: &[usize],

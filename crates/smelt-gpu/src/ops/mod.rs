@@ -27,6 +27,9 @@ mod where_op;
 use crate::kernel::{GpuKernel, KernelRequest, KernelSource};
 use crate::Result;
 
+/// A family's builder (see [`Family::build`]).
+pub type BuildFn = fn(&KernelRequest) -> Option<Result<Box<dyn GpuKernel>>>;
+
 /// A kernel family: its WGSL sources and the builder that decides whether it runs
 /// a node.
 pub struct Family {
@@ -35,7 +38,7 @@ pub struct Family {
     /// `None`: not this family's op, or a dtype/attribute it does not handle (the
     /// node then goes to the next family, or to the CPU). `Some(Err)`: it is this
     /// family's node but building failed (an upload, say).
-    pub build: fn(&KernelRequest) -> Option<Result<Box<dyn GpuKernel>>>,
+    pub build: BuildFn,
 }
 
 /// Every family, in the order they are asked.
