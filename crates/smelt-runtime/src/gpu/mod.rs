@@ -707,3 +707,6 @@ impl Plan for GpuPlan {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

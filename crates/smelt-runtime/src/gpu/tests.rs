@@ -1,0 +1,97 @@
+//! The GPU plan against the CPU plan on a small graph that uses every placement:
+//! GPU kernels, an alias, host shape arithmetic and a CPU fallback node; and the
+//! device-lost path. Skips without a GPU unless SMELT_REQUIRE_GPU=1.
+
+use super::GpuBackend;
+use crate::{Device, Session, SessionOptions};
+use smelt_ir::{BinaryOp, DType, Fact, Graph, Op, ReduceKind, Shape, Tensor, UnaryOp};
+
+fn backend() -> Option<GpuBackend> {
+    match GpuBackend::new(None) {
+        Ok(b) => Some(b),
+        Err(e) if std::env::var("SMELT_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("SMELT_REQUIRE_GPU=1 but no GPU: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: no GPU ({e})");
+            None
+        }
+    }
+}
+
+/// x[b, 7] -> MatMul(W[7, 5]) + Relu -> Reshape via Shape arithmetic -> Einsum
+/// transpose (no GPU kernel: CPU fallback) -> Mul -> ReduceSum.
+fn graph() -> Graph {
+    let mut g = Graph::new(17);
+    let x = g.add_value("x", Fact::new(DType::F32, Shape::new(vec![smelt_ir::Dim::Sym("b".into()), 7.into()])));
+    g.inputs.push(x);
+    let w: Vec<f32> = (0..35).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect();
+    let w = g.add_constant("w", Tensor::from_vec(&[7, 5], w).unwrap());
+    let h = g.add_value("h", Fact::new(DType::F32, Shape::unknown()));
+    g.add_node("mm", Op::MatMul { activation: Some(UnaryOp::Relu) }, vec![Some(x), Some(w)], vec![h]);
+    let shape = g.add_value("shape", Fact::new(DType::I64, Shape::unknown()));
+    g.add_node("shape", Op::Shape { start: 0, end: None }, vec![Some(h)], vec![shape]);
+    let r = g.add_value("r", Fact::new(DType::F32, Shape::unknown()));
+    g.add_node("reshape", Op::Reshape { allowzero: false }, vec![Some(h), Some(shape)], vec![r]);
+    let c = g.add_value("c", Fact::new(DType::F32, Shape::unknown()));
+    g.add_node("einsum", Op::Einsum { equation: "ij->ji".into() }, vec![Some(r)], vec![c]);
+    let two = g.add_constant("two", Tensor::from_slice(&[], &[2.0f32]).unwrap());
+    let y = g.add_value("y", Fact::new(DType::F32, Shape::unknown()));
+    g.add_node("mul", Op::Binary(BinaryOp::Mul), vec![Some(c), Some(two)], vec![y]);
+    let s = g.add_value("s", Fact::new(DType::F32, Shape::unknown()));
+    let axes = g.add_constant("axes", Tensor::from_slice(&[1], &[1i64]).unwrap());
+    g.add_node(
+        "sum",
+        Op::Reduce { kind: ReduceKind::Sum, keepdims: true, noop_with_empty_axes: false },
+        vec![Some(y), Some(axes)],
+        vec![s],
+    );
+    g.outputs.extend([y, s]);
+    g
+}
+
+#[test]
+fn gpu_plan_matches_cpu_over_batch_sizes_and_reports_placement() {
+    let Some(backend) = backend() else { return };
+    let report = backend.placement_report(&graph()).unwrap().join("\n");
+    assert!(report.contains("gpu (matmul)"), "{report}");
+    assert!(report.contains("alias"), "{report}");
+    assert!(report.contains("host"), "{report}");
+    assert!(report.contains("cpu (no GPU kernel)") && report.contains("transfer gpu->cpu"), "{report}");
+    drop(backend);
+    let cpu = Session::from_graph(graph(), &SessionOptions { optimize: false, ..Default::default() }).unwrap();
+    let gpu =
+        Session::from_graph(graph(), &SessionOptions { device: Device::Gpu(None), optimize: false, threads: None })
+            .unwrap();
+    for batch in [1, 3, 1, 13] {
+        let values: Vec<f32> = (0..batch * 7).map(|i| ((i * 5 % 13) as f32 - 6.0) / 3.0).collect();
+        let x = Tensor::from_vec(&[batch, 7], values).unwrap();
+        let want = cpu.run(&[("x", &x)]).unwrap();
+        let got = gpu.run(&[("x", &x)]).unwrap();
+        for ((n, a), (_, b)) in got.iter().zip(&want) {
+            assert_eq!(a.shape(), b.shape(), "{n} at batch {batch}");
+            for (p, q) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
+                assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{n} at batch {batch}: {p} vs {q}");
+            }
+        }
+    }
+    // Batch 1 and 3 were seen before: their layouts are reused.
+    assert_eq!(gpu.memory_report().arenas, 3);
+}
+
+#[test]
+fn a_lost_device_fails_runs_with_a_clear_error() {
+    let Some(backend) = backend() else { return };
+    let ctx = backend.context().clone();
+    let plan = crate::Backend::compile(&backend, &{
+        let mut g = graph();
+        g.infer_facts().unwrap();
+        g
+    })
+    .unwrap();
+    let x = Tensor::from_vec(&[2, 7], vec![0.5f32; 14]).unwrap();
+    plan.run(&[x.view()]).unwrap();
+    ctx.mark_lost("test");
+    let err = plan.run(&[x.view()]).unwrap_err().to_string();
+    assert!(err.contains("lost") && err.contains("load the model again"), "{err}");
+}
