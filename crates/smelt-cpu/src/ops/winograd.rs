@@ -152,7 +152,7 @@ pub struct WinogradConv {
     tile: WinogradTile,
     out_channels: usize,
     in_channels: usize,
-    /// [α², K, C].
+    /// [α², K, C]; kept only where the packed kernel does not run.
     plain: Vec<f32>,
     packed: Option<Vec<PackedLhs>>,
 }
@@ -183,10 +183,12 @@ impl WinogradConv {
     }
 
     /// Tiles per block: a multiple of the GEMM's 32-column panels, as many as keep
-    /// a block's V and M (α²·(C+K) floats per tile) within about 2 MiB, and at
-    /// least two panels' worth so the GEMMs run at speed.
+    /// a block's V and M (α²·(C+K) floats per tile) within about 6 MiB (the
+    /// blocks are visited by α² GEMMs in turn, so they are meant for the shared
+    /// cache, not L2: smaller blocks made many short GEMMs, measured slower), and
+    /// at least two panels' worth so the GEMMs run at speed.
     fn block_tiles(&self, tiles: usize) -> usize {
-        const BUDGET: usize = 512 * 1024;
+        const BUDGET: usize = 1536 * 1024;
         let a2 = self.tile.alpha() * self.tile.alpha();
         let per_tile = a2 * (self.in_channels + self.out_channels);
         let block = (BUDGET / per_tile.max(1)) / 32 * 32;
@@ -261,6 +263,7 @@ impl WinogradConv {
                 unsafe {
                     let c = m_ptr.get().add(xi * k_n * block);
                     let done = self.packed.as_ref().is_some_and(|p| {
+                        // Packing succeeded for every ξ or none (same CPU, same shapes).
                         f32::gemm_packed_lhs(
                             k_n,
                             nb,

@@ -120,20 +120,23 @@ fn bias_and_activation_are_applied() {
 
 #[test]
 fn many_blocks_cover_every_tile() {
-    // More tiles than one block holds: 2 images of 40×40 → 800 F(2,3) tiles.
+    // More tiles than one block holds: 2 images of 64×64, 2,048 F(2,3) tiles
+    // and 512 F(4,3) tiles.
     let shape = WinogradShape {
         batch: 2,
-        in_channels: 48,
-        out_channels: 48,
-        in_h: 40,
-        in_w: 40,
-        out_h: 40,
-        out_w: 40,
+        in_channels: 64,
+        out_channels: 64,
+        in_h: 64,
+        in_w: 64,
+        out_h: 64,
+        out_w: 64,
         pad_top: 1,
         pad_left: 1,
     };
-    let conv = WinogradConv::new(WinogradTile::F2, &values(48 * 48 * 9, 4), 48, 48);
-    assert!(conv.block_tiles(shape.tiles(WinogradTile::F2)) < shape.tiles(WinogradTile::F2));
+    for tile in [WinogradTile::F2, WinogradTile::F4] {
+        let conv = WinogradConv::new(tile, &values(64 * 64 * 9, 4), 64, 64);
+        assert!(conv.block_tiles(shape.tiles(tile)) < shape.tiles(tile));
+    }
     for tile in [WinogradTile::F2, WinogradTile::F4] {
         let err = relative_error(tile, shape, None);
         assert!(err < 2e-5, "{tile:?}: relative error {err:e}");
