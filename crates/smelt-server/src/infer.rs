@@ -129,7 +129,7 @@ pub fn solve_shape(dims: &[i64], elements: usize) -> Option<Vec<usize>> {
     let unknown = dims.iter().filter(|&&d| d < 0).count();
     match unknown {
         0 if known == elements => Some(dims.iter().map(|&d| d as usize).collect()),
-        1 if known > 0 && elements % known == 0 => {
+        1 if known > 0 && elements.is_multiple_of(known) => {
             Some(dims.iter().map(|&d| if d < 0 { elements / known } else { d as usize }).collect())
         }
         1 if known == 0 && elements == 0 => Some(dims.iter().map(|&d| d.max(0) as usize).collect()),
@@ -161,38 +161,21 @@ impl ServedVersion {
         session: Session,
     ) -> std::result::Result<ServedVersion, String> {
         let scheduling = SchedulerConfig::from_model_config(&config)?;
-        let plans = |entries: Vec<(String, i32, Vec<i64>, Option<Vec<i64>>, bool)>| -> Vec<TensorPlan> {
-            entries
-                .into_iter()
-                .filter_map(|(name, data_type, dims, reshape, optional)| {
-                    Some(TensorPlan { name, wire: WireType::from_config(data_type)?, dims, reshape, optional })
-                })
-                .collect()
+        let plan = |name: &str, data_type: i32, dims: &[i64], reshape: Option<&Vec<i64>>, optional: bool| {
+            Some(TensorPlan {
+                name: name.to_string(),
+                wire: WireType::from_config(data_type)?,
+                dims: dims.to_vec(),
+                reshape: reshape.cloned(),
+                optional,
+            })
         };
-        let inputs = plans(
-            config
-                .input
-                .iter()
-                .map(|c| {
-                    (
-                        c.name.clone(),
-                        c.data_type,
-                        c.dims.clone(),
-                        c.reshape.as_ref().map(|r| r.shape.clone()),
-                        c.optional,
-                    )
-                })
-                .collect(),
-        );
-        let outputs = plans(
-            config
-                .output
-                .iter()
-                .map(|c| {
-                    (c.name.clone(), c.data_type, c.dims.clone(), c.reshape.as_ref().map(|r| r.shape.clone()), false)
-                })
-                .collect(),
-        );
+        let inputs = (config.input.iter())
+            .filter_map(|c| plan(&c.name, c.data_type, &c.dims, c.reshape.as_ref().map(|r| &r.shape), c.optional))
+            .collect();
+        let outputs = (config.output.iter())
+            .filter_map(|c| plan(&c.name, c.data_type, &c.dims, c.reshape.as_ref().map(|r| &r.shape), false))
+            .collect();
         let stats = Arc::new(VersionStats::default());
         let runner = Arc::new(ModelRunner {
             model: model.to_string(),

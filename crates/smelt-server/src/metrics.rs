@@ -364,7 +364,8 @@ fn render_models(out: &mut String, rows: &[VersionRow], options: &MetricsOptions
     if options.summary_latencies {
         // Triton's help texts, word for word (its compute summaries reuse the
         // counters' wording).
-        let summaries: [(&str, &str, fn(&Snapshot) -> &Tally); 5] = [
+        type TallyOf = fn(&Snapshot) -> &Tally;
+        let summaries: [(&str, &str, TallyOf); 5] = [
             (
                 "nv_inference_request_summary_us",
                 "Summary of inference request duration in microseconds (includes cached requests)",

@@ -59,7 +59,7 @@ pub fn split_batch(name: &str, tensor: Tensor, rows: &[usize]) -> Result<Vec<Ten
             tensor.shape()
         ));
     }
-    let row_bytes = if n == 0 { 0 } else { tensor.bytes().len() / n };
+    let row_bytes = tensor.bytes().len().checked_div(n).unwrap_or(0);
     let mut pieces = Vec::with_capacity(rows.len());
     let mut at = 0;
     for &r in rows {
