@@ -14,7 +14,8 @@
 //! rayon's global injector (a `crossbeam_deque::Injector`); that queue is a linked
 //! list of 63-slot blocks and allocates a fresh block whenever a block fills, so
 //! about one allocation per 63 runs. Stacks through `Injector` are put in that
-//! class.
+//! class, with the rarer allocations of crossbeam's epoch collector (rayon's
+//! deques defer frees through it; a full bag of 64 is sealed into a new node).
 //!
 //! Kernels that still allocate per run are listed in `KNOWN_KERNEL_ALLOCATIONS`
 //! with what allocates; their allocations are printed (run with `--nocapture`)
@@ -109,7 +110,7 @@ const KNOWN_KERNEL_ALLOCATIONS: &[(&str, &str)] = &[
     ("smelt-cpu/src/ops/reduce/softmax.rs", "per-call Vec of the outer/inner extents"),
     ("smelt-cpu/src/ops/sgemm_avx512.rs", "band_with: a Vec per parallel band split"),
     ("smelt-cpu/src/ops/pool.rs", "MaxPool/GlobalAveragePool: per-call Vecs of dims, pads, output shape"),
-    ("smelt-cpu/src/ops/broadcast.rs", "broadcast plan: Vecs of shapes and strides per binary op"),
+    ("smelt-cpu/src/ops/broadcast.rs", "broadcast_shape returns a Vec (binary ops check their output shape)"),
     ("smelt-cpu/src/ops/linalg.rs", "MatMul without pre-packed weights: Vecs of batch shapes and strides"),
     ("smelt-ir/src/tensor.rs", "strides_of and to_i64_vec, called by linalg, reshape and gather"),
     ("smelt-cpu/src/ops/movement.rs", "Reshape/Unsqueeze read their shape/axes input into a Vec"),
@@ -175,6 +176,10 @@ fn is_rayon_injection(stack: &str) -> bool {
         let name = function.split('<').next().unwrap_or(function);
         (name == "inject" || name.ends_with("::inject")) && at.contains("rayon-core")
     }) && stack.contains("crossbeam-deque")
+        // crossbeam's epoch collector (rayon's deques free memory through it) seals
+        // a full bag of 64 deferred frees into its global queue: one allocation per
+        // 64 deferred frees, inside rayon.
+        || frames(stack).iter().any(|(function, _)| function.contains("crossbeam_epoch::internal::SealedBag"))
 }
 
 /// The innermost frame in Smelt's own source (this test excluded), as
@@ -205,7 +210,7 @@ fn count_sites(sites: impl Iterator<Item = String>) -> String {
 fn assert_steady(what: &str, runs: usize, allocations: &Allocations) {
     // One injected job per run; one 63-slot block per 63 jobs, plus one for a
     // block that was already partly used when the measurement began.
-    let injector_allowance = runs.div_ceil(63) + 1;
+    let injector_allowance = runs.div_ceil(63) + 2;
     eprintln!(
         "{what}: {runs} runs, {} unexpected allocations, {} known kernel allocations, \
          {} rayon injector blocks (allowed {injector_allowance})",

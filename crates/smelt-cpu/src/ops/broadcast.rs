@@ -9,7 +9,14 @@
 //! segment kind and leave the index arithmetic here.
 
 use rayon::prelude::*;
+use smallvec::{smallvec, SmallVec};
 use std::ops::Range;
+
+/// Per-dim numbers of one tensor, on the stack up to rank 8, so that planning and
+/// walking a broadcast allocates nothing in steady-state runs.
+type Dims = SmallVec<[usize; 8]>;
+/// One entry per input, on the stack up to 4 inputs.
+type PerInput<T> = SmallVec<[T; 4]>;
 
 /// Output elements above which kernels split their work across the rayon pool.
 pub const PARALLEL_MIN_ELEMENTS: usize = 32 * 1024;
@@ -37,12 +44,12 @@ pub fn broadcast_shape(shapes: &[&[usize]]) -> Option<Vec<usize>> {
 pub struct Broadcast {
     /// Collapsed output dims, outermost first; never empty. The last one is the
     /// segment length.
-    dims: Vec<usize>,
+    dims: Dims,
     /// `strides[k][d]`: elements input k moves per step of collapsed dim d (0 on
     /// dims it is broadcast along).
-    strides: Vec<Vec<usize>>,
+    strides: PerInput<Dims>,
     /// Stride of each input along the innermost dim: 0 (repeat one element) or 1.
-    inner_strides: Vec<usize>,
+    inner_strides: PerInput<usize>,
     len: usize,
 }
 
@@ -52,13 +59,13 @@ impl Broadcast {
     pub fn new(out_shape: &[usize], inputs: &[&[usize]]) -> Result<Broadcast, String> {
         let rank = out_shape.len();
         // Per input, its stride along each output dim (0 when broadcast).
-        let mut full: Vec<Vec<usize>> = Vec::with_capacity(inputs.len());
+        let mut full: PerInput<Dims> = SmallVec::with_capacity(inputs.len());
         for (k, shape) in inputs.iter().enumerate() {
             if shape.len() > rank {
                 return Err(format!("input {k} of shape {shape:?} has more dims than the output {out_shape:?}"));
             }
             let pad = rank - shape.len();
-            let mut strides = vec![0; rank];
+            let mut strides: Dims = smallvec![0; rank];
             let mut step = 1;
             for d in (0..shape.len()).rev() {
                 let (n, o) = (shape[d], out_shape[pad + d]);
@@ -75,8 +82,8 @@ impl Broadcast {
 
         // Drop size-1 dims, then merge each dim into the next-outer one when every
         // input steps through both as one contiguous (or one repeated) range.
-        let mut dims: Vec<usize> = Vec::new();
-        let mut strides: Vec<Vec<usize>> = vec![Vec::new(); inputs.len()];
+        let mut dims = Dims::new();
+        let mut strides: PerInput<Dims> = smallvec![Dims::new(); inputs.len()];
         for d in 0..rank {
             if out_shape[d] == 1 {
                 continue;
@@ -144,14 +151,15 @@ impl Broadcast {
         let inner = self.inner();
         let outer = &self.dims[..self.dims.len() - 1];
         // Odometer over the outer dims, started at the row holding `pos`.
-        let mut idx = vec![0usize; outer.len()];
+        let mut idx: Dims = smallvec![0; outer.len()];
         let mut row = pos / inner;
         for d in (0..outer.len()).rev() {
             idx[d] = row % outer[d];
             row /= outer[d];
         }
-        let mut base: Vec<usize> = self.strides.iter().map(|s| idx.iter().zip(s).map(|(i, st)| i * st).sum()).collect();
-        let mut offsets = vec![0usize; self.strides.len()];
+        let mut base: PerInput<usize> =
+            self.strides.iter().map(|s| idx.iter().zip(s).map(|(i, st)| i * st).sum()).collect();
+        let mut offsets: PerInput<usize> = smallvec![0; self.strides.len()];
         while pos < end {
             let col = pos % inner;
             let n = (inner - col).min(end - pos);
