@@ -95,10 +95,9 @@ macro_rules! with_unary {
                 $body
             }
             UnaryOp::Gelu { tanh: false } => {
-                let $f = |x: $t| {
-                    const FRAC_1_SQRT_2: $t = 0.707_106_781_186_547_524_4;
-                    0.5 * x * (ONE + $m::erf(x * FRAC_1_SQRT_2))
-                };
+                // 1/√2, in the element type (LLVM folds the constant square root).
+                let frac_1_sqrt_2: $t = (0.5 as $t).sqrt();
+                let $f = move |x: $t| 0.5 * x * (ONE + $m::erf(x * frac_1_sqrt_2));
                 $body
             }
             UnaryOp::Gelu { tanh: true } => {
