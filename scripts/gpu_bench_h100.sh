@@ -13,7 +13,9 @@
 #   2. Vulkan loader (once; the device README's recipe):
 #               echo /.gl/ >> .git/info/exclude; mkdir -p .gl /tmp/amd64/partial
 #               o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
-#               apt-get $o update; (cd .gl && apt-get $o download libvulkan1)
+#               apt-get $o update; (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
+#               (libvulkan1 alone is not enough: NVIDIA's Vulkan ICD lives in
+#               libGLX_nvidia, which needs glvnd; without it the loader finds no driver.)
 #   3. Run with the device tool (kind nvidia-h100-x1), carry [".gpubench", ".gl"]:
 #               bash scripts/gpu_bench_h100.sh
 #      The models are not carried (1 GB): tools/gen_models.py regenerates the
@@ -31,7 +33,7 @@ mkdir -p "$OUT"
 MODELS=${MODELS:-/tmp/smelt_models}
 
 # Vulkan loader from the carried .deb, and NVIDIA's ICD if the loader finds none.
-if ! ldconfig -p | grep -q libvulkan.so.1; then
+if ! ldconfig -p | grep -q libGLdispatch.so.0 || ! ldconfig -p | grep -q libvulkan.so.1; then
     for f in .gl/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
     ldconfig
 fi

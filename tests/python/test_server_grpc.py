@@ -767,3 +767,37 @@ def test_grpc_can_be_turned_off(smelt_bin, model_repo, tmp_path):
     finally:
         text = srv.stop_cleanly()
     assert "gRPC endpoint listening" not in text
+
+
+def test_http_can_be_turned_off(smelt_bin, model_repo, tmp_path):
+    """--allow-http false: gRPC alone serves, nothing listens on the HTTP port."""
+    srv = SmeltServer(smelt_bin, model_repo, tmp_path / "serve.log", "--threads", "1",
+                      "--model-control-mode", "explicit", "--load-model", "add_sub",
+                      "--allow-http", "false")
+    try:
+        client = srv.grpc_client()
+        deadline = time.monotonic() + 60
+        while True:
+            assert srv.process.poll() is None, srv.log()
+            try:
+                if client.is_server_ready(client_timeout=5):
+                    break
+            except InferenceServerException:
+                pass
+            assert time.monotonic() < deadline, f"not ready over gRPC after 60 s:\n{srv.log()}"
+            time.sleep(0.2)
+        a = np.arange(8, dtype=np.float32).reshape(2, 4)
+        inputs = []
+        for name in ("a", "b"):
+            tensor = grpcclient.InferInput(name, [2, 4], "FP32")
+            tensor.set_data_from_numpy(a)
+            inputs.append(tensor)
+        np.testing.assert_array_equal(client.infer("add_sub", inputs).as_numpy("sum"), a + a)
+        client.close()
+        http = srv.http_client()
+        with pytest.raises(Exception):
+            http.is_server_live()
+        http.close()
+    finally:
+        text = srv.stop_cleanly()
+    assert "HTTP endpoint disabled" in text and "HTTP endpoint listening" not in text

@@ -89,37 +89,26 @@ async fn serve(options: ServerOptions) -> Result<(), String> {
         return Err("no model repository given (--model-repository)".into());
     }
     announce_missing_subsystems(&options);
-    if !options.allow_http {
-        return Err("--allow-http=false is not supported: the HTTP endpoint always runs".into());
-    }
     let registry = Arc::new(ModelRegistry::new(RegistryOptions {
         repositories: options.repositories.clone(),
         strict_config: options.strict_model_config,
         control_mode: options.control_mode,
         session: SessionOptions { threads: options.threads, ..SessionOptions::default() },
     }));
-    let address: SocketAddr = format!("{}:{}", options.http_address, options.http_port)
-        .parse()
-        .map_err(|e| format!("bad --http-address/--http-port '{}:{}': {e}", options.http_address, options.http_port))?;
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|e| format!("cannot listen for HTTP on {address}: {e}"))?;
     let state = Arc::new(HttpState {
         registry: registry.clone(),
         shm: Arc::new(crate::shm::SharedMemoryRegistry::new()),
         max_input_size: options.http_max_input_size,
         ready: false.into(),
     });
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let app = http::router(state.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
-    tracing::info!("HTTP endpoint listening on {address}");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = match options.allow_http {
+        true => Some(start_http(&options, state.clone(), stop_rx).await?),
+        false => {
+            tracing::info!("HTTP endpoint disabled (--allow-http=false)");
+            None
+        }
+    };
     if options.allow_metrics {
         let metrics = crate::metrics::Metrics::new(registry.clone(), options.metrics.clone());
         let at = options.metrics.address.clone().unwrap_or_else(|| options.http_address.clone());
@@ -170,16 +159,43 @@ async fn serve(options: ServerOptions) -> Result<(), String> {
     grpc_state.ready.store(false, Ordering::SeqCst);
     let _ = stop_tx.send(true);
     let deadline = tokio::time::Instant::now() + options.exit_timeout;
-    match tokio::time::timeout_at(deadline, server).await {
-        Ok(Ok(Ok(()))) => tracing::info!("all requests finished; exiting"),
-        Ok(Ok(Err(e))) => return Err(format!("HTTP server failed: {e}")),
-        Ok(Err(e)) => return Err(format!("HTTP server task failed: {e}")),
-        Err(_) => tracing::warn!("--exit-timeout-secs reached with requests still in flight; exiting anyway"),
+    if let Some(server) = server {
+        match tokio::time::timeout_at(deadline, server).await {
+            Ok(Ok(Ok(()))) => tracing::info!("all requests finished; exiting"),
+            Ok(Ok(Err(e))) => return Err(format!("HTTP server failed: {e}")),
+            Ok(Err(e)) => return Err(format!("HTTP server task failed: {e}")),
+            Err(_) => tracing::warn!("--exit-timeout-secs reached with requests still in flight; exiting anyway"),
+        }
     }
     if let Some(grpc) = grpc {
         grpc.finish(deadline).await;
     }
     Ok(())
+}
+
+/// Binds the HTTP listener and serves until `stop` turns true; the handle
+/// resolves once the connections in flight have finished.
+async fn start_http(
+    options: &ServerOptions,
+    state: Arc<HttpState>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, String> {
+    let address: SocketAddr = format!("{}:{}", options.http_address, options.http_port)
+        .parse()
+        .map_err(|e| format!("bad --http-address/--http-port '{}:{}': {e}", options.http_address, options.http_port))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen for HTTP on {address}: {e}"))?;
+    let app = http::router(state);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!("HTTP endpoint listening on {address}");
+    Ok(server)
 }
 
 async fn wait_for_signal() {

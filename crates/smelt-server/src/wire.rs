@@ -120,6 +120,17 @@ pub fn request_timeout(value: Option<&ParamValue>) -> Result<Option<Duration>> {
     }
 }
 
+/// The request's `priority` parameter: its priority level, 1 the highest; 0 or
+/// absent means the model's default level.
+pub fn request_priority(value: Option<&ParamValue>) -> Result<u64> {
+    match value {
+        None => Ok(0),
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| ServerError::invalid(format!("parameter 'priority' must be a non-negative integer, not {v}"))),
+    }
+}
+
 /// A tensor shape as the client sent it, each dimension checked to be a size.
 pub fn shape_from_dims(name: &str, dims: &[i64]) -> Result<Vec<usize>> {
     dims.iter()
@@ -185,6 +196,16 @@ mod tests {
         assert!(e.message.contains("no 'shared_memory_region'"), "{e}");
         let e = shared_memory_window(lookup(&[("shared_memory_region", ParamValue::Int(3))]), "input 'x'").unwrap_err();
         assert!(e.message.contains("must be a region name"), "{e}");
+    }
+
+    #[test]
+    fn priorities_are_levels() {
+        assert_eq!(request_priority(None).unwrap(), 0);
+        assert_eq!(request_priority(Some(&ParamValue::Int(2))).unwrap(), 2);
+        assert_eq!(request_priority(Some(&ParamValue::Uint(1))).unwrap(), 1);
+        let e = request_priority(Some(&ParamValue::Int(-1))).unwrap_err();
+        assert!(e.message.contains("'priority'"), "{}", e.message);
+        assert!(request_priority(Some(&ParamValue::Str("high".into()))).is_err());
     }
 
     #[test]

@@ -131,9 +131,10 @@ pub fn decode_request(request: ModelInferRequest, shm: &SharedMemoryRegistry) ->
     let outputs = (!request.outputs.is_empty()).then(|| request.outputs.iter().map(|o| o.name.clone()).collect());
     let params = lookup(&request.parameters);
     let timeout = wire::request_timeout(params("timeout").as_ref())?;
+    let priority = wire::request_priority(params("priority").as_ref())?;
     let mark_final = params(ENABLE_FINAL_RESPONSE).and_then(|v| v.as_bool()).unwrap_or(false);
     let id = (!request.id.is_empty()).then(|| request.id.clone());
-    let request = InferRequest { id, inputs, outputs, timeout, ..Default::default() };
+    let request = InferRequest { id, inputs, outputs, timeout, priority };
     Ok((request, ResponsePlan { placements, mark_final }))
 }
 
