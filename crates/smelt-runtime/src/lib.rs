@@ -4,12 +4,12 @@
 pub mod analysis;
 mod backend;
 pub mod cpu;
-pub mod gpu;
 mod error;
+pub mod gpu;
 mod session;
 
 pub use backend::{Backend, MemoryReport, Plan};
 pub use cpu::CpuBackend;
-pub use gpu::GpuBackend;
 pub use error::{Result, RuntimeError};
+pub use gpu::GpuBackend;
 pub use session::{prepare_graph, Device, IoInfo, Session, SessionOptions};

@@ -125,9 +125,9 @@ pub fn request_timeout(value: Option<&ParamValue>) -> Result<Option<Duration>> {
 pub fn request_priority(value: Option<&ParamValue>) -> Result<u64> {
     match value {
         None => Ok(0),
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| ServerError::invalid(format!("parameter 'priority' must be a non-negative integer, not {v}"))),
+        Some(v) => v.as_u64().ok_or_else(|| {
+            ServerError::invalid(format!("parameter 'priority' must be a non-negative integer, not {v}"))
+        }),
     }
 }
 

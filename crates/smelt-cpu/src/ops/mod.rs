@@ -16,6 +16,6 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod sgemm_avx512;
-pub mod winograd;
 #[cfg(test)]
 pub mod testing;
+pub mod winograd;
