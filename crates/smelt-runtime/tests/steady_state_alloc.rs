@@ -138,6 +138,12 @@ fn measure(f: impl FnOnce()) -> Allocations {
     f();
     MEASURING.store(false, Ordering::SeqCst);
     CALLER.with(|c| c.set(false));
+    // A worker that passed the MEASURING check just before it turned off may
+    // still be capturing its stack (slow): wait for it rather than race it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while STACKS.lock().unwrap().len() < ALLOCATIONS.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let stacks = std::mem::take(&mut *STACKS.lock().unwrap());
     assert_eq!(stacks.len(), ALLOCATIONS.load(Ordering::Relaxed), "every counted allocation has a stack");
     let mut result = Allocations { rayon_injector: 0, known: Vec::new(), unexpected: Vec::new() };
