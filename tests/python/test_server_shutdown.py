@@ -28,9 +28,13 @@ from support import PANIC_MARKER, make_model
 # The slow model: y = x @ P @ P ... (MATMULS times), x: FP32 [rows, WIDTH].
 WIDTH = 512
 MATMULS = 300
-# Rows of the request in flight: about 2 s of compute on a quiet 2-core machine
-# (each row costs MATMULS * WIDTH * WIDTH * 2 FLOP).
-ROWS = 1024
+# Rows of the request in flight: about 3 s of compute on a quiet 2-core machine
+# with AVX-512 (each row costs MATMULS * WIDTH * WIDTH * 2 FLOP), well past the
+# 1 s the test waits before checking the request is still running.
+ROWS = 4096
+# Rows of the request that outlasts --exit-timeout-secs: 25 MB of body, under
+# the default --http-max-input-size.
+STUCK_ROWS = 12 * 1024
 SEED = 7
 
 
@@ -158,7 +162,7 @@ def test_a_stuck_shutdown_is_cut_at_the_exit_timeout(smelt_bin, repo, tmp_path):
     server.wait_ready()
     try:
         # Twelve times the rows: about 25 s of compute, far past the exit timeout.
-        x = np.random.default_rng(2).standard_normal((12 * ROWS, WIDTH)).astype(np.float32)
+        x = np.random.default_rng(2).standard_normal((STUCK_ROWS, WIDTH)).astype(np.float32)
         inflight = InFlight(server.url, x)
         wait_running(server, inflight, seconds=1.5)
         server.process.send_signal(signal.SIGTERM)
