@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import os
 import subprocess
+import time
+import warnings
 
 import pytest
 import tritonclient.http as httpclient
@@ -54,6 +56,25 @@ def successes(server: SmeltServer) -> int:
     return sum(int(s["inference_stats"]["success"]["count"]) for s in stats)
 
 
+def run_perf_analyzer(server: SmeltServer, command: list[str]) -> tuple[subprocess.CompletedProcess, int]:
+    """Runs perf_analyzer; one retry if it hangs.
+
+    A run at concurrency 16 over HTTP once hung past two minutes in a full CI
+    run (not reproduced since; cause not yet known, tracked in the project's
+    notes). The hang is reported as a warning with what the server had
+    counted, and a second hang fails the test.
+    """
+    before = successes(server)
+    try:
+        return subprocess.run(command, env=perf_analyzer_env(), capture_output=True, text=True, timeout=60), before
+    except subprocess.TimeoutExpired as hang:
+        time.sleep(1)  # let the killed run's last answers be counted
+        warnings.warn(f"perf_analyzer hung for 60 s ({' '.join(command)}); server successes "
+                      f"{before} -> {successes(server)}; output so far: {hang.stdout!r}")
+        before = successes(server)
+        return subprocess.run(command, env=perf_analyzer_env(), capture_output=True, text=True, timeout=120), before
+
+
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 @pytest.mark.parametrize("concurrency", [1, 4, 16])
 def test_perf_analyzer(server, protocol, concurrency, tmp_path):
@@ -65,8 +86,7 @@ def test_perf_analyzer(server, protocol, concurrency, tmp_path):
         "--request-count", str(REQUESTS),
         "-f", str(report),
     ]
-    before = successes(server)
-    done = subprocess.run(command, env=perf_analyzer_env(), capture_output=True, text=True, timeout=120)
+    done, before = run_perf_analyzer(server, command)
     after = successes(server)
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"perf_analyzer exited {done.returncode}:\n{output}\n{server.log()[-3000:]}"
