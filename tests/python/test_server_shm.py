@@ -21,6 +21,7 @@ import tritonclient.utils.shared_memory as shm
 from onnx import TensorProto, helper
 from tritonclient.utils import InferenceServerException
 
+from server_models import add_sub_model
 from serving import SmeltServer, write_model
 from support import make_model
 
@@ -40,14 +41,6 @@ output [
 
 # Bytes of one [2, 4] FP32 tensor.
 TENSOR_BYTES = 2 * 4 * 4
-
-
-def add_sub_model() -> onnx.ModelProto:
-    spec = [["batch", 4]]
-    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, *spec) for n in ("a", "b")]
-    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, *spec) for n in ("sum", "diff")]
-    nodes = [helper.make_node("Add", ["a", "b"], ["sum"]), helper.make_node("Sub", ["a", "b"], ["diff"])]
-    return make_model(nodes, inputs, outputs)
 
 
 @pytest.fixture(scope="module")
