@@ -1,9 +1,11 @@
 // Gather along one axis: Y[o, j, w] = X[o, idx[j], w] for data viewed as
 // [outer, axis, inner words]. Indices are i32, or i64 read as their low word
 // (IDX64 = 1; indices beyond +-2^31 are not supported). Negative indices count
-// from the end; out-of-range ones are clamped (a GPU kernel cannot raise an error).
+// from the end; an out-of-range one is reported through the status words
+// (status.wgsl, appended) and its output is left unwritten: the run fails.
 //
-// Parameters (u32): n (output words), axis length, index count, inner (words).
+// Parameters (u32): n (output words), axis length, index count, inner (words),
+// failure code.
 
 override WG: u32 = 256u;
 override IDX64: u32 = 1u;
@@ -11,7 +13,8 @@ override IDX64: u32 = 1u;
 @group(0) @binding(0) var<storage, read_write> x: array<u32>;
 @group(0) @binding(1) var<storage, read_write> indices: array<i32>;
 @group(0) @binding(2) var<storage, read_write> y: array<u32>;
-@group(0) @binding(3) var<storage, read> p: array<u32>;
+@group(0) @binding(3) var<storage, read_write> status: array<atomic<u32>, 2>;
+@group(0) @binding(4) var<storage, read> p: array<u32>;
 
 @compute @workgroup_size(WG)
 fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -26,9 +29,20 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     let j = (i / inner) % count;
     let o = i / (inner * count);
     var idx = indices[j * (1u + IDX64)];
+    let given = idx;
     if (idx < 0) {
         idx += i32(axis);
     }
-    let k = u32(clamp(idx, 0, i32(axis) - 1));
-    y[i] = x[(o * axis + k) * inner + w];
+    if (idx < 0 || idx >= i32(axis) || (IDX64 == 1u && !fits_i32(j))) {
+        report_failure(p[4], given);
+        return;
+    }
+    y[i] = x[(o * axis + u32(idx)) * inner + w];
+}
+
+// Whether the i64 index j is its low word sign-extended (|index| < 2^31).
+fn fits_i32(j: u32) -> bool {
+    let low = indices[j * 2u];
+    let high = indices[j * 2u + 1u];
+    return high == select(0, -1, low < 0);
 }

@@ -22,6 +22,10 @@ pub enum GpuError {
     /// A buffer larger than the device allows.
     #[error("{what} needs {bytes} bytes, more than this GPU allows in one buffer ({limit} bytes)")]
     TooLarge { what: String, bytes: u64, limit: u64 },
+    /// A kernel's check on the data failed (an index out of range, an integer
+    /// division by zero): the inputs are wrong, not the GPU.
+    #[error("{op}: {message}")]
+    InvalidData { op: &'static str, message: String },
     #[error("reading back from the GPU: {0}")]
     Readback(String),
     #[error("GPU configuration: {0}")]

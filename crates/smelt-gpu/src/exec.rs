@@ -1,7 +1,7 @@
 //! Running one op on the GPU from host tensors: upload, build the kernel, record,
 //! run, read back. The kernel tests compare this with the CPU reference.
 
-use crate::kernel::{GpuTensor, InputInfo, KernelRequest, NodeIo, Recorder};
+use crate::kernel::{GpuTensor, InputInfo, KernelRequest, NodeIo, Recorder, STATUS_BYTES};
 use crate::{GpuContext, GpuError, Result};
 use smelt_ir::{infer, Fact, Op, Shape, Tensor};
 use std::sync::Arc;
@@ -87,11 +87,12 @@ pub fn run_op(
         })
         .collect::<Result<_>>()?;
     let mut rec = Recorder::new(ctx);
+    rec.set_node("", op.name());
     kernel.record(&mut rec, &NodeIo { inputs: &device_inputs, host: inputs, outputs: &outputs })?;
     let program = rec.finish()?;
     let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run_op") });
     program.encode(&mut encoder);
-    let total: u64 = outputs.iter().map(|o| o.binding_size()).sum();
+    let total: u64 = outputs.iter().map(|o| o.binding_size()).sum::<u64>() + STATUS_BYTES;
     let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("run_op readback"),
         size: total.max(4),
@@ -105,8 +106,16 @@ pub fn run_op(
         ranges.push((at, o.bytes()));
         at += o.binding_size();
     }
+    if let Some(status) = program.status_buffer() {
+        encoder.copy_buffer_to_buffer(status, 0, &staging, at, STATUS_BYTES);
+    }
+    ranges.push((at, STATUS_BYTES));
     ctx.queue.submit([encoder.finish()]);
-    let bytes = ctx.read_mapped(&staging, &ranges)?;
+    let mut bytes = ctx.read_mapped(&staging, &ranges)?;
+    let status = bytes.pop().unwrap_or_default();
+    if let Some(failure) = program.failure(&status) {
+        return Err(GpuError::InvalidData { op: op.name(), message: failure.message });
+    }
     out_facts
         .iter()
         .zip(bytes)

@@ -121,12 +121,35 @@ pub trait GpuKernel: Send + Sync {
     fn record(&self, rec: &mut Recorder, io: &NodeIo) -> Result<()>;
 }
 
-/// What a kernel binds: a tensor, a raw buffer range, or the placeholder for an
-/// absent optional input.
+/// What a kernel binds: a tensor, a raw buffer range, the placeholder for an
+/// absent optional input, or the program's status word (see
+/// [`Recorder::error_code`]).
 pub enum Bind<'a> {
     Tensor(&'a GpuTensor),
     Range(&'a wgpu::Buffer, u64, u64),
     Placeholder,
+    Status,
+}
+
+/// What a failed in-kernel check means, for the error a run reports.
+#[derive(Clone, Debug)]
+pub struct KernelFailure {
+    /// The node whose kernel registered it (empty when run outside a graph).
+    pub node: String,
+    pub op: &'static str,
+    /// `{value}` in it is replaced by the value that failed the check.
+    pub message: String,
+}
+
+/// The status words of a [`Program`] (kernels/status.wgsl): word 0 is zero after
+/// a clean run, otherwise the largest failure code some kernel wrote; word 1 the
+/// value that failed. Kernels cannot raise errors, so checks that only the data
+/// can decide (an index out of range, an integer division by zero) report
+/// through it and the run fails after the read-back, as the CPU fails at that
+/// node.
+struct StatusWord {
+    buffer: wgpu::Buffer,
+    failures: Vec<KernelFailure>,
 }
 
 struct Pending {
@@ -143,6 +166,10 @@ pub struct Recorder<'c> {
     ctx: &'c GpuContext,
     params: Vec<u32>,
     pending: Vec<Pending>,
+    /// The node being recorded, for failure messages.
+    node: (String, &'static str),
+    failures: Vec<KernelFailure>,
+    status: Option<wgpu::Buffer>,
 }
 
 /// Largest workgroup count per grid dimension every backend accepts.
@@ -163,7 +190,42 @@ pub fn grid_1d(threads: usize, wg: u32) -> [u32; 3] {
 
 impl<'c> Recorder<'c> {
     pub fn new(ctx: &'c GpuContext) -> Self {
-        Recorder { ctx, params: Vec::new(), pending: Vec::new() }
+        Recorder {
+            ctx,
+            params: Vec::new(),
+            pending: Vec::new(),
+            node: (String::new(), ""),
+            failures: Vec::new(),
+            status: None,
+        }
+    }
+
+    /// Names the node whose kernel records next (for [`error_code`](Self::error_code)).
+    pub fn set_node(&mut self, name: &str, op: &'static str) {
+        self.node = (name.to_string(), op);
+    }
+
+    /// Registers what a failed check in a kernel means and returns the code (1 or
+    /// more) that kernel passes to `report_failure` (kernels/status.wgsl) through
+    /// the status words it binds with [`Bind::Status`]. The run then fails with
+    /// `message` at this node, `{value}` in it replaced by the failing value.
+    pub fn error_code(&mut self, message: impl Into<String>) -> u32 {
+        self.failures.push(KernelFailure { node: self.node.0.clone(), op: self.node.1, message: message.into() });
+        self.failures.len() as u32
+    }
+
+    fn status_buffer(&mut self) -> Result<wgpu::Buffer> {
+        if let Some(b) = &self.status {
+            return Ok(b.clone());
+        }
+        let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("smelt kernel status"),
+            size: STATUS_BYTES,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.status = Some(buffer.clone());
+        Ok(buffer)
     }
 
     pub fn ctx(&self) -> &'c GpuContext {
@@ -205,6 +267,7 @@ impl<'c> Recorder<'c> {
                 Bind::Tensor(t) => (t.buffer.clone(), t.offset, t.binding_size()),
                 Bind::Range(buf, o, s) => ((*buf).clone(), *o, (*s).div_ceil(4).max(1) * 4),
                 Bind::Placeholder => (self.ctx.placeholder().clone(), 0, 16),
+                Bind::Status => (self.status_buffer()?, 0, STATUS_BYTES),
             };
             if size > self.ctx.max_binding() {
                 return Err(GpuError::TooLarge {
@@ -229,8 +292,9 @@ impl<'c> Recorder<'c> {
     }
 
     pub fn finish(self) -> Result<Program> {
+        let status = self.status.clone().map(|buffer| StatusWord { buffer, failures: self.failures.clone() });
         if self.pending.is_empty() {
-            return Ok(Program { steps: Vec::new(), params: None });
+            return Ok(Program { steps: Vec::new(), params: None, status });
         }
         let params = self.ctx.upload("smelt kernel parameters", bytemuck::cast_slice(&self.params))?;
         let steps = self
@@ -267,14 +331,18 @@ impl<'c> Recorder<'c> {
                 (p.pipeline, group, p.groups)
             })
             .collect();
-        Ok(Program { steps, params: Some(params) })
+        Ok(Program { steps, params: Some(params), status })
     }
 }
+
+/// Bytes of the status words: failure code and failing value.
+pub const STATUS_BYTES: u64 = 8;
 
 /// Recorded dispatches, replayed by each run.
 pub struct Program {
     steps: Vec<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup, [u32; 3])>,
     params: Option<wgpu::Buffer>,
+    status: Option<StatusWord>,
 }
 
 impl Program {
@@ -291,8 +359,36 @@ impl Program {
         self.params.as_ref().map_or(0, |b| b.size())
     }
 
-    /// Records every dispatch into one compute pass.
+    /// The status words' buffer, when some kernel checks its data: copy its
+    /// [`STATUS_BYTES`] out after the run and give them to
+    /// [`failure`](Self::failure).
+    pub fn status_buffer(&self) -> Option<&wgpu::Buffer> {
+        self.status.as_ref().map(|s| &s.buffer)
+    }
+
+    /// What the status words read back after a run mean: `None` when the run was
+    /// clean.
+    pub fn failure(&self, status: &[u8]) -> Option<KernelFailure> {
+        let word = |i: usize| status.get(i * 4..i * 4 + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let (code, value) = (word(0), word(1) as i32);
+        if code == 0 {
+            return None;
+        }
+        let failures = self.status.as_ref().map_or(&[][..], |s| &s.failures[..]);
+        let mut failure = failures.get(code as usize - 1).cloned().unwrap_or_else(|| KernelFailure {
+            node: String::new(),
+            op: "",
+            message: format!("a kernel reported failure code {code}, which no kernel registered"),
+        });
+        failure.message = failure.message.replace("{value}", &value.to_string());
+        Some(failure)
+    }
+
+    /// Records every dispatch into one compute pass (after zeroing the status word).
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        if let Some(status) = &self.status {
+            encoder.clear_buffer(&status.buffer, 0, None);
+        }
         if self.steps.is_empty() {
             return;
         }

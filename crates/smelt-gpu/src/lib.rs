@@ -19,6 +19,6 @@ pub use adapters::{list_adapters, AdapterSummary};
 pub use config::GpuConfig;
 pub use context::GpuContext;
 pub use error::{GpuError, Result};
-pub use kernel::{GpuKernel, GpuTensor, InputInfo, KernelRequest, NodeIo, Program, Recorder};
+pub use kernel::{GpuKernel, GpuTensor, InputInfo, KernelFailure, KernelRequest, NodeIo, Program, Recorder};
 pub use pool::PoolStats;
 pub use wgpu;

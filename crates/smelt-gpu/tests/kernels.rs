@@ -211,6 +211,18 @@ fn gather_cast_where() {
     let x = random(&mut rng, DType::I64, &[1, 7, 13, 5], -50.0, 50.0);
     check(&ctx, &Op::Gather { axis: 2 }, &[Some(&x), Some(&i64s(&[], &[4]))], &[], 1, EXACT);
 
+    // An index out of range fails the run with the CPU's message, for both index
+    // types, negative ones and an i64 beyond 2^31 (its low word is in range).
+    for ids in [i64s(&[3], &[0, 13, 2]), i64s(&[3], &[1, -14, 2]), i64s(&[2], &[(1i64 << 32) + 1, 0])] {
+        let err = smelt_gpu::exec::run_op(&ctx, &Op::Gather { axis: 1 }, &[Some(&table), Some(&ids)], &[], 1)
+            .expect_err("out-of-range index must fail");
+        assert!(err.to_string().contains("is out of range for axis 1 of size 13"), "{err}");
+    }
+    let ids32 = Tensor::from_slice(&[2], &[5i32, 40]).unwrap();
+    let err = smelt_gpu::exec::run_op(&ctx, &Op::Gather { axis: 1 }, &[Some(&table), Some(&ids32)], &[], 1)
+        .expect_err("out-of-range index must fail");
+    assert_eq!(err.to_string(), "Gather: index 40 is out of range for axis 1 of size 13");
+
     for (from, to) in [
         (DType::I64, DType::F32),
         (DType::F32, DType::I64),

@@ -1,5 +1,6 @@
 //! Gather along any axis (kernels/gather.wgsl) for 4- and 8-byte data with i32 or
-//! i64 indices. Constant tables larger than one binding go to the CPU.
+//! i64 indices. Constant tables larger than one binding go to the CPU. An index
+//! out of range fails the run with the CPU's message (through the status words).
 
 use super::Family;
 use crate::kernel::{grid_1d, Bind, GpuKernel, KernelRequest, KernelSource, NodeIo, Recorder};
@@ -10,7 +11,7 @@ const WG: u32 = 256;
 
 static GATHER: KernelSource = KernelSource {
     name: "gather",
-    wgsl: include_str!("../../kernels/gather.wgsl"),
+    wgsl: concat!(include_str!("../../kernels/gather.wgsl"), include_str!("../../kernels/status.wgsl")),
     dtype: DType::U32,
     entries: &["gather"],
     needs_f16: false,
@@ -60,12 +61,14 @@ impl GpuKernel for Gather {
         let inner: usize = x.shape[axis + 1..].iter().product::<usize>() * words;
         let n = y.len() * words;
         let u = |v: usize| u32::try_from(v).map_err(|_| GpuError::kernel("gather", "2^32 or more elements"));
+        // As the CPU says it (an i64 index beyond ±2^31 shows as its low word).
+        let code = rec.error_code(format!("index {{value}} is out of range for axis {axis} of size {}", x.shape[axis]));
         rec.dispatch(
             &GATHER,
             "gather",
             &[("IDX64", self.idx64 as u32 as f64)],
-            &[Bind::Tensor(x), Bind::Tensor(idx), Bind::Tensor(y)],
-            &[u(n)?, u(x.shape[axis])?, u(idx.len())?, u(inner)?],
+            &[Bind::Tensor(x), Bind::Tensor(idx), Bind::Tensor(y), Bind::Status],
+            &[u(n)?, u(x.shape[axis])?, u(idx.len())?, u(inner)?, code],
             grid_1d(n, WG),
         )
     }

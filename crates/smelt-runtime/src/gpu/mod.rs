@@ -281,6 +281,8 @@ struct Layout {
     staging: wgpu::Buffer,
     /// (offset in staging, bytes) per graph output that is on the device.
     output_ranges: Vec<(u64, u64)>,
+    /// (index in `steps`, offset in staging) of each program's status word.
+    status_ranges: Vec<(usize, u64)>,
     /// Runs of one layout share its arena: one at a time.
     busy: Mutex<()>,
     ctx: Arc<GpuContext>,
@@ -507,6 +509,7 @@ impl GpuPlan {
                         .iter()
                         .map(|&o| tensor(o).ok_or_else(|| node_err(node, "output has no device place")))
                         .collect::<Result<_>>()?;
+                    rec.set_node(&node.name, node.op.name());
                     kernel
                         .record(&mut rec, &NodeIo { inputs: &ins, host: &host_ins, outputs: &outs })
                         .map_err(|e| node_err(node, e.to_string()))?;
@@ -528,6 +531,15 @@ impl GpuPlan {
             let n = bytes_of(o) as u64;
             output_ranges.push((at, n));
             at += n.div_ceil(4).max(1) * 4;
+        }
+        // The status words of programs whose kernels check their data come back
+        // with the outputs.
+        let mut status_ranges = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            if matches!(step, Step::Gpu(p) if p.status_buffer().is_some()) {
+                status_ranges.push((i, at));
+                at += smelt_gpu::kernel::STATUS_BYTES;
+            }
         }
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("smelt outputs"),
@@ -556,6 +568,7 @@ impl GpuPlan {
             pooled,
             staging,
             output_ranges,
+            status_ranges,
             busy: Mutex::new(()),
             ctx: self.ctx.clone(),
         })
@@ -634,8 +647,25 @@ impl GpuPlan {
                 }
             }
         }
+        let mut ranges = layout.output_ranges.clone();
+        for &(step, at) in &layout.status_ranges {
+            if let Step::Gpu(program) = &layout.steps[step] {
+                if let Some(status) = program.status_buffer() {
+                    encoder.copy_buffer_to_buffer(status, 0, &layout.staging, at, smelt_gpu::kernel::STATUS_BYTES);
+                    ranges.push((at, smelt_gpu::kernel::STATUS_BYTES));
+                }
+            }
+        }
         ctx.queue.submit([encoder.finish()]);
-        let bytes = ctx.read_mapped(&layout.staging, &layout.output_ranges)?;
+        let mut bytes = ctx.read_mapped(&layout.staging, &ranges)?;
+        let words = bytes.split_off(graph.outputs.len());
+        for (&(step, _), status) in layout.status_ranges.iter().zip(&words) {
+            if let Step::Gpu(program) = &layout.steps[step] {
+                if let Some(f) = program.failure(status) {
+                    return Err(RuntimeError::Node { node: f.node, op: f.op, message: f.message });
+                }
+            }
+        }
         graph
             .outputs
             .iter()

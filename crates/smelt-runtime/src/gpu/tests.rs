@@ -95,3 +95,28 @@ fn a_lost_device_fails_runs_with_a_clear_error() {
     let err = plan.run(&[x.view()]).unwrap_err().to_string();
     assert!(err.contains("lost") && err.contains("load the model again"), "{err}");
 }
+
+#[test]
+fn an_index_out_of_range_fails_the_run_at_its_node_and_the_plan_keeps_working() {
+    let Some(backend) = backend() else { return };
+    let mut g = Graph::new(17);
+    let ids = g.add_value("ids", Fact::new(DType::I64, Shape::fixed(&[3])));
+    g.inputs.push(ids);
+    let table: Vec<f32> = (0..20).map(|i| i as f32 * 0.5 - 3.0).collect();
+    let table = g.add_constant("table", Tensor::from_vec(&[5, 4], table).unwrap());
+    let rows = g.add_value("rows", Fact::new(DType::F32, Shape::unknown()));
+    g.add_node("lookup", Op::Gather { axis: 0 }, vec![Some(table), Some(ids)], vec![rows]);
+    let y = g.add_value("y", Fact::new(DType::F32, Shape::unknown()));
+    g.add_node("act", Op::Unary(UnaryOp::Relu), vec![Some(rows)], vec![y]);
+    g.outputs.push(y);
+    g.infer_facts().unwrap();
+    let plan = crate::Backend::compile(&backend, &g).unwrap();
+    let bad = Tensor::from_slice(&[3], &[1i64, 7, 0]).unwrap();
+    let err = plan.run(&[bad.view()]).unwrap_err().to_string();
+    assert_eq!(err, "node 'lookup' (Gather): index 7 is out of range for axis 0 of size 5");
+    // The status is cleared for the next run.
+    let good = Tensor::from_slice(&[3], &[1i64, -1, 0]).unwrap();
+    let out = plan.run(&[good.view()]).unwrap();
+    assert_eq!(out[0].to_f64_vec()[..4], [0.0, 0.0, 0.0, 0.5]);
+    assert_eq!(out[0].to_f64_vec()[4..8], [5.0, 5.5, 6.0, 6.5]);
+}
