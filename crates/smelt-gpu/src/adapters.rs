@@ -74,8 +74,11 @@ pub struct AdapterSummary {
     pub timestamps_inside_passes: bool,
     /// Cooperative-matrix shapes as `MxNxK ab->cr`.
     pub cooperative_matrix: Vec<String>,
-    /// Buffers can be mapped without a staging copy (unified memory).
+    /// Storage buffers may also be mapped by the host (`MAPPABLE_PRIMARY_BUFFERS`).
     pub mappable_primary_buffers: bool,
+    /// Host and device share memory (integrated GPUs such as Apple Silicon, and
+    /// CPU adapters): mapping a device buffer costs no copy over a bus.
+    pub unified_memory: bool,
     pub max_buffer_size: u64,
     pub max_storage_buffer_binding_size: u64,
     pub max_compute_workgroup_storage_size: u32,
@@ -111,6 +114,7 @@ impl AdapterSummary {
             timestamps_inside_passes: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
             cooperative_matrix,
             mappable_primary_buffers: features.contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS),
+            unified_memory: matches!(info.device_type, wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::Cpu),
             max_buffer_size: limits.max_buffer_size,
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,

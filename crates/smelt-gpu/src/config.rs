@@ -17,11 +17,32 @@ pub struct GpuConfig {
     /// Log every adapter choice, pipeline compile, pool decision and plan (at info
     /// level instead of debug).
     pub verbose: bool,
+    /// How inputs and outputs cross between host and device.
+    pub transfer: TransferMode,
+}
+
+/// How a run's inputs reach the device and its outputs come back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferMode {
+    /// Mapped where memory is unified (integrated GPUs, CPU adapters), staging
+    /// elsewhere.
+    Auto,
+    /// The host maps the inputs' and outputs' own device buffers: no staging copy.
+    /// Needs `MAPPABLE_PRIMARY_BUFFERS`.
+    Mapped,
+    /// Through a reused ring of host-visible staging buffers, so one request's
+    /// transfers overlap another's GPU work.
+    Staging,
 }
 
 impl Default for GpuConfig {
     fn default() -> Self {
-        GpuConfig { pool_max_bytes: 2 << 30, buffer_max_age: Duration::from_secs(60), verbose: false }
+        GpuConfig {
+            pool_max_bytes: 2 << 30,
+            buffer_max_age: Duration::from_secs(60),
+            verbose: false,
+            transfer: TransferMode::Auto,
+        }
     }
 }
 
@@ -30,6 +51,7 @@ impl Default for GpuConfig {
 pub const ENV_POOL_MAX_BYTES: [&str; 2] = ["SMELT_GPU_POOL_MAX_BYTES", "MPS_MAX_POOL_SIZE"];
 pub const ENV_BUFFER_MAX_AGE: [&str; 2] = ["SMELT_GPU_BUFFER_MAX_AGE_SECS", "MPS_MAX_BUFFER_AGE"];
 pub const ENV_VERBOSE: [&str; 2] = ["MPS_VERBOSE", "TRITON_METAL_DEBUG"];
+pub const ENV_TRANSFER: &str = "SMELT_GPU_TRANSFER";
 
 impl GpuConfig {
     /// Defaults overridden by the environment. A malformed value is an error naming
@@ -51,12 +73,16 @@ impl GpuConfig {
         if let Some((name, value)) = first(&ENV_VERBOSE) {
             config.set("verbose", &value).map_err(|e| GpuError::Config(format!("{name}: {e}")))?;
         }
+        if let Some(value) = lookup(ENV_TRANSFER) {
+            config.set("transfer", &value).map_err(|e| GpuError::Config(format!("{ENV_TRANSFER}: {e}")))?;
+        }
         Ok(config)
     }
 
     /// Sets one setting by name, as config.pbtxt `parameters` give them:
     /// `pool_max_bytes` (bytes, or with a K/M/G suffix), `buffer_max_age_secs`
-    /// (seconds, fractions allowed), `verbose` (1/0/true/false).
+    /// (seconds, fractions allowed), `verbose` (1/0/true/false), `transfer`
+    /// (auto/mapped/staging).
     pub fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
         let value = value.trim();
         match key {
@@ -75,9 +101,17 @@ impl GpuConfig {
                     _ => return Err(format!("'{value}' is not 0/1/true/false")),
                 }
             }
+            "transfer" => {
+                self.transfer = match value.to_ascii_lowercase().as_str() {
+                    "auto" | "" => TransferMode::Auto,
+                    "mapped" => TransferMode::Mapped,
+                    "staging" => TransferMode::Staging,
+                    _ => return Err(format!("'{value}' is not auto, mapped or staging")),
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown GPU setting '{other}' (known: pool_max_bytes, buffer_max_age_secs, verbose)"
+                    "unknown GPU setting '{other}' (known: pool_max_bytes, buffer_max_age_secs, verbose, transfer)"
                 ))
             }
         }
@@ -129,5 +163,8 @@ mod tests {
         assert_eq!(c.pool_max_bytes, 2 << 30);
         assert!(c.set("pool_max_bytes", "-1").is_err());
         assert!(c.set("colour", "red").unwrap_err().contains("colour"));
+        c.set("transfer", "Staging").unwrap();
+        assert_eq!(c.transfer, TransferMode::Staging);
+        assert!(c.set("transfer", "dma").unwrap_err().contains("dma"));
     }
 }

@@ -4,7 +4,7 @@
 use crate::adapters::{self, AdapterSummary};
 use crate::pipelines::PipelineCache;
 use crate::pool::{Allocate, BufferPool, PoolStats, PooledBuffer};
-use crate::{GpuConfig, GpuError, Result};
+use crate::{GpuConfig, GpuError, Result, TransferMode};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -46,6 +46,11 @@ pub struct GpuContext {
     lost: Arc<Mutex<Option<String>>>,
     lost_flag: Arc<AtomicBool>,
     weight_bytes: AtomicU64,
+    /// Bytes of buffers the host maps directly (inputs and outputs on unified
+    /// memory).
+    mapped_bytes: AtomicU64,
+    /// Runs move inputs and outputs through mapped device buffers.
+    mapped_transfers: bool,
     /// A 16-byte buffer bound where a kernel's optional input is absent.
     placeholder: wgpu::Buffer,
 }
@@ -84,6 +89,18 @@ impl GpuContext {
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::MAPPABLE_PRIMARY_BUFFERS;
         let features = adapter.features() & wanted;
+        let mappable = features.contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS);
+        let mapped_transfers = match config.transfer {
+            TransferMode::Auto => mappable && summary.unified_memory,
+            TransferMode::Staging => false,
+            TransferMode::Mapped if mappable => true,
+            TransferMode::Mapped => {
+                return Err(GpuError::Config(format!(
+                    "transfer 'mapped' needs buffers the host can map, which '{}' does not offer (use auto or staging)",
+                    summary.name
+                )))
+            }
+        };
         // Ask for everything the adapter offers: model tensors need its largest
         // buffers and bindings, and kernels its most storage buffers.
         let limits = adapter.limits();
@@ -119,12 +136,13 @@ impl GpuContext {
         });
         if config.verbose {
             eprintln!(
-                "[smelt-gpu] opened gpu:{} '{}' ({}, {}), f16 {}, pool cap {} bytes, max age {:?}",
+                "[smelt-gpu] opened gpu:{} '{}' ({}, {}), f16 {}, transfers {}, pool cap {} bytes, max age {:?}",
                 summary.ordinal,
                 summary.name,
                 summary.backend,
                 summary.device_type,
                 summary.shader_f16,
+                if mapped_transfers { "mapped" } else { "staging" },
                 config.pool_max_bytes,
                 config.buffer_max_age
             );
@@ -155,6 +173,8 @@ impl GpuContext {
             lost,
             lost_flag,
             weight_bytes: AtomicU64::new(0),
+            mapped_bytes: AtomicU64::new(0),
+            mapped_transfers,
             placeholder,
         }))
     }
@@ -284,14 +304,110 @@ impl GpuContext {
         Ok(buffer)
     }
 
+    /// Whether runs write inputs and read outputs through mapped device buffers
+    /// (unified memory, or `transfer = mapped`) instead of staging copies.
+    pub fn mapped_transfers(&self) -> bool {
+        self.mapped_transfers
+    }
+
+    /// A device buffer the host maps directly, for a plan's inputs and outputs on
+    /// unified memory (needs `MAPPABLE_PRIMARY_BUFFERS`). Freed with its plan:
+    /// give its size to [`forget_mapped`](Self::forget_mapped) then.
+    pub fn create_mapped(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        let size = bytes.div_ceil(16).max(1) * 16;
+        if size > self.limits.max_buffer_size {
+            return Err(GpuError::TooLarge {
+                what: format!("'{label}'"),
+                bytes: size,
+                limit: self.limits.max_buffer_size,
+            });
+        }
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: STORAGE_USAGE | wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::MAP_WRITE,
+            mapped_at_creation: false,
+        });
+        self.mapped_bytes.fetch_add(size, Ordering::Relaxed);
+        Ok(buffer)
+    }
+
+    pub fn forget_mapped(&self, bytes: u64) {
+        let size = bytes.div_ceil(16).max(1) * 16;
+        self.mapped_bytes.fetch_sub(size.min(self.mapped_bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
+    }
+
+    /// A host-visible staging buffer: `upload` ones (MAP_WRITE | COPY_SRC) start
+    /// mapped, `download` ones (MAP_READ | COPY_DST) not.
+    pub fn create_staging(&self, label: &str, bytes: u64, upload: bool) -> wgpu::Buffer {
+        let usage = if upload {
+            wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC
+        } else {
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST
+        };
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.div_ceil(wgpu::MAP_ALIGNMENT).max(1) * wgpu::MAP_ALIGNMENT,
+            usage,
+            mapped_at_creation: upload,
+        })
+    }
+
+    /// Maps each buffer whole (they must be distinct), waiting for `submission`
+    /// only, so other runs' work keeps going.
+    pub fn map_all(
+        &self,
+        buffers: &[(&wgpu::Buffer, wgpu::MapMode)],
+        submission: Option<wgpu::SubmissionIndex>,
+    ) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (i, (b, mode)) in buffers.iter().enumerate() {
+            let tx = tx.clone();
+            b.slice(..).map_async(*mode, move |r| {
+                let _ = tx.send((i, r));
+            });
+        }
+        drop(tx);
+        // Without a submission to wait for (buffers idle since an earlier run),
+        // a non-blocking poll: waiting for "the latest submission" would wait for
+        // other plans' work too.
+        let poll = match submission {
+            Some(index) => wgpu::PollType::Wait { submission_index: Some(index), timeout: None },
+            None => wgpu::PollType::Poll,
+        };
+        self.device.poll(poll).map_err(|e| GpuError::Device(e.to_string()))?;
+        let mut done = 0;
+        while done < buffers.len() {
+            // Callbacks of maps whose buffers another thread's work still used
+            // run at a later poll.
+            match rx.recv_timeout(std::time::Duration::from_millis(1)) {
+                Ok((i, r)) => {
+                    r.map_err(|e| GpuError::Readback(format!("mapping buffer {i}: {e}")))?;
+                    done += 1;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    self.device.poll(wgpu::PollType::Poll).map_err(|e| GpuError::Device(e.to_string()))?;
+                    self.check()?;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(GpuError::Readback("a map callback was dropped".into()))
+                }
+            }
+        }
+        self.check()
+    }
+
     /// Records that a weight buffer was freed.
     pub fn forget_weight(&self, bytes: u64) {
         self.weight_bytes.fetch_sub(bytes.min(self.weight_bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
     }
 
-    /// Device memory Smelt holds: weights plus every pool buffer (in use or idle).
+    /// Device memory Smelt holds: weights, mapped input/output buffers and every
+    /// pool buffer (in use or idle).
     pub fn memory_in_use(&self) -> u64 {
-        self.weight_bytes.load(Ordering::Relaxed) + self.pool.stats().allocated_bytes
+        self.weight_bytes.load(Ordering::Relaxed)
+            + self.mapped_bytes.load(Ordering::Relaxed)
+            + self.pool.stats().allocated_bytes
     }
 
     pub fn weight_bytes(&self) -> u64 {

@@ -16,7 +16,7 @@ pub mod pipelines;
 pub mod pool;
 
 pub use adapters::{list_adapters, AdapterSummary};
-pub use config::GpuConfig;
+pub use config::{GpuConfig, TransferMode};
 pub use context::GpuContext;
 pub use error::{GpuError, Result};
 pub use kernel::{GpuKernel, GpuTensor, InputInfo, KernelFailure, KernelRequest, NodeIo, Program, Recorder};

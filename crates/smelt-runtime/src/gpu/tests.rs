@@ -4,10 +4,15 @@
 
 use super::GpuBackend;
 use crate::{Device, Session, SessionOptions};
+use smelt_gpu::{GpuConfig, TransferMode};
 use smelt_ir::{BinaryOp, DType, Fact, Graph, Op, ReduceKind, Shape, Tensor, UnaryOp};
 
 fn backend() -> Option<GpuBackend> {
-    match GpuBackend::new(None) {
+    backend_with(GpuConfig::default())
+}
+
+fn backend_with(config: GpuConfig) -> Option<GpuBackend> {
+    match GpuBackend::with_config(None, config) {
         Ok(b) => Some(b),
         Err(e) if std::env::var("SMELT_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
             panic!("SMELT_REQUIRE_GPU=1 but no GPU: {e}")
@@ -22,6 +27,12 @@ fn backend() -> Option<GpuBackend> {
 /// x[b, 7] -> MatMul(W[7, 5]) + Relu -> Reshape via Shape arithmetic -> Einsum
 /// transpose (no GPU kernel: CPU fallback) -> Mul -> ReduceSum.
 fn graph() -> Graph {
+    graph_with(true)
+}
+
+/// [`graph`], with a Transpose (a GPU kernel) instead of the CPU-placed Einsum
+/// when `cpu_fallback` is false.
+fn graph_with(cpu_fallback: bool) -> Graph {
     let mut g = Graph::new(17);
     let x = g.add_value("x", Fact::new(DType::F32, Shape::new(vec![smelt_ir::Dim::Sym("b".into()), 7.into()])));
     g.inputs.push(x);
@@ -34,7 +45,11 @@ fn graph() -> Graph {
     let r = g.add_value("r", Fact::new(DType::F32, Shape::unknown()));
     g.add_node("reshape", Op::Reshape { allowzero: false }, vec![Some(h), Some(shape)], vec![r]);
     let c = g.add_value("c", Fact::new(DType::F32, Shape::unknown()));
-    g.add_node("einsum", Op::Einsum { equation: "ij->ji".into() }, vec![Some(r)], vec![c]);
+    if cpu_fallback {
+        g.add_node("einsum", Op::Einsum { equation: "ij->ji".into() }, vec![Some(r)], vec![c]);
+    } else {
+        g.add_node("transpose", Op::Transpose { perm: Some(vec![1, 0]) }, vec![Some(r)], vec![c]);
+    }
     let two = g.add_constant("two", Tensor::from_slice(&[], &[2.0f32]).unwrap());
     let y = g.add_value("y", Fact::new(DType::F32, Shape::unknown()));
     g.add_node("mul", Op::Binary(BinaryOp::Mul), vec![Some(c), Some(two)], vec![y]);
@@ -119,4 +134,50 @@ fn an_index_out_of_range_fails_the_run_at_its_node_and_the_plan_keeps_working() 
     let out = plan.run(&[good.view()]).unwrap();
     assert_eq!(out[0].to_f64_vec()[..4], [0.0, 0.0, 0.0, 0.5]);
     assert_eq!(out[0].to_f64_vec()[4..8], [5.0, 5.5, 6.0, 6.5]);
+}
+
+/// Both transfer paths (mapped buffers, staging ring) give the CPU's answers,
+/// also with several threads running one plan at once (runs overlap on the
+/// staging path; each must get its own outputs).
+#[test]
+fn transfers_mapped_and_staged_match_the_cpu_under_concurrent_runs() {
+    for (mode, cpu_fallback) in [
+        (TransferMode::Mapped, true),
+        (TransferMode::Staging, true),
+        (TransferMode::Mapped, false),
+        (TransferMode::Staging, false),
+    ] {
+        let cpu =
+            Session::from_graph(graph_with(cpu_fallback), &SessionOptions { optimize: false, ..Default::default() })
+                .unwrap();
+        let mut g = graph_with(cpu_fallback);
+        g.infer_facts().unwrap();
+        let Some(backend) = backend_with(GpuConfig { transfer: mode, ..GpuConfig::default() }) else { return };
+        if mode == TransferMode::Mapped && !backend.context().mapped_transfers() {
+            panic!("transfer 'mapped' was asked for but the context stages");
+        }
+        assert_eq!(backend.context().mapped_transfers(), mode == TransferMode::Mapped);
+        let plan = crate::Backend::compile(&backend, &g).unwrap();
+        std::thread::scope(|scope| {
+            for thread in 0..4usize {
+                let (plan, cpu) = (&plan, &cpu);
+                scope.spawn(move || {
+                    for run in 0..12usize {
+                        let batch = 1 + (thread + run) % 3;
+                        let values: Vec<f32> =
+                            (0..batch * 7).map(|i| ((i * 5 + thread * 3 + run) % 13) as f32 / 3.0 - 2.0).collect();
+                        let x = Tensor::from_vec(&[batch, 7], values).unwrap();
+                        let want = cpu.run(&[("x", &x)]).unwrap();
+                        let got = plan.run(&[x.view()]).unwrap();
+                        for (a, (n, b)) in got.iter().zip(&want) {
+                            assert_eq!(a.shape(), b.shape(), "{mode:?} {n}");
+                            for (p, q) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
+                                assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{mode:?} {n}: {p} vs {q}");
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    }
 }

@@ -29,7 +29,8 @@ pub fn main(_args: Args) -> Result<()> {
         } else {
             println!("  cooperative matrix  {}", a.cooperative_matrix.join(", "));
         }
-        println!("  unified memory      {}", yes(a.mappable_primary_buffers));
+        println!("  unified memory      {}", yes(a.unified_memory));
+        println!("  mappable buffers    {}", yes(a.mappable_primary_buffers));
         println!("  max buffer          {}", super::inspect::human_bytes(a.max_buffer_size));
         println!("  max storage binding {}", super::inspect::human_bytes(a.max_storage_buffer_binding_size));
         println!("  workgroup storage   {}", super::inspect::human_bytes(a.max_compute_workgroup_storage_size as u64));
