@@ -14,6 +14,7 @@ mod cumsum;
 mod elementwise;
 mod gather;
 mod hardmax;
+mod indexed;
 mod int_binary;
 mod layout;
 mod matmul;
@@ -61,6 +62,7 @@ pub static FAMILIES: &[&Family] = &[
     &int_binary::FAMILY,
     &cumsum::FAMILY,
     &hardmax::FAMILY,
+    &indexed::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.
