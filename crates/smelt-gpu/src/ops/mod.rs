@@ -20,6 +20,7 @@ mod layout;
 mod matmul;
 mod movement;
 mod norm;
+mod one_hot;
 mod pool;
 mod reduce;
 mod variadic;
@@ -63,6 +64,7 @@ pub static FAMILIES: &[&Family] = &[
     &cumsum::FAMILY,
     &hardmax::FAMILY,
     &indexed::FAMILY,
+    &one_hot::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.
