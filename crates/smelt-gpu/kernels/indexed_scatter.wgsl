@@ -8,7 +8,9 @@
 // floats are added in the CPU's order). The price is work: ScatterElements reads
 // the indices along the axis line of its element (indices.shape[axis] each),
 // ScatterND every index tuple (output elements x tuples x k reads), which suits
-// the small index sets these ops usually get; a very large ScatterND is slow.
+// small index sets; a large ScatterND with a reduction is slow. ScatterND with no
+// reduction, the common case (cache updates), takes the linear three-pass path
+// of scatter_nd_last.wgsl instead, with the same result.
 //
 // Every thread also checks every index it reads, so an index out of range is
 // reported (status.wgsl, appended; the value is the index, its low word for i64)

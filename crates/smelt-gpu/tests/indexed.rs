@@ -199,11 +199,16 @@ fn scatter_nd_matches_the_cpu() {
     }
     let x = data(&mut rng, DType::I32, &shape);
     let updates = data(&mut rng, DType::I32, &[3, 3]);
-    let op = Op::ScatterND { reduction: ScatterReduction::Mul };
-    let bad = ints(&[3, 2], vec![0, 1, 4, 6, -5, 0], true);
-    check_fails(&ctx, &op, &[&x, &bad, &updates], "ScatterND: index 6 is out of range for axis 1 of size 6");
-    let bad = ints(&[3, 2], vec![0, 1, -6, 5, -5, 0], false);
-    check_fails(&ctx, &op, &[&x, &bad, &updates], "ScatterND: index -6 is out of range for axis 0 of size 5");
-    let fine = ints(&[3, 2], vec![0, 1, 4, 5, -5, -6], false);
-    check_exact(&ctx, &op, &[&x, &fine, &updates]);
+    // Both paths: with a reduction (every output scans the tuples) and without
+    // (the tuples mark the last writer of each slice).
+    for reduction in [ScatterReduction::Mul, ScatterReduction::None] {
+        let op = Op::ScatterND { reduction };
+        let bad = ints(&[3, 2], vec![0, 1, 4, 6, -5, 0], true);
+        check_fails(&ctx, &op, &[&x, &bad, &updates], "ScatterND: index 6 is out of range for axis 1 of size 6");
+        let bad = ints(&[3, 2], vec![0, 1, -6, 5, -5, 0], false);
+        check_fails(&ctx, &op, &[&x, &bad, &updates], "ScatterND: index -6 is out of range for axis 0 of size 5");
+        // Duplicates: tuples 0 and 2 both name [0, 1]; the last one wins.
+        let fine = ints(&[3, 2], vec![0, 1, 4, 5, -5, -5], false);
+        check_exact(&ctx, &op, &[&x, &fine, &updates]);
+    }
 }

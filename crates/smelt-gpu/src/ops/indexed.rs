@@ -1,9 +1,13 @@
 //! GatherElements, GatherND (kernels/indexed_gather.wgsl) and ScatterElements,
-//! ScatterND (kernels/indexed_scatter.wgsl) for 4- and 8-byte data with i32 or i64
-//! indices. Scatters with a reduction (add, mul, max, min) take f32, i32 and i64;
-//! without one any 4- or 8-byte element. An index out of range fails the run with
-//! the CPU's message, through the status words: each indexed axis registers its
-//! own message, since the CPU names the axis and its size.
+//! ScatterND (kernels/indexed_scatter.wgsl, kernels/scatter_nd_last.wgsl) for 4-
+//! and 8-byte data with i32 or i64 indices. Scatters with a reduction (add, mul,
+//! max, min) take f32, i32 and i64; without one any 4- or 8-byte element.
+//! Results are deterministic and equal to the CPU's, duplicate indices included:
+//! each output element folds in its updates in the CPU's order (ScatterND without
+//! a reduction marks each slice's last writer instead; the WGSL files say what
+//! each costs). An index out of range fails the run with the CPU's message,
+//! through the status words: each indexed axis registers its own message, since
+//! the CPU names the axis and its size.
 
 use super::broadcast::{contiguous_strides, right_align};
 use super::Family;
@@ -54,6 +58,24 @@ static SCATTER: KernelSource = KernelSource {
     },
 };
 
+/// ScatterND with no reduction, linear in the work (kernels/scatter_nd_last.wgsl).
+static SCATTER_ND_LAST: KernelSource = KernelSource {
+    name: "scatter_nd_last",
+    wgsl: concat!(include_str!("../../kernels/scatter_nd_last.wgsl"), include_str!("../../kernels/status.wgsl")),
+    dtype: DType::U32,
+    entries: &["scatter_nd_clear", "scatter_nd_mark", "scatter_nd_write"],
+    needs_f16: false,
+    override_sets: || {
+        let mut sets = Vec::new();
+        for idx64 in [false, true] {
+            for words in [1, 2] {
+                sets.push(gather_overrides(idx64, words));
+            }
+        }
+        sets
+    },
+};
+
 fn gather_overrides(idx64: bool, words: u32) -> Vec<(&'static str, f64)> {
     vec![("WG", WG as f64), ("IDX64", idx64 as u32 as f64), ("WORDS", words as f64)]
 }
@@ -62,7 +84,7 @@ fn scatter_overrides(idx64: bool, elem: u32, red: u32) -> Vec<(&'static str, f64
     vec![("WG", WG as f64), ("IDX64", idx64 as u32 as f64), ("ELEM", elem as f64), ("RED", red as f64)]
 }
 
-pub static FAMILY: Family = Family { name: "indexed", sources: &[&GATHER, &SCATTER], build };
+pub static FAMILY: Family = Family { name: "indexed", sources: &[&GATHER, &SCATTER, &SCATTER_ND_LAST], build };
 
 /// What the node does, with its attributes.
 #[derive(Clone, Copy)]
@@ -124,7 +146,7 @@ fn build(req: &KernelRequest) -> Option<Result<Box<dyn GpuKernel>>> {
 struct Indexed {
     kind: Kind,
     idx64: bool,
-    /// u32 words per element (gathers).
+    /// u32 words per element.
     words: u32,
     /// Scatters: the ELEM and RED overrides (see kernels/indexed_scatter.wgsl).
     elem: u32,
@@ -264,7 +286,31 @@ impl GpuKernel for Indexed {
                 let strides = contiguous_strides(&x.shape[..k]);
                 let mut params = vec![u(y.len(), name)?, u(slice.max(1), name)?, k as u32, u(tuples, name)?];
                 params.extend(self.axis_words(rec, name, &x.shape, 0, &strides)?);
-                self.scatter(rec, "scatter_nd", x, idx, updates, y, &params)
+                if self.red != 0 {
+                    return self.scatter(rec, "scatter_nd", x, idx, updates, y, &params);
+                }
+                // No reduction: the last tuple naming a slice wins, found in a pass
+                // over the tuples (one scratch word per slice position) instead of
+                // every output element scanning every tuple.
+                let positions = x.shape[..k].iter().product::<usize>();
+                let last = rec.ctx().upload("scatter_nd last writers", &vec![0u8; positions.max(1) * 4])?;
+                let overrides = gather_overrides(self.idx64, self.words);
+                let binds = [
+                    Bind::Tensor(x),
+                    Bind::Tensor(idx),
+                    Bind::Tensor(updates),
+                    Bind::Tensor(y),
+                    Bind::Status,
+                    Bind::Range(&last, 0, positions.max(1) as u64 * 4),
+                ];
+                for (entry, threads) in [
+                    ("scatter_nd_clear", positions),
+                    ("scatter_nd_mark", tuples),
+                    ("scatter_nd_write", y.len() * self.words as usize),
+                ] {
+                    rec.dispatch(&SCATTER_ND_LAST, entry, &overrides, &binds, &params, grid_1d(threads, WG))?;
+                }
+                Ok(())
             }
         }
     }
