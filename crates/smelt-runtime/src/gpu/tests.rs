@@ -181,3 +181,44 @@ fn transfers_mapped_and_staged_match_the_cpu_under_concurrent_runs() {
         });
     }
 }
+
+/// a / b (integer Div, a zero divisor is a data error) -> ScatterND with indices
+/// from an input: a replayed plan fails at the Div node, then runs clean, and the
+/// ScatterND's last-writer scratch is cleared between runs.
+#[test]
+fn a_zero_divisor_fails_the_run_at_its_node_and_scatter_nd_replays_clean() {
+    let Some(backend) = backend() else { return };
+    let mut g = Graph::new(17);
+    let a = g.add_value("a", Fact::new(DType::I64, Shape::fixed(&[2, 3])));
+    let b = g.add_value("b", Fact::new(DType::I64, Shape::fixed(&[3])));
+    let ids = g.add_value("ids", Fact::new(DType::I64, Shape::fixed(&[2, 1])));
+    g.inputs.extend([a, b, ids]);
+    let updates = g.add_constant("updates", Tensor::from_slice(&[2, 3], &[100i64, 200, 300, 400, 500, 600]).unwrap());
+    let q = g.add_value("q", Fact::new(DType::I64, Shape::unknown()));
+    g.add_node("divide", Op::Binary(BinaryOp::Div), vec![Some(a), Some(b)], vec![q]);
+    let y = g.add_value("y", Fact::new(DType::I64, Shape::unknown()));
+    let scatter = Op::ScatterND { reduction: smelt_ir::ScatterReduction::None };
+    g.add_node("scatter", scatter, vec![Some(q), Some(ids), Some(updates)], vec![y]);
+    g.outputs.push(y);
+    g.infer_facts().unwrap();
+    let report = backend.placement_report(&g).unwrap().join("\n");
+    assert!(report.contains("gpu (int_divide)") && report.contains("gpu (scatter_nd)"), "{report}");
+    let plan = crate::Backend::compile(&backend, &g).unwrap();
+    let a = Tensor::from_slice(&[2, 3], &[7i64, -7, 9, -(1 << 40), 5, 6]).unwrap();
+    let zero = Tensor::from_slice(&[3], &[2i64, 0, 3]).unwrap();
+    let ids_bad = Tensor::from_slice(&[2, 1], &[1i64, 2]).unwrap();
+    let ids_good = Tensor::from_slice(&[2, 1], &[1i64, 0]).unwrap();
+    let err = plan.run(&[a.view(), zero.view(), ids_good.view()]).unwrap_err().to_string();
+    assert_eq!(err, "node 'divide' (Div): integer division by zero");
+    let b = Tensor::from_slice(&[3], &[2i64, -3, 4]).unwrap();
+    let err = plan.run(&[a.view(), b.view(), ids_bad.view()]).unwrap_err().to_string();
+    assert_eq!(err, "node 'scatter' (ScatterND): index 2 is out of range for axis 0 of size 2");
+    // Both tuples name row 1: the last (400, 500, 600) wins; row 0 is the quotient.
+    let ids = Tensor::from_slice(&[2, 1], &[1i64, -1]).unwrap();
+    let out = plan.run(&[a.view(), b.view(), ids.view()]).unwrap();
+    assert_eq!(out[0].to_i64_vec(), [3, 2, 2, 400, 500, 600]);
+    // Now row 0 only: row 1 must be the quotient again, not last run's update.
+    let ids = Tensor::from_slice(&[2, 1], &[0i64, 0]).unwrap();
+    let out = plan.run(&[a.view(), b.view(), ids.view()]).unwrap();
+    assert_eq!(out[0].to_i64_vec(), [400, 500, 600, -(1i64 << 40) / 2, -1, 1]);
+}
