@@ -142,8 +142,8 @@ pub struct KernelFailure {
 }
 
 /// The status words of a [`Program`] (kernels/status.wgsl): word 0 is zero after
-/// a clean run, otherwise the largest failure code some kernel wrote; word 1 the
-/// value that failed. Kernels cannot raise errors, so checks that only the data
+/// a clean run, otherwise the complement of the smallest failure code some kernel
+/// wrote (the first failing node); word 1 the value that failed. Kernels cannot raise errors, so checks that only the data
 /// can decide (an index out of range, an integer division by zero) report
 /// through it and the run fails after the read-back, as the CPU fails at that
 /// node.
@@ -370,8 +370,9 @@ impl Program {
     /// clean.
     pub fn failure(&self, status: &[u8]) -> Option<KernelFailure> {
         let word = |i: usize| status.get(i * 4..i * 4 + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        let (code, value) = (word(0), word(1) as i32);
-        if code == 0 {
+        // status.wgsl stores !code so the smallest code wins under atomicMax.
+        let (code, value) = (!word(0), word(1) as i32);
+        if word(0) == 0 {
             return None;
         }
         let failures = self.status.as_ref().map_or(&[][..], |s| &s.failures[..]);

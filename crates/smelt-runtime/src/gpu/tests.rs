@@ -213,6 +213,9 @@ fn a_zero_divisor_fails_the_run_at_its_node_and_scatter_nd_replays_clean() {
     let b = Tensor::from_slice(&[3], &[2i64, -3, 4]).unwrap();
     let err = plan.run(&[a.view(), b.view(), ids_bad.view()]).unwrap_err().to_string();
     assert_eq!(err, "node 'scatter' (ScatterND): index 2 is out of range for axis 0 of size 2");
+    // Both nodes fail: the first one is named, as the CPU stops there.
+    let err = plan.run(&[a.view(), zero.view(), ids_bad.view()]).unwrap_err().to_string();
+    assert_eq!(err, "node 'divide' (Div): integer division by zero");
     // Both tuples name row 1: the last (400, 500, 600) wins; row 0 is the quotient.
     let ids = Tensor::from_slice(&[2, 1], &[1i64, -1]).unwrap();
     let out = plan.run(&[a.view(), b.view(), ids.view()]).unwrap();
