@@ -66,6 +66,11 @@ pub struct Args {
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Runs in flight at once: this many threads share the one session, as a
+    /// server's concurrent requests do (on a GPU, one run's transfers then overlap
+    /// another's work).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    concurrency: u64,
 }
 
 /// The results as written with --json.
@@ -76,6 +81,7 @@ struct Report {
     backend: String,
     batch: usize,
     threads: Option<u64>,
+    concurrency: usize,
     inputs: Vec<InputReport>,
     warmup_s: f64,
     duration_s: f64,
@@ -192,18 +198,26 @@ pub fn main(args: Args) -> Result<()> {
         bar.set_position(warmup_start.elapsed().as_millis() as u64);
     }
     bar.set_message("measuring");
-    let mut latencies_ms: Vec<f64> = Vec::with_capacity(1024);
+    let concurrency = args.concurrency as usize;
     let measure_start = Instant::now();
-    loop {
-        let start = Instant::now();
-        session.run_into(&named, &mut outputs)?;
-        latencies_ms.push(start.elapsed().as_secs_f64() * 1e3);
-        let elapsed = measure_start.elapsed();
-        bar.set_position((warmup + elapsed).as_millis() as u64);
-        if elapsed >= duration {
-            break;
+    let mut latencies_ms: Vec<f64> = std::thread::scope(|scope| -> Result<Vec<f64>> {
+        let (session, named) = (&session, &named);
+        let workers: Vec<_> = (1..concurrency)
+            .map(|_| {
+                scope.spawn(move || -> Result<Vec<f64>> {
+                    let mut outputs = Vec::new();
+                    measure_runs(session, named, &mut outputs, measure_start, duration, |_| {})
+                })
+            })
+            .collect();
+        let mut all = measure_runs(session, named, &mut outputs, measure_start, duration, |elapsed| {
+            bar.set_position((warmup + elapsed).as_millis() as u64)
+        })?;
+        for w in workers {
+            all.extend(w.join().map_err(|_| anyhow::anyhow!("a benchmark thread panicked"))??);
         }
-    }
+        Ok(all)
+    })?;
     let measured_s = measure_start.elapsed().as_secs_f64();
     bar.finish_and_clear();
 
@@ -216,6 +230,7 @@ pub fn main(args: Args) -> Result<()> {
         backend: session.backend().to_string(),
         batch,
         threads: args.threads,
+        concurrency,
         inputs: input_reports,
         warmup_s: args.warmup,
         duration_s: measured_s,
@@ -242,6 +257,29 @@ pub fn main(args: Args) -> Result<()> {
         std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Runs until `duration` after `start` has passed, returning each run's latency
+/// in milliseconds; `progress` sees the elapsed time after each run.
+fn measure_runs(
+    session: &Session,
+    inputs: &[(&str, &Tensor)],
+    outputs: &mut Vec<Tensor>,
+    start: Instant,
+    duration: Duration,
+    progress: impl Fn(Duration),
+) -> Result<Vec<f64>> {
+    let mut latencies_ms = Vec::with_capacity(1024);
+    loop {
+        let run = Instant::now();
+        session.run_into(inputs, outputs)?;
+        latencies_ms.push(run.elapsed().as_secs_f64() * 1e3);
+        let elapsed = start.elapsed();
+        progress(elapsed);
+        if elapsed >= duration {
+            return Ok(latencies_ms);
+        }
+    }
 }
 
 fn check_seconds(flag: &str, value: f64, zero_ok: bool) -> Result<()> {
@@ -433,6 +471,9 @@ fn print_report(r: &Report) {
     println!("model        {}", r.model);
     println!("device       {} (backend {})", r.device, r.backend);
     println!("batch        {}", r.batch);
+    if r.concurrency > 1 {
+        println!("concurrency  {} runs in flight", r.concurrency);
+    }
     println!(
         "runs         {} in {:.2} s after {} warm-up runs (load {:.0} ms, first run {:.1} ms)",
         r.runs, r.duration_s, r.warmup_runs, r.load_ms, r.first_run_ms
