@@ -128,5 +128,15 @@ s=$(smelt_rate "$MODELS/matmul4096.onnx" 1 1 matmul4096)
 t=$(python3 scripts/gpu_bench_torch.py matmul --size 4096 --seconds "$SECONDS_PER_CASE" | python3 -c "import json,sys; print(json.loads(sys.stdin.read())['gflops'])")
 python3 -c "s=float('$s')*2*4096**3/1e9; t=float('$t'); print(f'smelt {s:.0f} GFLOP/s   pytorch {t:.0f} GFLOP/s   ratio {s/t:.3f}')" | tee -a "$OUT/summary.txt"
 
+if [ $have_bench = 1 ] && "$SMELT_BIN" bench --help | grep -q -- --concurrency; then
+    echo "== concurrent runs of one session (ResNet-50 batch 1): transfers overlap GPU work"
+    for c in 1 4; do
+        "$SMELT_BIN" bench "$MODELS/resnet50.onnx" --device gpu --concurrency $c --warmup 2 \
+            --duration "$SECONDS_PER_CASE" --json "$OUT/smelt_resnet_c$c.json" >"$OUT/smelt_resnet_c$c.log" 2>&1
+        python3 -c "import json; d=json.load(open('$OUT/smelt_resnet_c$c.json')); print(f'concurrency $c: {d[\"items_per_s\"]:.1f} images/s, p50 {d[\"latency_ms\"][\"p50\"]:.2f} ms')" \
+            | tee -a "$OUT/summary.txt"
+    done
+fi
+
 echo "== Smelt GPU memory pool (from the backend's verbose log of the last runs)"
 grep -h "\[smelt-gpu\] closing\|\[smelt-gpu\] plan for" "$OUT"/smelt_*.log | tail -20 | tee -a "$OUT/summary.txt"
