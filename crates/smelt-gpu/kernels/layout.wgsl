@@ -11,10 +11,18 @@
 // first input word read). Negative pads crop: the Rust side moves `base` past the
 // cropped elements and gives the kept length as the in dim, so the pad modes
 // mirror and wrap within the kept elements, as ONNX defines.
+//
+// ESIZE 1 or 2: elements of 1 or 2 bytes, packed four or two to a word. Then
+// n counts output words (threads), dims, strides and base count elements, the
+// constant is in the low bits of its word, and p[ELEMS] holds the output's
+// element count. Each thread builds one whole output word from its lanes, so no
+// two threads write one word; lanes past the end keep what the buffer held.
 
 override WG: u32 = 256u;
 // 0 strided view, 1 tile, 2 pad constant, 3 pad reflect, 4 pad edge, 5 pad wrap.
 override MODE: u32 = 0u;
+// 4: 32-bit words (4- and 8-byte elements); 1 or 2: packed elements.
+override ESIZE: u32 = 4u;
 
 const MAX_RANK: u32 = 8u;
 const DIMS: u32 = 8u;
@@ -22,6 +30,7 @@ const IN_DIMS: u32 = 16u;
 const STRIDES: u32 = 24u;
 const BEGINS: u32 = 32u;
 const BASE: u32 = 40u;
+const ELEMS: u32 = 41u;
 
 @group(0) @binding(0) var<storage, read_write> x: array<u32>;
 @group(0) @binding(1) var<storage, read_write> y: array<u32>;
@@ -47,12 +56,8 @@ fn pad_source(c: i32, n: i32) -> i32 {
     }
 }
 
-@compute @workgroup_size(WG)
-fn layout_copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= p[0]) {
-        return;
-    }
+// The value of output unit i (a word, or a packed element zero-extended).
+fn unit(i: u32) -> u32 {
     var rest = i;
     var src = p[BASE];
     var outside = false;
@@ -83,12 +88,48 @@ fn layout_copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let diagonal = col - row;
     let k = bitcast<i32>(p[5]);
     if ((p[4] == 1u && diagonal > k) || (p[4] == 2u && diagonal < k)) {
-        y[i] = 0u;
-        return;
+        return 0u;
     }
+    if (ESIZE == 4u) {
+        if (outside) {
+            return select(p[1], p[2], p[3] == 1u && i % 2u == 1u);
+        }
+        return x[src];
+    }
+    let bits = lane_bits();
+    let per = 32u / bits;
     if (outside) {
-        y[i] = select(p[1], p[2], p[3] == 1u && i % 2u == 1u);
+        return p[1];
+    }
+    return (x[src / per] >> (bits * (src % per))) & (0xffffffffu >> (32u - bits));
+}
+
+// Bits of a packed element (8 or 16; min keeps the shifts valid when ESIZE is 4).
+fn lane_bits() -> u32 {
+    return 8u * min(ESIZE, 2u);
+}
+
+@compute @workgroup_size(WG)
+fn layout_copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p[0]) {
         return;
     }
-    y[i] = x[src];
+    if (ESIZE == 4u) {
+        y[i] = unit(i);
+        return;
+    }
+    let bits = lane_bits();
+    let per = 32u / bits;
+    let mask = 0xffffffffu >> (32u - bits);
+    var word = 0u;
+    for (var l = 0u; l < per; l += 1u) {
+        let e = i * per + l;
+        if (e < p[ELEMS]) {
+            word |= unit(e) << (bits * l);
+        } else {
+            word |= y[i] & (mask << (bits * l));
+        }
+    }
+    y[i] = word;
 }

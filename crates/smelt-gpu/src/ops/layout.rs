@@ -1,6 +1,7 @@
 //! Index-mapping copies on one kernel (kernels/layout.wgsl): Tile, Pad (constant,
 //! reflect, edge, wrap), DepthToSpace (DCR and CRD), SpaceToDepth and Trilu, for
-//! 4- and 8-byte elements; other sizes go to the CPU. Repeats, pads, axes and k
+//! elements of every size: 4- and 8-byte ones as 32-bit words, 1- and 2-byte
+//! ones packed in words (one whole output word per thread). Repeats, pads, axes and k
 //! are read on the host (shape inputs); Pad's constant value must be a constant.
 
 use super::broadcast::contiguous_strides;
@@ -20,7 +21,15 @@ static LAYOUT: KernelSource = KernelSource {
     dtype: smelt_ir::DType::U32,
     entries: &["layout_copy"],
     needs_f16: false,
-    override_sets: || (0..=5).map(|m| vec![("WG", WG as f64), ("MODE", m as f64)]).collect(),
+    override_sets: || {
+        let mut sets = Vec::new();
+        for esize in [1.0, 2.0, 4.0] {
+            for m in 0..=5 {
+                sets.push(vec![("WG", WG as f64), ("MODE", m as f64), ("ESIZE", esize)]);
+            }
+        }
+        sets
+    },
 };
 
 pub static FAMILY: Family = Family { name: "layout", sources: &[&LAYOUT], build };
@@ -50,7 +59,7 @@ fn build(req: &KernelRequest) -> Option<Result<Box<dyn GpuKernel>>> {
         _ => return None,
     };
     let dtype = req.dtype(0)?;
-    if (dtype.size() != 4 && dtype.size() != 8) || req.outputs.first() != Some(&dtype) {
+    if req.outputs.first() != Some(&dtype) {
         return None;
     }
     // The 8 kernel dims hold the rank, plus one for the two words of 8-byte elements.
@@ -200,7 +209,11 @@ impl GpuKernel for Layout {
         if v.out.iter().product::<usize>() != y.len() {
             return Err(err(format!("view {:?} does not cover the output {:?}", v.out, y.shape)));
         }
-        let words = x.dtype.size() / 4;
+        let size = x.dtype.size();
+        // Units the kernel moves per element: words (2 for 8-byte elements), or
+        // one packed element for 1- and 2-byte ones.
+        let words = (size / 4).max(1);
+        let esize = if size < 4 { size } else { 4 };
         // Trilu's coordinates are the last two element dims.
         let rank = v.out.len();
         let (mut row, mut col) = (NO_DIM, NO_DIM);
@@ -233,16 +246,22 @@ impl GpuKernel for Layout {
         let (lo, hi) = match &self.constant {
             Some(t) if !t.bytes().is_empty() => {
                 let b = t.bytes();
-                if b.len() != x.dtype.size() || t.dtype() != x.dtype {
+                if b.len() != size || t.dtype() != x.dtype {
                     return Err(err(format!("Pad constant_value must be one {} element", x.dtype)));
                 }
-                let word = |i: usize| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+                // A packed element's bytes sit in the low bits of the word.
+                let word = |i: usize| {
+                    let mut w = [0u8; 4];
+                    let part = &b[4 * i..(4 * i + 4).min(b.len())];
+                    w[..part.len()].copy_from_slice(part);
+                    u32::from_le_bytes(w)
+                };
                 (word(0), if words == 2 { word(1) } else { 0 })
             }
             _ => (0, 0),
         };
         let k = i32::try_from(k.clamp(i32::MIN as i64, i32::MAX as i64)).unwrap_or(0);
-        let n = y.len() * words;
+        let n = if size < 4 { y.len().div_ceil(4 / size) } else { y.len() * words };
         let mut params = vec![u(n)?, lo, hi, (words == 2) as u32, tri, k as u32, row, col];
         let fill = |v: &[usize], f: u32| -> Result<Vec<u32>> {
             let mut out = vec![f; pad];
@@ -260,10 +279,11 @@ impl GpuKernel for Layout {
             params.push(b as u32);
         }
         params.push(u(v.base * words)?);
+        params.push(u(y.len())?);
         rec.dispatch(
             &LAYOUT,
             "layout_copy",
-            &[("WG", WG as f64), ("MODE", v.mode as f64)],
+            &[("WG", WG as f64), ("MODE", v.mode as f64), ("ESIZE", esize as f64)],
             &[Bind::Tensor(x), Bind::Tensor(y)],
             &params,
             grid_1d(n, WG),

@@ -16,6 +16,7 @@ mod gather;
 mod hardmax;
 mod indexed;
 mod int_binary;
+mod int_bits;
 mod layout;
 mod matmul;
 mod movement;
@@ -23,6 +24,7 @@ mod norm;
 mod one_hot;
 mod pool;
 mod reduce;
+mod topk;
 mod variadic;
 mod where_op;
 
@@ -65,6 +67,8 @@ pub static FAMILIES: &[&Family] = &[
     &hardmax::FAMILY,
     &indexed::FAMILY,
     &one_hot::FAMILY,
+    &topk::FAMILY,
+    &int_bits::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.

@@ -1,6 +1,7 @@
 //! Data movement on one strided-copy kernel (kernels/movement.wgsl): Transpose,
-//! Slice, Expand, Concat, Split. Elements of 4 and 8 bytes (8 as two words);
-//! other sizes go to the CPU. Reshape-like ops (Reshape, Flatten, Squeeze,
+//! Slice, Expand, Concat, Split. Elements of 4 and 8 bytes move as words (8 as
+//! two); 1- and 2-byte elements (bool, u8, i8, f16, bf16, i16, u16) through a
+//! packed variant that writes one whole destination word per thread. Reshape-like ops (Reshape, Flatten, Squeeze,
 //! Unsqueeze, Identity) copy nothing: the runtime aliases their buffers.
 
 use super::broadcast::{broadcast_strides, contiguous_strides};
@@ -16,18 +17,16 @@ static COPY: KernelSource = KernelSource {
     name: "copy_strided",
     wgsl: include_str!("../../kernels/movement.wgsl"),
     dtype: DType::U32,
-    entries: &["copy_strided"],
+    entries: &["copy_strided", "copy_packed"],
     needs_f16: false,
-    override_sets: || vec![vec![("WG", 256.0)]],
+    override_sets: || vec![vec![("WG", 256.0)], vec![("WG", 256.0), ("ESIZE", 1.0)], vec![("WG", 256.0), ("ESIZE", 2.0)]],
 };
 
 pub static FAMILY: Family = Family { name: "movement", sources: &[&COPY], build };
 
 fn build(req: &KernelRequest) -> Option<Result<Box<dyn GpuKernel>>> {
-    let size = req.dtype(0)?.size();
-    if size != 4 && size != 8 {
-        return None;
-    }
+    // Every element size: 1, 2, 4 or 8 bytes.
+    req.dtype(0)?;
     let kind = match req.op {
         Op::Transpose { perm } => Kind::Transpose(perm.clone()),
         Op::Slice => Kind::Slice,
@@ -76,6 +75,12 @@ fn copy(
     dst_offset: usize,
     dst_strides: &[usize],
 ) -> Result<()> {
+    if src.dtype.size() < 4 {
+        if dst_offset != 0 || dst_strides != contiguous_strides(dims) || smelt_ir::num_elements(dims) != dst.len() {
+            return Err(err("a packed copy must write its whole destination in order"));
+        }
+        return copy_packed(rec, src, src_offset, src_strides, dims, dst, Window::whole(dst.len()));
+    }
     let words_per = (src.dtype.size() / 4) as isize;
     // Drop unit dims, merge dims contiguous in both views, then split 8-byte
     // elements into two words.
@@ -121,6 +126,77 @@ fn copy(
         &[Bind::Tensor(src), Bind::Tensor(dst)],
         &params,
         grid_1d(n, WG),
+    )
+}
+
+/// Which part of a packed destination a copy writes: the tensor seen as
+/// [outer, y, inner], of which the copy fills [at, at + x) along y.
+struct Window {
+    outer: usize,
+    y: usize,
+    at: usize,
+    x: usize,
+    inner: usize,
+}
+
+impl Window {
+    fn whole(n: usize) -> Window {
+        Window { outer: n, y: 1, at: 0, x: 1, inner: 1 }
+    }
+}
+
+/// Copies the elements of `dims` from `src` (element offset and signed strides),
+/// in order, into `window` of `dst`, for 1- and 2-byte elements.
+fn copy_packed(
+    rec: &mut Recorder,
+    src: &GpuTensor,
+    src_offset: isize,
+    src_strides: &[isize],
+    dims: &[usize],
+    dst: &GpuTensor,
+    window: Window,
+) -> Result<()> {
+    let size = src.dtype.size();
+    let per = 4 / size;
+    // Drop unit dims and merge dims contiguous in the source (the destination is
+    // written in order, so only the source decides).
+    let mut d: Vec<(usize, isize)> = Vec::new();
+    for (&n, &s) in dims.iter().zip(src_strides) {
+        if n == 1 {
+            continue;
+        }
+        match d.last_mut() {
+            Some(last) if last.1 == s * n as isize => *last = (last.0 * n, s),
+            _ => d.push((n, s)),
+        }
+    }
+    if d.len() > MAX_RANK {
+        return Err(err(format!("more than {MAX_RANK} independent dims")));
+    }
+    let Window { outer, y, at, x, inner } = window;
+    if outer * x * inner != smelt_ir::num_elements(dims) || outer * y * inner != dst.len() || at + x > y {
+        return Err(err(format!("copy of {dims:?} into {:?} does not fit", dst.shape)));
+    }
+    if outer * x * inner == 0 {
+        return Ok(());
+    }
+    // Destination elements [first, end) hold the window; threads own their words.
+    let first = at * inner;
+    let end = ((outer - 1) * y + at + x) * inner;
+    let (w0, w1) = (first / per, end.div_ceil(per));
+    let u = |v: usize| u32::try_from(v).map_err(|_| err("2^32 or more elements"));
+    let pad = MAX_RANK - d.len();
+    let mut params = vec![u(w1 - w0)?, u(w0)?, u(dst.len())?, u(y)?, u(at)?, u(x)?, u(inner)?];
+    params.extend(std::iter::repeat_n(1u32, pad).chain(d.iter().map(|&(n, _)| n as u32)));
+    params.extend(std::iter::repeat_n(0u32, pad).chain(d.iter().map(|&(_, s)| s as i32 as u32)));
+    params.push(src_offset as i32 as u32);
+    rec.dispatch(
+        &COPY,
+        "copy_packed",
+        &[("WG", WG as f64), ("ESIZE", size as f64)],
+        &[Bind::Tensor(src), Bind::Tensor(dst)],
+        &params,
+        grid_1d(w1 - w0, WG),
     )
 }
 
@@ -176,6 +252,20 @@ impl GpuKernel for Movement {
                 let mut at = 0;
                 for (i, x) in io.inputs.iter().enumerate() {
                     let x = x.as_ref().ok_or_else(|| err(format!("Concat input {i} is not on the device")))?;
+                    if x.dtype.size() < 4 {
+                        // Inputs share destination words along the axis: each copy
+                        // writes whole words, keeping the lanes outside its window.
+                        let window = Window {
+                            outer: y.shape[..axis].iter().product(),
+                            y: y.shape[axis],
+                            at,
+                            x: x.shape[axis],
+                            inner: ys[axis],
+                        };
+                        copy_packed(rec, x, 0, &[1], &[x.len()], y, window)?;
+                        at += x.shape[axis];
+                        continue;
+                    }
                     copy(rec, x, 0, &signed(&contiguous_strides(&x.shape)), &x.shape, y, at * ys[axis], &ys)?;
                     at += x.shape[axis];
                 }

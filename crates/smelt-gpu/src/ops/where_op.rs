@@ -1,4 +1,6 @@
-//! Where(condition, x, y) with broadcasting for 4-byte x and y (kernels/where.wgsl).
+//! Where(condition, x, y) with broadcasting (kernels/where.wgsl) for x and y of
+//! 1, 2, 4 or 8 bytes per element; 1- and 2-byte elements are packed in 32-bit
+//! words, one output word per thread.
 
 use super::broadcast::{broadcast_strides, coalesce};
 use super::Family;
@@ -15,7 +17,7 @@ static WHERE: KernelSource = KernelSource {
     dtype: DType::U32,
     entries: &["where_select"],
     needs_f16: false,
-    override_sets: || vec![vec![("WG", 256.0)]],
+    override_sets: || [1.0, 2.0, 4.0, 8.0].into_iter().map(|e| vec![("WG", 256.0), ("ESIZE", e)]).collect(),
 };
 
 pub static FAMILY: Family = Family { name: "where", sources: &[&WHERE], build };
@@ -25,7 +27,7 @@ fn build(req: &KernelRequest) -> Option<Result<Box<dyn GpuKernel>>> {
         return None;
     }
     let t = req.dtype(1)?;
-    if t.size() != 4 || req.dtype(2)? != t {
+    if req.dtype(2)? != t {
         return None;
     }
     Some(Ok(Box::new(Where)))
@@ -55,8 +57,14 @@ impl GpuKernel for Where {
             return Err(GpuError::kernel("where", format!("more than {MAX_RANK} independent dims")));
         }
         let pad = MAX_RANK - dims.len();
-        let n = u32::try_from(y.len()).map_err(|_| GpuError::kernel("where", "2^32 or more elements"))?;
-        let mut params = vec![n];
+        let size = y.dtype.size();
+        // Threads: one per output word (per element for 4-byte elements).
+        let threads = match size {
+            1 | 2 => y.len().div_ceil(4 / size),
+            _ => y.len() * (size / 4),
+        };
+        let u = |v: usize| u32::try_from(v).map_err(|_| GpuError::kernel("where", "2^32 or more elements"));
+        let mut params = vec![u(threads)?, u(y.len())?];
         params.extend(std::iter::repeat_n(1u32, pad).chain(dims.iter().map(|&v| v as u32)));
         for s in &strides {
             params.extend(std::iter::repeat_n(0u32, pad).chain(s.iter().map(|&v| v as u32)));
@@ -64,10 +72,10 @@ impl GpuKernel for Where {
         rec.dispatch(
             &WHERE,
             "where_select",
-            &[("WG", WG as f64)],
+            &[("WG", WG as f64), ("ESIZE", size as f64)],
             &[Bind::Tensor(c), Bind::Tensor(a), Bind::Tensor(b), Bind::Tensor(y)],
             &params,
-            grid_1d(y.len(), WG),
+            grid_1d(threads, WG),
         )
     }
 }
