@@ -26,7 +26,17 @@ fn ints(rng: &mut Rng, dtype: DType, shape: &[usize]) -> Tensor {
         ($t:ty) => {
             Tensor::from_vec(
                 shape,
-                v.iter().map(|&x| if x == i64::MIN { <$t>::MIN } else if x == i64::MAX { <$t>::MAX } else { x as $t }).collect::<Vec<$t>>(),
+                v.iter()
+                    .map(|&x| {
+                        if x == i64::MIN {
+                            <$t>::MIN
+                        } else if x == i64::MAX {
+                            <$t>::MAX
+                        } else {
+                            x as $t
+                        }
+                    })
+                    .collect::<Vec<$t>>(),
             )
             .unwrap()
         };
@@ -64,8 +74,7 @@ fn check_bytes(ctx: &GpuContext, op: &Op, inputs: &[&Tensor]) {
     check_in_arena(ctx, op, &inputs, &[], 1);
 }
 
-const INTS: [DType; 8] =
-    [DType::I8, DType::I16, DType::I32, DType::I64, DType::U8, DType::U16, DType::U32, DType::U64];
+const INTS: [DType; 8] = [DType::I8, DType::I16, DType::I32, DType::I64, DType::U8, DType::U16, DType::U32, DType::U64];
 
 #[test]
 fn integer_unary_ops_match_the_cpu() {

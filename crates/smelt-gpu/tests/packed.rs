@@ -42,9 +42,10 @@ fn movement_on_packed_elements_matches_the_cpu() {
             check(&ctx, &Op::Transpose { perm }, &[&x], 1);
         }
         let x = values(&mut rng, dtype, &[3, 5, 7]);
-        let slices: [(&[i64], &[i64], &[i64], &[i64]); 3] =
-            [(&[1, 2], &[3, 7], &[0, 2], &[1, 2]), (&[-1, 4], &[-6, 0], &[2, 1], &[-2, -1]), (&[1], &[4], &[1], &[1])];
-        for (starts, ends, axes, steps) in slices {
+        // (starts, ends, axes, steps)
+        let slices: [[&[i64]; 4]; 3] =
+            [[&[1, 2], &[3, 7], &[0, 2], &[1, 2]], [&[-1, 4], &[-6, 0], &[2, 1], &[-2, -1]], [&[1], &[4], &[1], &[1]]];
+        for [starts, ends, axes, steps] in slices {
             check(&ctx, &Op::Slice, &[&x, &i64s(starts), &i64s(ends), &i64s(axes), &i64s(steps)], 1);
         }
         let e = values(&mut rng, dtype, &[7, 1, 3]);
@@ -75,7 +76,13 @@ fn layout_on_packed_elements_matches_the_cpu() {
                 check_in_arena(&ctx, &Op::Pad { mode }, &inputs, &[false, false, true], 1);
             }
         }
-        check_in_arena(&ctx, &Op::Pad { mode: PadMode::Constant }, &[Some(&x), Some(&i64s(&[1, 1, 1, 1, 1, 1]))], &[], 1);
+        check_in_arena(
+            &ctx,
+            &Op::Pad { mode: PadMode::Constant },
+            &[Some(&x), Some(&i64s(&[1, 1, 1, 1, 1, 1]))],
+            &[],
+            1,
+        );
         let d = values(&mut rng, dtype, &[1, 8, 3, 5]);
         for column_row in [false, true] {
             check(&ctx, &Op::DepthToSpace { blocksize: 2, column_row }, &[&d], 1);

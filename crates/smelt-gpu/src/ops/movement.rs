@@ -19,7 +19,9 @@ static COPY: KernelSource = KernelSource {
     dtype: DType::U32,
     entries: &["copy_strided", "copy_packed"],
     needs_f16: false,
-    override_sets: || vec![vec![("WG", 256.0)], vec![("WG", 256.0), ("ESIZE", 1.0)], vec![("WG", 256.0), ("ESIZE", 2.0)]],
+    override_sets: || {
+        vec![vec![("WG", 256.0)], vec![("WG", 256.0), ("ESIZE", 1.0)], vec![("WG", 256.0), ("ESIZE", 2.0)]]
+    },
 };
 
 pub static FAMILY: Family = Family { name: "movement", sources: &[&COPY], build };

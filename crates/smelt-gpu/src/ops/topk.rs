@@ -112,7 +112,14 @@ impl GpuKernel for TopK {
         let overrides = [("WG", WG as f64), ("ELEM", self.elem as f64), ("LARGEST", self.largest as u32 as f64)];
         let binds = [Bind::Tensor(x), Bind::Tensor(values), Bind::Tensor(indices)];
         let threads = x.len();
-        rec.dispatch(&TOPK, "topk_rank", &overrides, &binds, &[u(threads)?, u(n)?, u(inner)?, u(k)?], grid_1d(threads, WG))?;
+        rec.dispatch(
+            &TOPK,
+            "topk_rank",
+            &overrides,
+            &binds,
+            &[u(threads)?, u(n)?, u(inner)?, u(k)?],
+            grid_1d(threads, WG),
+        )?;
         let elements = values.len();
         let words = match self.elem {
             1 => elements.div_ceil(2),

@@ -59,8 +59,7 @@ pub fn run_in_arena(
         .enumerate()
         .map(|(i, t)| t.filter(|_| kernel.reads_on_device(i)).map(|t| place(t.bytes().len(), Some(t.bytes()))))
         .collect();
-    let output_at: Vec<usize> =
-        facts.iter().map(|(d, s)| place(smelt_ir::num_elements(s) * d.size(), None)).collect();
+    let output_at: Vec<usize> = facts.iter().map(|(d, s)| place(smelt_ir::num_elements(s) * d.size(), None)).collect();
     let end = image.len().div_ceil(align) * align + align;
     image.resize(end, SENTINEL);
     let buffer = ctx.upload("arena", &image).expect("upload");
@@ -103,7 +102,11 @@ pub fn run_in_arena(
         result.push(Tensor::from_bytes(*d, s, &after[at..at + bytes]).expect("output bytes"));
     }
     for (i, (&was, &now)) in image.iter().zip(&after).enumerate() {
-        assert!(owned[i] || was == now, "{}: byte {i} outside the outputs changed from {was:#x} to {now:#x}", op.name());
+        assert!(
+            owned[i] || was == now,
+            "{}: byte {i} outside the outputs changed from {was:#x} to {now:#x}",
+            op.name()
+        );
     }
     Some(result)
 }
@@ -122,7 +125,8 @@ pub fn check_in_arena(
         inputs.iter().map(|t| t.map(|t| (t.dtype(), t.shape().to_vec()))).collect::<Vec<_>>()
     );
     let want = smelt_cpu::eval_alloc(op, inputs, n_outputs).unwrap_or_else(|e| panic!("{what}: CPU: {e}"));
-    let got = run_in_arena(ctx, op, inputs, constant, n_outputs).unwrap_or_else(|| panic!("{what}: no GPU kernel takes it"));
+    let got =
+        run_in_arena(ctx, op, inputs, constant, n_outputs).unwrap_or_else(|| panic!("{what}: no GPU kernel takes it"));
     for (k, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(g.dtype(), w.dtype(), "{what}: output {k} dtype");
         assert_eq!(g.shape(), w.shape(), "{what}: output {k} shape");
