@@ -2,9 +2,9 @@
 // i32, i64, bool and u8/i8 outputs. i64 sources are read from their low word
 // (|v| < 2^31). f16 is converted by bit manipulation (exact widening, narrowing
 // rounded to nearest even), so no shader-f16 support is needed. Floats to
-// integers truncate toward zero, NaN and out-of-range values giving i32::MIN as
-// x86's cvttss2si does (what the CPU reference matches); narrow integer outputs
-// keep the low bits. Anything to bool is x != 0 (NaN is true).
+// integers truncate toward zero, NaN and out-of-range values giving i32::MIN
+// (i64::MIN for i64 outputs) as x86's cvttss2si does (what the CPU reference
+// matches); narrow integer outputs keep the low bits. Anything to bool is x != 0 (NaN is true).
 //
 // Wide outputs (f32, i32, i64): one thread per element. f16, bool and u8
 // outputs are packed in 32-bit words: one thread per output word, so no two
@@ -91,6 +91,24 @@ fn cvtt_i32(f: f32) -> i32 {
     return i32(-2147483647 - 1);
 }
 
+// (int64_t)f as x86-64 computes it, as (low, high) words: exact below 2^63 in
+// magnitude (an f32 that large is an integer), i64::MIN for NaN and beyond.
+fn cvtt_i64(f: f32) -> vec2<u32> {
+    if (!(f >= -9223372036854775808.0 && f < 9223372036854775808.0)) {
+        return vec2<u32>(0u, 0x80000000u);
+    }
+    let a = trunc(abs(f));
+    // Scaling by 2^-32 and back is exact, so hi and lo are a's exact halves.
+    let hi = floor(a * 2.3283064365386963e-10);
+    let lo = a - hi * 4294967296.0;
+    var r = vec2<u32>(u32(lo), u32(hi));
+    if (f < 0.0) {
+        let l = ~r.x + 1u;
+        r = vec2<u32>(l, ~r.y + select(0u, 1u, l == 0u));
+    }
+    return r;
+}
+
 fn load(i: u32) -> Value {
     var v = Value(0.0, 0, false, false);
     switch SRC {
@@ -153,10 +171,15 @@ fn cast_elements(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
             case 0u: { y[t] = bitcast<u32>(as_float(v)); }
             case 1u: { y[t] = bitcast<u32>(as_int(v)); }
             default: {
-                let n = as_int(v);
-                y[2u * t] = bitcast<u32>(n);
-                // u32 sources zero-extend.
-                y[2u * t + 1u] = select(0u, 0xffffffffu, n < 0 && SRC != 4u);
+                if (v.is_float) {
+                    let r = cvtt_i64(v.f);
+                    y[2u * t] = r.x;
+                    y[2u * t + 1u] = r.y;
+                } else {
+                    y[2u * t] = bitcast<u32>(v.n);
+                    // u32 sources zero-extend.
+                    y[2u * t + 1u] = select(0u, 0xffffffffu, v.n < 0 && SRC != 4u);
+                }
             }
         }
         return;
