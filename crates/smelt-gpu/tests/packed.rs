@@ -121,3 +121,13 @@ fn gather_and_where_on_packed_elements_match_the_cpu() {
         check(&ctx, &Op::Where, &[&values(&mut rng, DType::Bool, &[5, 1]), &x, &b], 1);
     }
 }
+
+#[test]
+fn packed_gather_reports_an_index_out_of_range() {
+    let Some(ctx) = gpu() else { return };
+    let x = values(&mut Rng::new(53), DType::U8, &[3, 5, 7]);
+    let idx = Tensor::from_vec(&[2], vec![1i64, 3]).unwrap();
+    let got = smelt_gpu::exec::run_op(&ctx, &Op::Gather { axis: 0 }, &[Some(&x), Some(&idx)], &[], 1);
+    let err = got.err().expect("index 3 on an axis of 3 must fail the run").to_string();
+    assert!(err.contains("out of range"), "{err}");
+}
