@@ -7,6 +7,11 @@
 // every other (n^2 work per row), which is right for every n and k and needs no
 // shared memory; the launcher leaves very long axes to the CPU.
 //
+// topk_sort (rows of at most SORT_N elements): one workgroup per row sorts
+// (key, index) pairs in shared memory with a bitonic network, the same strict
+// order as the rank pass, and writes the first k indices. Padding past n has the
+// worst key and indices >= n, so it sorts after every real element.
+//
 // topk_values: one thread per 32-bit word of the values output, copying the
 // selected elements from the input through the indices (2-byte values two per
 // word, so no two threads write the same word).
@@ -15,6 +20,8 @@
 // everything (all NaNs equal), -0 equal to +0, as the CPU reference orders them.
 //
 // Parameters (u32): rank: threads (outer * n * inner), n, inner, k.
+//                   sort: rows (outer * inner), n, inner, k, sort size (a
+//                   power of two >= n, <= SORT_N).
 //                   values: words, n, inner, k, elements (outer * k * inner).
 
 override WG: u32 = 256u;
@@ -95,6 +102,78 @@ fn topk_rank(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if (rank < k) {
         let at = (o * k + rank) * inner + j;
         indices[2u * at] = i;
+        indices[2u * at + 1u] = 0u;
+    }
+}
+
+const SORT_N: u32 = 1024u;
+var<workgroup> sort_keys: array<vec2<u32>, SORT_N>;
+var<workgroup> sort_ids: array<u32, SORT_N>;
+
+// Whether (ka, ia) comes strictly before (kb, ib) in the output.
+fn before(ka: vec2<u32>, ia: u32, kb: vec2<u32>, ib: u32) -> bool {
+    var better: bool;
+    if (LARGEST == 1u) {
+        better = greater(ka, kb);
+    } else {
+        better = greater(kb, ka);
+    }
+    return better || (all(ka == kb) && ia < ib);
+}
+
+@compute @workgroup_size(WG)
+fn topk_sort(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    _ = &out;
+    let row = wid.x + wid.y * nwg.x;
+    // No early return: every thread must reach every barrier.
+    let live = row < p[0];
+    let n = p[1];
+    let inner = p[2];
+    let k = p[3];
+    let j = row % inner;
+    let o = row / inner;
+    let base = o * n * inner + j;
+    let worst = select(vec2<u32>(0xffffffffu), vec2<u32>(0u), LARGEST == 1u);
+    // The sort covers the next power of two at or above n (at most SORT_N).
+    let size_n = p[4];
+    for (var e = lid.x; e < size_n; e += WG) {
+        var kv = worst;
+        if (live && e < n) {
+            kv = key(base + e * inner);
+        }
+        sort_keys[e] = kv;
+        sort_ids[e] = e;
+    }
+    workgroupBarrier();
+    for (var size = 2u; size <= size_n; size <<= 1u) {
+        for (var stride = size >> 1u; stride > 0u; stride >>= 1u) {
+            for (var a = lid.x; a < size_n; a += WG) {
+                let b = a ^ stride;
+                if (b > a) {
+                    let ka = sort_keys[a];
+                    let kb = sort_keys[b];
+                    let ia = sort_ids[a];
+                    let ib = sort_ids[b];
+                    // Blocks alternate direction until the last merge.
+                    let swap = select(before(ka, ia, kb, ib), before(kb, ib, ka, ia), (a & size) == 0u);
+                    if (swap) {
+                        sort_keys[a] = kb;
+                        sort_keys[b] = ka;
+                        sort_ids[a] = ib;
+                        sort_ids[b] = ia;
+                    }
+                }
+            }
+            workgroupBarrier();
+        }
+    }
+    if (!live) {
+        return;
+    }
+    for (var r = lid.x; r < k; r += WG) {
+        let at = (o * k + r) * inner + j;
+        indices[2u * at] = sort_ids[r];
         indices[2u * at + 1u] = 0u;
     }
 }

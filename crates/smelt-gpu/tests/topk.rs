@@ -1,5 +1,6 @@
 //! TopK against the CPU reference: every axis of odd shapes, largest and
-//! smallest, k from 1 to the full axis, axes longer than a workgroup, many ties
+//! smallest, k from 1 to the full axis, axes longer than a workgroup and than
+//! the shared-memory sort (the rank pass takes those), many ties
 //! (equal values must come out in index order), NaN and signed zeros, for f32,
 //! f16, i32 and i64.
 
@@ -69,6 +70,17 @@ fn topk_rows_longer_than_a_workgroup() {
             check_topk(&ctx, &x, k, 1, true);
             check_topk(&ctx, &x, k, -1, false);
         }
+        // Around the shared-memory sort's limit (1024): longer rows take the
+        // rank pass.
+        for n in [1024, 1025, 1500] {
+            let x = tied(&mut rng, dtype, &[2, n]);
+            for k in [1, 300, n] {
+                check_topk(&ctx, &x, k, 1, true);
+                check_topk(&ctx, &x, k, 1, false);
+            }
+        }
+        let x = tied(&mut rng, dtype, &[1100, 3]);
+        check_topk(&ctx, &x, 7, 0, true);
         // An odd count of f16 values: the last output word is half full.
         let x = random(&mut rng, dtype, &[3, 5, 7], -10.0, 10.0);
         check_topk(&ctx, &x, 3, 1, true);

@@ -2,8 +2,10 @@
 //! largest or smallest values, sorted, equal values in index order, NaN above
 //! every number (as smelt-cpu orders them). K is read on the host.
 //!
-//! A rank pass compares every element of a row with every other (n^2 work per
-//! row, no limit on n or k); a second pass copies the values through the indices.
+//! Rows of at most [`SORT_N`] elements are sorted in shared memory, one
+//! workgroup per row (bitonic). Longer rows take a rank pass that compares every
+//! element of a row with every other (n^2 work per row, no limit on n or k). A
+//! second pass copies the values through the indices.
 //! Axes known at build time to be longer than [`MAX_AXIS`] go to the CPU, whose
 //! selection is O(n) per row.
 
@@ -15,12 +17,14 @@ use smelt_ir::{DType, Dim, Op};
 const WG: u32 = 256;
 /// Longest axis (known at build time) the quadratic rank pass takes.
 const MAX_AXIS: usize = 16384;
+/// Longest row the shared-memory sort takes (kernels/topk.wgsl's SORT_N).
+const SORT_N: usize = 1024;
 
 static TOPK: KernelSource = KernelSource {
     name: "topk",
     wgsl: include_str!("../../kernels/topk.wgsl"),
     dtype: DType::U32,
-    entries: &["topk_rank", "topk_values"],
+    entries: &["topk_rank", "topk_sort", "topk_values"],
     needs_f16: false,
     override_sets: || {
         let mut sets = Vec::new();
@@ -111,15 +115,23 @@ impl GpuKernel for TopK {
         let u = |v: usize| u32::try_from(v).map_err(|_| err("2^32 or more elements"));
         let overrides = [("WG", WG as f64), ("ELEM", self.elem as f64), ("LARGEST", self.largest as u32 as f64)];
         let binds = [Bind::Tensor(x), Bind::Tensor(values), Bind::Tensor(indices)];
-        let threads = x.len();
-        rec.dispatch(
-            &TOPK,
-            "topk_rank",
-            &overrides,
-            &binds,
-            &[u(threads)?, u(n)?, u(inner)?, u(k)?],
-            grid_1d(threads, WG),
-        )?;
+        if n <= SORT_N {
+            let rows = outer * inner;
+            // One workgroup per row.
+            let groups = grid_1d(rows * WG as usize, WG);
+            rec.dispatch(
+                &TOPK,
+                "topk_sort",
+                &overrides,
+                &binds,
+                &[u(rows)?, u(n)?, u(inner)?, u(k)?, u(n.next_power_of_two().max(2))?],
+                groups,
+            )?;
+        } else {
+            let threads = x.len();
+            let params = [u(threads)?, u(n)?, u(inner)?, u(k)?];
+            rec.dispatch(&TOPK, "topk_rank", &overrides, &binds, &params, grid_1d(threads, WG))?;
+        }
         let elements = values.len();
         let words = match self.elem {
             1 => elements.div_ceil(2),
