@@ -23,6 +23,7 @@ mod norm;
 mod one_hot;
 mod pool;
 mod reduce;
+mod resize;
 mod variadic;
 mod where_op;
 
@@ -65,6 +66,7 @@ pub static FAMILIES: &[&Family] = &[
     &hardmax::FAMILY,
     &indexed::FAMILY,
     &one_hot::FAMILY,
+    &resize::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.
