@@ -10,6 +10,7 @@ mod channel_norm;
 mod clip;
 mod compare;
 mod conv;
+mod conv_transpose;
 mod cumsum;
 mod elementwise;
 mod gather;
@@ -67,6 +68,7 @@ pub static FAMILIES: &[&Family] = &[
     &indexed::FAMILY,
     &one_hot::FAMILY,
     &resize::FAMILY,
+    &conv_transpose::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.
