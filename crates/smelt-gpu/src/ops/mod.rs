@@ -18,6 +18,7 @@ mod hardmax;
 mod indexed;
 mod int_binary;
 mod layout;
+mod lp_pool;
 mod matmul;
 mod movement;
 mod norm;
@@ -69,6 +70,7 @@ pub static FAMILIES: &[&Family] = &[
     &one_hot::FAMILY,
     &resize::FAMILY,
     &conv_transpose::FAMILY,
+    &lp_pool::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.
