@@ -12,6 +12,7 @@ mod compare;
 mod conv;
 mod conv_transpose;
 mod cumsum;
+mod einsum;
 mod elementwise;
 mod gather;
 mod hardmax;
@@ -71,6 +72,7 @@ pub static FAMILIES: &[&Family] = &[
     &resize::FAMILY,
     &conv_transpose::FAMILY,
     &lp_pool::FAMILY,
+    &einsum::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.

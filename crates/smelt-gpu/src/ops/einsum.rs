@@ -1,0 +1,251 @@
+//! Einsum (kernels/einsum.wgsl): every equation smelt-cpu accepts (explicit or
+//! implicit output, `...`, repeated letters for diagonals and traces, size-1
+//! broadcasting) with up to four operands, one thread per output element summing
+//! over the contracted letters. f32, f16 (summed in f32) and i32 (wrapping, as
+//! the CPU). The equation is parsed against the shapes at record time, so one
+//! pipeline serves every shape.
+
+use super::Family;
+use crate::kernel::{grid_1d, Bind, GpuKernel, KernelRequest, KernelSource, NodeIo, Recorder};
+use crate::{GpuError, Result};
+use smelt_ir::{DType, Op};
+
+const WG: u32 = 64;
+const NAME: &str = "einsum";
+const MAX_OPERANDS: usize = 4;
+
+static EINSUM_F32: KernelSource = KernelSource {
+    name: "einsum_f32",
+    wgsl: concat!("alias T = f32;\nalias A = f32;\n", include_str!("../../kernels/einsum.wgsl")),
+    dtype: DType::F32,
+    entries: &["einsum"],
+    needs_f16: false,
+    override_sets: || vec![vec![("WG", WG as f64)]],
+};
+
+static EINSUM_F16: KernelSource = KernelSource {
+    name: "einsum_f16",
+    wgsl: concat!("enable f16;\nalias T = f16;\nalias A = f32;\n", include_str!("../../kernels/einsum.wgsl")),
+    dtype: DType::F16,
+    entries: &["einsum"],
+    needs_f16: true,
+    override_sets: || vec![vec![("WG", WG as f64)]],
+};
+
+static EINSUM_I32: KernelSource = KernelSource {
+    name: "einsum_i32",
+    wgsl: concat!("alias T = i32;\nalias A = i32;\n", include_str!("../../kernels/einsum.wgsl")),
+    dtype: DType::I32,
+    entries: &["einsum"],
+    needs_f16: false,
+    override_sets: || vec![vec![("WG", WG as f64)]],
+};
+
+pub static FAMILY: Family = Family { name: "einsum", sources: &[&EINSUM_F32, &EINSUM_F16, &EINSUM_I32], build };
+
+fn build(req: &KernelRequest) -> Option<Result<Box<dyn GpuKernel>>> {
+    let Op::Einsum { equation } = req.op else { return None };
+    let n = req.inputs.len();
+    if n == 0 || n > MAX_OPERANDS {
+        return None;
+    }
+    let dtype = req.dtype(0)?;
+    let source = match dtype {
+        DType::F32 => &EINSUM_F32,
+        DType::F16 if req.ctx.supports_f16() => &EINSUM_F16,
+        DType::I32 => &EINSUM_I32,
+        _ => return None,
+    };
+    if (0..n).any(|i| req.dtype(i) != Some(dtype)) || req.outputs.first() != Some(&dtype) {
+        return None;
+    }
+    Some(Ok(Box::new(Einsum { equation: equation.clone(), source })))
+}
+
+struct Einsum {
+    equation: String,
+    source: &'static KernelSource,
+}
+
+fn err(msg: impl Into<String>) -> GpuError {
+    GpuError::kernel(NAME, msg.into())
+}
+
+fn u(v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| err("a size or offset is 2^32 or more"))
+}
+
+/// An index: letters are 0..52 (`a`-`z`, `A`-`Z`); the dims `...` stands for are
+/// 52.., right-aligned across operands as numpy broadcasts them.
+type Label = usize;
+const LETTERS: usize = 52;
+
+fn letter(c: u8) -> Option<Label> {
+    match c {
+        b'a'..=b'z' => Some((c - b'a') as usize),
+        b'A'..=b'Z' => Some((c - b'A') as usize + 26),
+        _ => None,
+    }
+}
+
+/// numpy's implicit output order sorts by character code: capitals first.
+fn char_code(l: Label) -> u8 {
+    if l < 26 {
+        b'a' + l as u8
+    } else {
+        b'A' + (l - 26) as u8
+    }
+}
+
+/// One term's letters and where its `...` sits, if it has one.
+fn parse_term(s: &str) -> Result<(Vec<Label>, Option<usize>)> {
+    let bytes = s.as_bytes();
+    let (mut letters, mut ellipsis) = (Vec::new(), None);
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'.' {
+            if !s[i..].starts_with("...") || ellipsis.is_some() {
+                return Err(err(format!("term '{s}' has a malformed or repeated ellipsis")));
+            }
+            ellipsis = Some(letters.len());
+            i += 3;
+        } else {
+            letters.push(letter(bytes[i]).ok_or_else(|| err(format!("term '{s}' has '{}'", bytes[i] as char)))?);
+            i += 1;
+        }
+    }
+    Ok((letters, ellipsis))
+}
+
+/// The equation against concrete shapes: each operand's label per dim, the
+/// output labels, and every label's size (broadcast over operands).
+struct Spec {
+    inputs: Vec<Vec<Label>>,
+    output: Vec<Label>,
+    sizes: Vec<usize>,
+}
+
+fn parse(equation: &str, shapes: &[&[usize]]) -> Result<Spec> {
+    let eq: String = equation.chars().filter(|c| !c.is_whitespace()).collect();
+    let (lhs, rhs) = match eq.split_once("->") {
+        Some((l, r)) => (l, Some(r)),
+        None => (eq.as_str(), None),
+    };
+    let terms: Vec<(Vec<Label>, Option<usize>)> = lhs.split(',').map(parse_term).collect::<Result<_>>()?;
+    if terms.len() != shapes.len() {
+        return Err(err(format!("'{equation}' names {} operands, got {}", terms.len(), shapes.len())));
+    }
+    let mut ellipsis_dims = Vec::with_capacity(terms.len());
+    for ((letters, at), shape) in terms.iter().zip(shapes) {
+        let e = shape.len().checked_sub(letters.len()).filter(|&e| at.is_some() || e == 0);
+        ellipsis_dims.push(
+            e.ok_or_else(|| err(format!("'{equation}': a term does not match its operand's rank {}", shape.len())))?,
+        );
+    }
+    let widest = ellipsis_dims.iter().copied().max().unwrap_or(0);
+    let expand = |letters: &[Label], at: Option<usize>, e: usize| -> Vec<Label> {
+        let mut labels = letters.to_vec();
+        if let Some(at) = at {
+            labels.splice(at..at, (widest - e..widest).map(|j| LETTERS + j));
+        }
+        labels
+    };
+    let inputs: Vec<Vec<Label>> =
+        terms.iter().zip(&ellipsis_dims).map(|((letters, at), &e)| expand(letters, *at, e)).collect();
+    let mut sizes = vec![1usize; LETTERS + widest];
+    let mut seen = vec![0usize; LETTERS + widest];
+    for (labels, shape) in inputs.iter().zip(shapes) {
+        for (&l, &d) in labels.iter().zip(shape.iter()) {
+            if seen[l] > 0 && sizes[l] != d && d != 1 && sizes[l] != 1 {
+                return Err(err(format!("'{equation}': index sizes {} and {d} disagree", sizes[l])));
+            }
+            if seen[l] == 0 || sizes[l] == 1 {
+                sizes[l] = d;
+            }
+            seen[l] += 1;
+        }
+    }
+    let output = match rhs {
+        Some(r) => {
+            let (letters, at) = parse_term(r)?;
+            let labels = expand(&letters, at, widest);
+            for (i, &l) in labels.iter().enumerate() {
+                if labels[..i].contains(&l) {
+                    return Err(err(format!("'{equation}': output repeats an index")));
+                }
+                if l < LETTERS && seen[l] == 0 {
+                    return Err(err(format!("'{equation}': output index is in no input")));
+                }
+            }
+            labels
+        }
+        None => {
+            let mut once: Vec<Label> = (0..LETTERS).filter(|&l| seen[l] == 1).collect();
+            once.sort_by_key(|&l| char_code(l));
+            (LETTERS..LETTERS + widest).chain(once).collect()
+        }
+    };
+    Ok(Spec { inputs, output, sizes })
+}
+
+impl GpuKernel for Einsum {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn record(&self, rec: &mut Recorder, io: &NodeIo) -> Result<()> {
+        let y = &io.outputs[0];
+        let ops: Vec<_> = (0..io.inputs.len()).map(|i| io.input(i, NAME)).collect::<Result<_>>()?;
+        if ops.is_empty() || ops.len() > MAX_OPERANDS {
+            return Err(err(format!("{} operands; the kernel takes 1 to {MAX_OPERANDS}", ops.len())));
+        }
+        let shapes: Vec<&[usize]> = ops.iter().map(|t| t.shape.as_slice()).collect();
+        let spec = parse(&self.equation, &shapes)?;
+        let out_shape: Vec<usize> = spec.output.iter().map(|&l| spec.sizes[l]).collect();
+        if out_shape != y.shape {
+            return Err(err(format!("output shape {:?}, but '{}' gives {out_shape:?}", y.shape, self.equation)));
+        }
+        // Contracted labels: in some operand, not in the output, in first-seen order.
+        let mut summed: Vec<Label> = Vec::new();
+        for labels in &spec.inputs {
+            for &l in labels {
+                if !spec.output.contains(&l) && !summed.contains(&l) {
+                    summed.push(l);
+                }
+            }
+        }
+        let all: Vec<Label> = spec.output.iter().chain(&summed).copied().collect();
+        let positions: usize = summed.iter().map(|&l| spec.sizes[l]).product();
+        let mut params = vec![u(y.len())?, ops.len() as u32, u(spec.output.len())?, u(summed.len())?, u(positions)?];
+        for &l in &all {
+            params.push(u(spec.sizes[l])?);
+        }
+        for (t, labels) in ops.iter().zip(&spec.inputs) {
+            u(t.len())?;
+            let mut row_major = vec![1usize; t.shape.len()];
+            for d in (0..t.shape.len().saturating_sub(1)).rev() {
+                row_major[d] = row_major[d + 1] * t.shape[d + 1];
+            }
+            let mut strides = vec![0usize; all.len()];
+            for (d, &l) in labels.iter().enumerate() {
+                // A size-1 dim of a broadcast label reads one element throughout;
+                // a repeated label walks the diagonal (both strides at once).
+                let stride = if t.shape[d] == 1 && spec.sizes[l] != 1 { 0 } else { row_major[d] };
+                let at = all.iter().position(|&x| x == l).expect("every operand label is in `all`");
+                strides[at] += stride;
+            }
+            for s in strides {
+                params.push(u(s)?);
+            }
+        }
+        if y.is_empty() {
+            return Ok(());
+        }
+        let mut binds: Vec<Bind> = ops.iter().map(|t| Bind::Tensor(t)).collect();
+        while binds.len() < MAX_OPERANDS {
+            binds.push(Bind::Placeholder);
+        }
+        binds.push(Bind::Tensor(y));
+        rec.dispatch(self.source, "einsum", &[("WG", WG as f64)], &binds, &params, grid_1d(y.len(), WG))
+    }
+}

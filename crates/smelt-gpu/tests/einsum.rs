@@ -1,0 +1,84 @@
+//! Einsum against the CPU reference: matmul and attention forms, single-operand
+//! forms (transpose, sums, traces, diagonals), ellipsis with broadcasting, outer
+//! products, implicit outputs, three and four operands; f32, f16 and i32; and the
+//! fallback and error cases.
+
+mod common;
+
+use common::{check, gpu, random, Rng, Tol, EXACT, F32_TOL};
+use smelt_ir::{DType, Op, Tensor};
+
+const CASES: &[(&str, &[&[usize]])] = &[
+    ("bhid,bhjd->bhij", &[&[2, 3, 5, 7], &[2, 3, 6, 7]]),
+    ("bhij,bhjd->bhid", &[&[2, 3, 5, 7], &[2, 3, 7, 4]]),
+    ("bij,bjk->bik", &[&[3, 5, 7], &[3, 7, 2]]),
+    ("ij,jk", &[&[5, 13], &[13, 3]]),
+    ("ij,jk->ki", &[&[5, 6], &[6, 3]]),
+    ("abc,cd->abd", &[&[3, 4, 5], &[5, 6]]),
+    ("bn,anm,bm->ba", &[&[2, 3], &[4, 3, 5], &[2, 5]]),
+    ("ii->i", &[&[5, 5]]),
+    ("ii", &[&[7, 7]]),
+    ("ij->ji", &[&[3, 5]]),
+    ("ij->", &[&[3, 5]]),
+    ("ijk->ki", &[&[2, 3, 4]]),
+    ("...ii->...i", &[&[2, 3, 3]]),
+    ("iij->ji", &[&[3, 3, 2]]),
+    ("...ij,...jk->...ik", &[&[2, 3, 4, 5], &[3, 5, 2]]),
+    ("...ij,...jk", &[&[1, 4, 5], &[3, 5, 2]]),
+    ("i,j->ij", &[&[3], &[4]]),
+    ("i,i", &[&[5], &[5]]),
+    ("ij,ij->ij", &[&[3, 4], &[3, 4]]),
+    ("ij,kj->", &[&[3, 4], &[2, 4]]),
+    ("Ab,bA->A", &[&[3, 4], &[4, 3]]),
+    ("ii,ij->j", &[&[3, 3], &[3, 2]]),
+    ("b i j, b j k -> b k i", &[&[2, 3, 4], &[2, 4, 5]]),
+    ("ab,bc,cd,de->ae", &[&[2, 3], &[3, 4], &[4, 5], &[5, 3]]),
+    ("i,i,i->", &[&[7], &[7], &[7]]),
+];
+
+fn run_cases(ctx: &smelt_gpu::GpuContext, rng: &mut Rng, dtype: DType, tol: Tol) {
+    for (eq, shapes) in CASES {
+        let (lo, hi) = if dtype == DType::I32 { (-50.0, 50.0) } else { (-2.0, 2.0) };
+        let inputs: Vec<Tensor> = shapes.iter().map(|s| random(rng, dtype, s, lo, hi)).collect();
+        let refs: Vec<Option<&Tensor>> = inputs.iter().map(Some).collect();
+        check(ctx, &Op::Einsum { equation: eq.to_string() }, &refs, &[], 1, tol);
+    }
+}
+
+#[test]
+fn einsum_f32_and_i32_match_the_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(41);
+    run_cases(&ctx, &mut rng, DType::F32, F32_TOL);
+    run_cases(&ctx, &mut rng, DType::I32, EXACT);
+    // i32 products that overflow wrap as on the CPU.
+    let x = Tensor::from_vec(&[2, 3], vec![70000i32, -90000, 123456, 99999, 1 << 20, -7]).unwrap();
+    let w = Tensor::from_vec(&[3, 2], vec![80000i32, 3, -50000, 65537, 1 << 12, 9]).unwrap();
+    check(&ctx, &Op::Einsum { equation: "ij,jk->ik".into() }, &[Some(&x), Some(&w)], &[], 1, EXACT);
+}
+
+#[test]
+fn einsum_f16_matches_the_cpu() {
+    let Some(ctx) = gpu() else { return };
+    if !ctx.supports_f16() {
+        return;
+    }
+    let mut rng = Rng::new(42);
+    run_cases(&ctx, &mut rng, DType::F16, Tol { abs: 1e-2, rel: 1e-2 });
+}
+
+#[test]
+fn einsum_refuses_what_it_cannot_run() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(43);
+    let a = random(&mut rng, DType::F32, &[2, 3], -1.0, 1.0);
+    // Five operands: past the kernel's bindings, the CPU runs it.
+    let op = Op::Einsum { equation: "ij,ij,ij,ij,ij->ij".into() };
+    let five = [Some(&a), Some(&a), Some(&a), Some(&a), Some(&a)];
+    assert!(smelt_gpu::exec::run_op(&ctx, &op, &five, &[], 1).unwrap().is_none());
+    // Malformed equations are errors, not panics.
+    for eq in ["ijk->i", "ij->q", "i.j->i", "ij->ii"] {
+        let op = Op::Einsum { equation: eq.into() };
+        assert!(smelt_gpu::exec::run_op(&ctx, &op, &[Some(&a)], &[], 1).is_err(), "{eq}");
+    }
+}
