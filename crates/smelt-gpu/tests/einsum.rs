@@ -34,6 +34,8 @@ const CASES: &[(&str, &[&[usize]])] = &[
     ("b i j, b j k -> b k i", &[&[2, 3, 4], &[2, 4, 5]]),
     ("ab,bc,cd,de->ae", &[&[2, 3], &[3, 4], &[4, 5], &[5, 3]]),
     ("i,i,i->", &[&[7], &[7], &[7]]),
+    // Five batch letters: past matmul's batch limit, so the general kernel.
+    ("abcdeij,abcdejk->abcdeik", &[&[2, 1, 3, 1, 2, 3, 5], &[2, 1, 3, 1, 2, 5, 4]]),
 ];
 
 fn run_cases(ctx: &smelt_gpu::GpuContext, rng: &mut Rng, dtype: DType, tol: Tol) {
@@ -51,6 +53,19 @@ fn einsum_f32_and_i32_match_the_cpu() {
     let mut rng = Rng::new(41);
     run_cases(&ctx, &mut rng, DType::F32, F32_TOL);
     run_cases(&ctx, &mut rng, DType::I32, EXACT);
+    // Batched-matmul equations go to the matmul kernel, which may pre-pack a
+    // constant B: every operand constant or not.
+    for (eq, a, b) in [
+        ("bhij,bhjd->bhid", &[2, 3, 5, 7][..], &[2, 3, 7, 4][..]),
+        ("ij,jk", &[5, 13], &[13, 3]),
+        ("b i j, b j k -> b i k", &[3, 1, 9], &[3, 9, 6]),
+    ] {
+        let x = random(&mut rng, DType::F32, a, -2.0, 2.0);
+        let w = random(&mut rng, DType::F32, b, -2.0, 2.0);
+        for constant in [[false, false], [false, true], [true, true]] {
+            check(&ctx, &Op::Einsum { equation: eq.into() }, &[Some(&x), Some(&w)], &constant, 1, F32_TOL);
+        }
+    }
     // i32 products that overflow wrap as on the CPU.
     let x = Tensor::from_vec(&[2, 3], vec![70000i32, -90000, 123456, 99999, 1 << 20, -7]).unwrap();
     let w = Tensor::from_vec(&[3, 2], vec![80000i32, 3, -50000, 65537, 1 << 12, 9]).unwrap();

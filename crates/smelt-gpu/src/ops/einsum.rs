@@ -3,7 +3,9 @@
 //! broadcasting) with up to four operands, one thread per output element summing
 //! over the contracted letters. f32, f16 (summed in f32) and i32 (wrapping, as
 //! the CPU). The equation is parsed against the shapes at record time, so one
-//! pipeline serves every shape.
+//! pipeline serves every shape. f32 equations that are a plain batched matmul
+//! (`...ij,...jk->...ik` spelled with letters, e.g. `bhij,bhjd->bhid`) run on
+//! the tiled matmul kernel instead.
 
 use super::Family;
 use crate::kernel::{grid_1d, Bind, GpuKernel, KernelRequest, KernelSource, NodeIo, Recorder};
@@ -59,12 +61,76 @@ fn build(req: &KernelRequest) -> Option<Result<Box<dyn GpuKernel>>> {
     if (0..n).any(|i| req.dtype(i) != Some(dtype)) || req.outputs.first() != Some(&dtype) {
         return None;
     }
-    Some(Ok(Box::new(Einsum { equation: equation.clone(), source })))
+    let matmul = if dtype == DType::F32 && is_batched_matmul(equation) {
+        let request = KernelRequest {
+            op: &Op::MatMul { activation: None },
+            inputs: req.inputs.clone(),
+            outputs: req.outputs.clone(),
+            ctx: req.ctx,
+        };
+        match (super::matmul::FAMILY.build)(&request) {
+            Some(Ok(k)) => Some(k),
+            Some(Err(e)) => return Some(Err(e)),
+            None => None,
+        }
+    } else {
+        None
+    };
+    Some(Ok(Box::new(Einsum { equation: equation.clone(), source, matmul })))
 }
 
 struct Einsum {
     equation: String,
     source: &'static KernelSource,
+    /// The matmul kernel, for equations that are a plain batched matmul.
+    matmul: Option<Box<dyn GpuKernel>>,
+}
+
+/// Whether the equation is `P i j, P j k -> P i k` for distinct letters (P at
+/// most 4 of them: matmul's batch limit), with no `...`, so that MatMul's own
+/// semantics on the same operands give the same result.
+fn is_batched_matmul(equation: &str) -> bool {
+    let eq: String = equation.chars().filter(|c| !c.is_whitespace()).collect();
+    if eq.contains('.') {
+        return false;
+    }
+    let (lhs, rhs) = match eq.split_once("->") {
+        Some((l, r)) => (l, Some(r)),
+        None => (eq.as_str(), None),
+    };
+    let labels = |t: &str| -> Option<Vec<Label>> { t.bytes().map(letter).collect() };
+    let terms: Vec<Vec<Label>> = match lhs.split(',').map(labels).collect::<Option<_>>() {
+        Some(t) => t,
+        None => return false,
+    };
+    let [a, b] = &terms[..] else { return false };
+    let output = match rhs {
+        Some(r) => match labels(r) {
+            Some(o) => o,
+            None => return false,
+        },
+        None => {
+            // numpy's implicit output: letters seen once, in character order.
+            let mut once: Vec<Label> =
+                a.iter().chain(b).copied().filter(|l| a.iter().chain(b).filter(|x| *x == l).count() == 1).collect();
+            once.sort_by_key(|&l| char_code(l));
+            once
+        }
+    };
+    if a.len() < 2 || a.len() != b.len() || output.len() != a.len() || a.len() - 2 > 4 {
+        return false;
+    }
+    let p = a.len() - 2;
+    let (i, j, k) = (a[p], a[p + 1], b[p + 1]);
+    let distinct = |v: &[Label]| v.iter().enumerate().all(|(n, l)| !v[..n].contains(l));
+    distinct(a)
+        && distinct(b)
+        && distinct(&[i, j, k])
+        && a[..p] == b[..p]
+        && a[..p] == output[..p]
+        && b[p] == j
+        && output[p] == i
+        && output[p + 1] == k
 }
 
 fn err(msg: impl Into<String>) -> GpuError {
@@ -193,7 +259,14 @@ impl GpuKernel for Einsum {
         NAME
     }
 
+    fn reads_on_device(&self, index: usize) -> bool {
+        self.matmul.as_ref().is_none_or(|m| m.reads_on_device(index))
+    }
+
     fn record(&self, rec: &mut Recorder, io: &NodeIo) -> Result<()> {
+        if let Some(m) = &self.matmul {
+            return m.record(rec, io);
+        }
         let y = &io.outputs[0];
         let ops: Vec<_> = (0..io.inputs.len()).map(|i| io.input(i, NAME)).collect::<Result<_>>()?;
         if ops.is_empty() || ops.len() > MAX_OPERANDS {
@@ -247,5 +320,38 @@ impl GpuKernel for Einsum {
         }
         binds.push(Bind::Tensor(y));
         rec.dispatch(self.source, "einsum", &[("WG", WG as f64)], &binds, &params, grid_1d(y.len(), WG))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_batched_matmul;
+
+    #[test]
+    fn batched_matmul_equations_are_recognised() {
+        for eq in [
+            "ij,jk->ik",
+            "ij,jk",
+            "bij,bjk->bik",
+            "bhij,bhjd->bhid",
+            " b i j , b j k -> b i k",
+            "abcdij,abcdjk->abcdik",
+        ] {
+            assert!(is_batched_matmul(eq), "{eq}");
+        }
+        for eq in [
+            "ij,kj->ik",
+            "bhid,bhjd->bhij",
+            "ij,jk->ki",
+            "bij,bjk->bki",
+            "...ij,...jk->...ik",
+            "ii,ij->ij",
+            "ij,jk,kl->il",
+            "abcdeij,abcdejk->abcdeik",
+            "bij,cjk->bik",
+            "ji,jk",
+        ] {
+            assert!(!is_batched_matmul(eq), "{eq}");
+        }
     }
 }
