@@ -1,6 +1,6 @@
 //! Einsum against the CPU reference: matmul and attention forms, single-operand
 //! forms (transpose, sums, traces, diagonals), ellipsis with broadcasting, outer
-//! products, implicit outputs, three and four operands; f32, f16 and i32; and the
+//! products, implicit outputs, three and four operands; f32, f16, i32 and i64; and the
 //! fallback and error cases.
 
 mod common;
@@ -48,7 +48,7 @@ fn run_cases(ctx: &smelt_gpu::GpuContext, rng: &mut Rng, dtype: DType, tol: Tol)
 }
 
 #[test]
-fn einsum_f32_and_i32_match_the_cpu() {
+fn einsum_f32_and_integers_match_the_cpu() {
     let Some(ctx) = gpu() else { return };
     let mut rng = Rng::new(41);
     run_cases(&ctx, &mut rng, DType::F32, F32_TOL);
@@ -70,6 +70,18 @@ fn einsum_f32_and_i32_match_the_cpu() {
     let x = Tensor::from_vec(&[2, 3], vec![70000i32, -90000, 123456, 99999, 1 << 20, -7]).unwrap();
     let w = Tensor::from_vec(&[3, 2], vec![80000i32, 3, -50000, 65537, 1 << 12, 9]).unwrap();
     check(&ctx, &Op::Einsum { equation: "ij,jk->ik".into() }, &[Some(&x), Some(&w)], &[], 1, EXACT);
+    run_cases(&ctx, &mut rng, DType::I64, EXACT);
+    // i64 products past 2^32 carry into the high word, and past 2^63 wrap.
+    let x =
+        Tensor::from_vec(&[2, 3], vec![3_000_000_007i64, -5_000_000_011, i64::MAX / 3, -1, 1 << 40, 65_537]).unwrap();
+    let w = Tensor::from_vec(&[3, 2], vec![4_000_000_009i64, -3, 7, i64::MIN + 5, -(1 << 33), 0xffff_ffff]).unwrap();
+    for eq in ["ij,jk->ik", "ij,ji->"] {
+        // Bit for bit: `check` compares through f64, which rounds values this large.
+        let op = Op::Einsum { equation: eq.into() };
+        let want = smelt_cpu::eval_alloc(&op, &[Some(&x), Some(&w)], 1).unwrap();
+        let got = smelt_gpu::exec::run_op(&ctx, &op, &[Some(&x), Some(&w)], &[], 1).unwrap().unwrap();
+        assert_eq!(got[0].as_slice::<i64>().unwrap(), want[0].as_slice::<i64>().unwrap(), "{eq}");
+    }
 }
 
 #[test]

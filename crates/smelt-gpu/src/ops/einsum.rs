@@ -1,8 +1,8 @@
 //! Einsum (kernels/einsum.wgsl): every equation smelt-cpu accepts (explicit or
 //! implicit output, `...`, repeated letters for diagonals and traces, size-1
 //! broadcasting) with up to four operands, one thread per output element summing
-//! over the contracted letters. f32, f16 (summed in f32) and i32 (wrapping, as
-//! the CPU). The equation is parsed against the shapes at record time, so one
+//! over the contracted letters. f32, f16 (summed in f32), i32 and i64 (both
+//! wrapping, as the CPU; i64 as (low, high) u32 pairs). The equation is parsed against the shapes at record time, so one
 //! pipeline serves every shape. f32 equations that are a plain batched matmul
 //! (`...ij,...jk->...ik` spelled with letters, e.g. `bhij,bhjd->bhid`) run on
 //! the tiled matmul kernel instead.
@@ -43,7 +43,17 @@ static EINSUM_I32: KernelSource = KernelSource {
     override_sets: || vec![vec![("WG", WG as f64)]],
 };
 
-pub static FAMILY: Family = Family { name: "einsum", sources: &[&EINSUM_F32, &EINSUM_F16, &EINSUM_I32], build };
+static EINSUM_I64: KernelSource = KernelSource {
+    name: "einsum_i64",
+    wgsl: concat!("alias T = u32;\nalias A = u32;\n", include_str!("../../kernels/einsum.wgsl")),
+    dtype: DType::I64,
+    entries: &["einsum_i64"],
+    needs_f16: false,
+    override_sets: || vec![vec![("WG", WG as f64)]],
+};
+
+pub static FAMILY: Family =
+    Family { name: "einsum", sources: &[&EINSUM_F32, &EINSUM_F16, &EINSUM_I32, &EINSUM_I64], build };
 
 fn build(req: &KernelRequest) -> Option<Result<Box<dyn GpuKernel>>> {
     let Op::Einsum { equation } = req.op else { return None };
@@ -56,6 +66,7 @@ fn build(req: &KernelRequest) -> Option<Result<Box<dyn GpuKernel>>> {
         DType::F32 => &EINSUM_F32,
         DType::F16 if req.ctx.supports_f16() => &EINSUM_F16,
         DType::I32 => &EINSUM_I32,
+        DType::I64 => &EINSUM_I64,
         _ => return None,
     };
     if (0..n).any(|i| req.dtype(i) != Some(dtype)) || req.outputs.first() != Some(&dtype) {
@@ -293,8 +304,11 @@ impl GpuKernel for Einsum {
         for &l in &all {
             params.push(u(spec.sizes[l])?);
         }
+        let words = self.source.dtype.size() / 4;
+        u(y.len() * words.max(1))?;
         for (t, labels) in ops.iter().zip(&spec.inputs) {
-            u(t.len())?;
+            // Element offsets, and for i64 the word index twice that, fit in u32.
+            u(t.len() * words.max(1))?;
             let mut row_major = vec![1usize; t.shape.len()];
             for d in (0..t.shape.len().saturating_sub(1)).rev() {
                 row_major[d] = row_major[d + 1] * t.shape[d + 1];
@@ -319,7 +333,8 @@ impl GpuKernel for Einsum {
             binds.push(Bind::Placeholder);
         }
         binds.push(Bind::Tensor(y));
-        rec.dispatch(self.source, "einsum", &[("WG", WG as f64)], &binds, &params, grid_1d(y.len(), WG))
+        let entry = if self.source.dtype == DType::I64 { "einsum_i64" } else { "einsum" };
+        rec.dispatch(self.source, entry, &[("WG", WG as f64)], &binds, &params, grid_1d(y.len(), WG))
     }
 }
 
