@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{check, gpu, random, Rng, Tol, F16_TOL, F32_TOL};
+use common::{check, gpu, random, record_error, Rng, Tol, F16_TOL, F32_TOL};
 use smelt_ir::{AutoPad, ConvAttrs, ConvTransposeAttrs, DType, Op, UnaryOp};
 
 struct Case {
@@ -138,4 +138,25 @@ fn conv_transpose_refuses_what_it_cannot_run() {
     let x = random(&mut rng, DType::F32, c.x, -1.0, 1.0);
     let w = random(&mut rng, DType::F32, c.w, -1.0, 1.0);
     assert!(smelt_gpu::exec::run_op(&ctx, &op(&c, None), &[Some(&x), Some(&w)], &[], 1).is_err());
+}
+
+#[test]
+fn the_kernel_names_what_it_cannot_record() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(13);
+    let c = Case { strides: &[2, 2], ..case(&[1, 2, 3, 3], &[2, 3, 2, 2], 1) };
+    let x = random(&mut rng, DType::F32, c.x, -1.0, 1.0);
+    let w = random(&mut rng, DType::F32, c.w, -1.0, 1.0);
+    // The full output is [1, 3, 6, 6].
+    let e = record_error(&ctx, &op(&c, None), &[Some(&x), Some(&w)], (DType::F32, &[1, 3, 6, 7]));
+    assert!(e.contains("conv_transpose") && e.contains("[1, 3, 6, 6]"), "{e}");
+    let b = random(&mut rng, DType::F32, &[2], -1.0, 1.0);
+    let e = record_error(&ctx, &op(&c, None), &[Some(&x), Some(&w), Some(&b)], (DType::F32, &[1, 3, 6, 6]));
+    assert!(e.contains("B has 2 elements for 3 output channels"), "{e}");
+    let bad = Case { strides: &[2, 2, 2], ..case(&[1, 2, 3, 3], &[2, 3, 2, 2], 1) };
+    let e = record_error(&ctx, &op(&bad, None), &[Some(&x), Some(&w)], (DType::F32, &[1, 3, 6, 6]));
+    assert!(e.contains("strides has 3 values for 2 spatial dims"), "{e}");
+    let w3 = random(&mut rng, DType::F32, &[2, 3, 2], -1.0, 1.0);
+    let e = record_error(&ctx, &op(&c, None), &[Some(&x), Some(&w3)], (DType::F32, &[1, 3, 6, 6]));
+    assert!(e.contains("the same for both"), "{e}");
 }

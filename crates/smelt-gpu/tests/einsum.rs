@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{check, gpu, random, Rng, Tol, EXACT, F32_TOL};
+use common::{check, gpu, random, record_error, Rng, Tol, EXACT, F32_TOL};
 use smelt_ir::{DType, Op, Tensor};
 
 const CASES: &[(&str, &[&[usize]])] = &[
@@ -107,5 +107,25 @@ fn einsum_refuses_what_it_cannot_run() {
     for eq in ["ijk->i", "ij->q", "i.j->i", "ij->ii"] {
         let op = Op::Einsum { equation: eq.into() };
         assert!(smelt_gpu::exec::run_op(&ctx, &op, &[Some(&a)], &[], 1).is_err(), "{eq}");
+    }
+}
+
+#[test]
+fn the_kernel_names_what_it_cannot_record() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(44);
+    let a = random(&mut rng, DType::F32, &[2, 3], -1.0, 1.0);
+    let b = random(&mut rng, DType::F32, &[4, 5], -1.0, 1.0);
+    let c = random(&mut rng, DType::F32, &[3, 4], -1.0, 1.0);
+    let cases: [(&str, Vec<Option<&Tensor>>, &[usize], &str); 5] = [
+        ("ij->ji", vec![Some(&a)], &[2, 3], "output shape [2, 3], but 'ij->ji' gives [3, 2]"),
+        ("i.j->i", vec![Some(&a)], &[2], "malformed"),
+        ("ijk->i", vec![Some(&a)], &[2], "does not match its operand's rank"),
+        ("ij,jk->ik", vec![Some(&a), Some(&b)], &[2, 5], "index sizes 3 and 4 disagree"),
+        ("ij,jk->iq", vec![Some(&a), Some(&c)], &[2, 1], "output index is in no input"),
+    ];
+    for (eq, inputs, out, want) in cases {
+        let e = record_error(&ctx, &Op::Einsum { equation: eq.into() }, &inputs, (DType::F32, out));
+        assert!(e.contains("einsum") && e.contains(want), "{eq}: {e}");
     }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{check, gpu, random, Rng, Tol, F16_TOL, F32_TOL};
+use common::{check, gpu, random, record_error, Rng, Tol, F16_TOL, F32_TOL};
 use smelt_ir::{AutoPad, DType, Op, PoolAttrs};
 
 fn attrs(kernel: &[usize], strides: &[usize], pads: &[usize], dilations: &[usize]) -> PoolAttrs {
@@ -61,4 +61,32 @@ fn lp_pool_refuses_what_it_cannot_run() {
     let x = random(&mut rng, DType::F32, &[1, 1, 4, 4], -1.0, 1.0);
     let op = Op::LpPool { attrs: attrs(&[2, 2], &[], &[], &[]), p: 0 };
     assert!(smelt_gpu::exec::run_op(&ctx, &op, &[Some(&x)], &[], 1).is_err());
+}
+
+#[test]
+fn the_kernel_names_what_it_cannot_record() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(23);
+    let x = random(&mut rng, DType::F32, &[1, 2, 5, 5], -1.0, 1.0);
+    let e = record_error(
+        &ctx,
+        &Op::LpPool { attrs: attrs(&[2, 2], &[], &[], &[]), p: 0 },
+        &[Some(&x)],
+        (DType::F32, &[1, 2, 4, 4]),
+    );
+    assert!(e.contains("lp_pool") && e.contains("p must be >= 1"), "{e}");
+    let e = record_error(
+        &ctx,
+        &Op::LpPool { attrs: attrs(&[2], &[], &[], &[]), p: 2 },
+        &[Some(&x)],
+        (DType::F32, &[1, 2, 4, 4]),
+    );
+    assert!(e.contains("kernel_shape [2]"), "{e}");
+    let e = record_error(
+        &ctx,
+        &Op::LpPool { attrs: attrs(&[2, 2], &[1], &[], &[]), p: 2 },
+        &[Some(&x)],
+        (DType::F32, &[1, 2, 4, 4]),
+    );
+    assert!(e.contains("strides [1]"), "{e}");
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{check, gpu, random, Rng, Tol, EXACT, F16_TOL, F32_TOL};
+use common::{check, gpu, random, record_error, Rng, Tol, EXACT, F16_TOL, F32_TOL};
 use smelt_ir::{CoordinateTransform, DType, KeepAspectRatioPolicy, NearestMode, Op, ResizeAttrs, ResizeMode, Tensor};
 
 const TRANSFORMS: [CoordinateTransform; 6] = [
@@ -207,4 +207,37 @@ fn unsupported_shapes_and_bad_inputs_are_refused_cleanly() {
     // Scales of the wrong length.
     let short = [Some(&x), None, Some(&scales(&[2.0, 2.0])), None];
     assert!(smelt_gpu::exec::run_op(&ctx, &op, &short, &[], 1).is_err());
+}
+
+#[test]
+fn the_kernel_names_what_it_cannot_record() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(7);
+    let x = random(&mut rng, DType::F32, &[1, 1, 3, 3], -1.0, 1.0);
+    let op = Op::Resize(attrs(ResizeMode::Linear, CoordinateTransform::HalfPixel));
+    let s = scales(&[1.0, 1.0, 2.0, 2.0]);
+    // An output that the scales do not give.
+    let e = record_error(&ctx, &op, &[Some(&x), None, Some(&s), None], (DType::F32, &[1, 1, 5, 6]));
+    assert!(e.contains("resize") && e.contains("[1, 1, 5, 6]") && e.contains("[1, 1, 6, 6]"), "{e}");
+    let e =
+        record_error(&ctx, &op, &[Some(&x), None, Some(&s), Some(&sizes(&[1, 1, 6, 6]))], (DType::F32, &[1, 1, 6, 6]));
+    assert!(e.contains("only one of scales and sizes"), "{e}");
+    let e = record_error(&ctx, &op, &[Some(&x), None, None, None], (DType::F32, &[1, 1, 6, 6]));
+    assert!(e.contains("one of scales and sizes is required"), "{e}");
+    let e = record_error(
+        &ctx,
+        &op,
+        &[Some(&x), None, Some(&scales(&[1.0, -2.0, 1.0, 1.0])), None],
+        (DType::F32, &[1, 1, 3, 3]),
+    );
+    assert!(e.contains("not positive"), "{e}");
+    let mut bad_axes = attrs(ResizeMode::Nearest, CoordinateTransform::HalfPixel);
+    bad_axes.axes = Some(vec![2, 2]);
+    let e = record_error(
+        &ctx,
+        &Op::Resize(bad_axes),
+        &[Some(&x), None, Some(&scales(&[2.0, 2.0])), None],
+        (DType::F32, &[1, 1, 6, 3]),
+    );
+    assert!(e.contains("axes"), "{e}");
 }

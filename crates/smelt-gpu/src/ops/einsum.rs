@@ -275,19 +275,28 @@ impl GpuKernel for Einsum {
     }
 
     fn record(&self, rec: &mut Recorder, io: &NodeIo) -> Result<()> {
-        if let Some(m) = &self.matmul {
-            return m.record(rec, io);
-        }
         let y = &io.outputs[0];
-        let ops: Vec<_> = (0..io.inputs.len()).map(|i| io.input(i, NAME)).collect::<Result<_>>()?;
-        if ops.is_empty() || ops.len() > MAX_OPERANDS {
-            return Err(err(format!("{} operands; the kernel takes 1 to {MAX_OPERANDS}", ops.len())));
-        }
-        let shapes: Vec<&[usize]> = ops.iter().map(|t| t.shape.as_slice()).collect();
-        let spec = parse(&self.equation, &shapes)?;
+        // Operands the matmul kernel pre-packed are not on the device: their shapes
+        // come from the host.
+        let shapes: Vec<Vec<usize>> = (0..io.inputs.len())
+            .map(|i| match (io.inputs[i].as_ref(), io.host(i)) {
+                (Some(t), _) => Ok(t.shape.clone()),
+                (None, Some(t)) => Ok(t.shape().to_vec()),
+                (None, None) => Err(err(format!("input {i} is not on the device"))),
+            })
+            .collect::<Result<_>>()?;
+        let shape_refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+        let spec = parse(&self.equation, &shape_refs)?;
         let out_shape: Vec<usize> = spec.output.iter().map(|&l| spec.sizes[l]).collect();
         if out_shape != y.shape {
             return Err(err(format!("output shape {:?}, but '{}' gives {out_shape:?}", y.shape, self.equation)));
+        }
+        if let Some(m) = &self.matmul {
+            return m.record(rec, io);
+        }
+        let ops: Vec<_> = (0..io.inputs.len()).map(|i| io.input(i, NAME)).collect::<Result<_>>()?;
+        if ops.is_empty() || ops.len() > MAX_OPERANDS {
+            return Err(err(format!("{} operands; the kernel takes 1 to {MAX_OPERANDS}", ops.len())));
         }
         // Contracted labels: in some operand, not in the output, in first-seen order.
         let mut summed: Vec<Label> = Vec::new();
