@@ -117,7 +117,9 @@ fn the_kernel_names_what_it_cannot_record() {
     let a = random(&mut rng, DType::F32, &[2, 3], -1.0, 1.0);
     let b = random(&mut rng, DType::F32, &[4, 5], -1.0, 1.0);
     let c = random(&mut rng, DType::F32, &[3, 4], -1.0, 1.0);
-    let cases: [(&str, Vec<Option<&Tensor>>, &[usize], &str); 5] = [
+    // (equation, operands, output shape, part of the message)
+    type ErrorCase<'a> = (&'a str, Vec<Option<&'a Tensor>>, &'a [usize], &'a str);
+    let cases: [ErrorCase; 5] = [
         ("ij->ji", vec![Some(&a)], &[2, 3], "output shape [2, 3], but 'ij->ji' gives [3, 2]"),
         ("i.j->i", vec![Some(&a)], &[2], "malformed"),
         ("ijk->i", vec![Some(&a)], &[2], "does not match its operand's rank"),
