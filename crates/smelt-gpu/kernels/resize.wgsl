@@ -16,6 +16,8 @@ override WG: u32 = 256u;
 override WORDS: u32 = 1u;
 // 1: the fill is an f32 (bits in word 0) converted to T; 0: raw element words.
 override FLOAT_FILL: u32 = 1u;
+// Bytes per element for `nearest_packed` (1 or 2; T = u32 words hold 4 / BYTES).
+override BYTES: u32 = 4u;
 
 const MAX_RANK: u32 = 8u;
 const OUTSIDE: u32 = 0xffffffffu;
@@ -123,4 +125,40 @@ fn nearest(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     for (var k = 0u; k < WORDS; k += 1u) {
         y[i * WORDS + k] = x[off * WORDS + k];
     }
+}
+
+// Nearest for 1- and 2-byte elements packed in the u32 words of x and y: one
+// thread per output word, so no two threads write the same word. The fill is
+// the element's bits in the low bytes of word 0.
+@compute @workgroup_size(WG)
+fn nearest_packed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w = gid.x + gid.y * nwg.x * WG;
+    let per = 4u / BYTES;
+    if (w * per >= p[0]) {
+        return;
+    }
+    // A right shift, as 1 << 32 would not be defined for BYTES = 4.
+    let mask = 0xffffffffu >> (32u - 8u * BYTES);
+    let rank = min(p[1], MAX_RANK);
+    var word = 0u;
+    for (var e = 0u; e < per; e += 1u) {
+        let i = w * per + e;
+        if (i >= p[0]) {
+            break;
+        }
+        let t = locate(i);
+        var v = u32(p[2]) & mask;
+        if (t.inside) {
+            var off = t.src;
+            for (var d = 0u; d < rank; d += 1u) {
+                if (t.taps[d] != 0u) {
+                    off += p[t.base[d]];
+                }
+            }
+            let byte = off * BYTES;
+            v = (u32(x[byte / 4u]) >> (8u * (byte % 4u))) & mask;
+        }
+        word |= v << (8u * BYTES * e);
+    }
+    y[w] = T(word);
 }

@@ -1,12 +1,13 @@
 //! Resize against the CPU reference: every mode, nearest_mode, coordinate
 //! transform, cubic coefficient and exclude_outside, antialias, scales and
 //! sizes (with keep_aspect_ratio_policy and axes), tf_crop_and_resize with roi
-//! and extrapolation, ranks 1 to 5, f32, f16, and nearest on integer types; and
+//! and extrapolation, ranks 1 to 5, f32, f16, and nearest on 1-, 2-, 4- and 8-byte types; and
 //! the error and fallback cases.
 
 mod common;
 
 use common::{check, gpu, random, record_error, Rng, Tol, EXACT, F16_TOL, F32_TOL};
+use smelt_ir::half::bf16;
 use smelt_ir::{CoordinateTransform, DType, KeepAspectRatioPolicy, NearestMode, Op, ResizeAttrs, ResizeMode, Tensor};
 
 const TRANSFORMS: [CoordinateTransform; 6] = [
@@ -175,6 +176,27 @@ fn nearest_on_integer_and_wide_types() {
             a.nearest_mode = NearestMode::RoundPreferCeil;
             a.extrapolation_value = -3.7;
             run(&ctx, &a, &x, Some(&scales(&[1.0, 1.0, 2.2, 0.6])), None, EXACT);
+        }
+    }
+    // 1- and 2-byte types, packed in words: odd sizes leave partial last words.
+    let n = 2 * 3 * 5 * 7;
+    let shape = [2, 3, 5, 7];
+    let packed = [
+        Tensor::from_vec(&shape, (0..n).map(|i| (i * 37 % 251) as u8).collect::<Vec<_>>()).unwrap(),
+        Tensor::from_vec(&shape, (0..n).map(|i| (i * 37 % 251) as i8).collect::<Vec<_>>()).unwrap(),
+        Tensor::from_vec(&shape, (0..n).map(|i| (i * 7919 % 65521) as i16).collect::<Vec<_>>()).unwrap(),
+        Tensor::from_vec(&shape, (0..n).map(|i| (i * 7919 % 65521) as u16).collect::<Vec<_>>()).unwrap(),
+        Tensor::from_vec(&shape, (0..n).map(|i| bf16::from_f32(i as f32 * 0.37 - 20.0)).collect::<Vec<_>>()).unwrap(),
+        random(&mut rng, DType::Bool, &shape, 0.0, 1.0),
+        random(&mut rng, DType::F16, &shape, -3.0, 3.0),
+    ];
+    for x in &packed {
+        for ct in TRANSFORMS {
+            let mut a = attrs(ResizeMode::Nearest, ct);
+            a.nearest_mode = NearestMode::Floor;
+            a.extrapolation_value = 3.0;
+            run(&ctx, &a, x, Some(&scales(&[1.0, 1.0, 2.2, 0.6])), None, EXACT);
+            run(&ctx, &a, x, None, Some(&sizes(&[1, 3, 3, 11])), EXACT);
         }
     }
     let v: Vec<f64> = (0..35).map(|i| i as f64 * 1.000000001 - 17.0).collect();

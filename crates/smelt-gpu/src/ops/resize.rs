@@ -6,7 +6,8 @@
 //! Scales, sizes and roi are host values, so the per-dim interpolation tables are
 //! built here at record time, in f64 following smelt-cpu (and ONNX's reference)
 //! step for step, and the kernel only sums weighted taps. Linear and cubic run in
-//! f32 and f16; nearest is an exact gather for f32, f16 and any 4- or 8-byte type.
+//! f32 and f16; nearest is an exact gather for every type of 1, 2, 4 or 8 bytes
+//! (1- and 2-byte ones packed four or two to a word, one thread per word).
 //! Integer linear/cubic (rounded half to even on the CPU) stays on the CPU.
 
 use super::Family;
@@ -21,7 +22,7 @@ const NAME: &str = "resize";
 const OUTSIDE: u32 = u32::MAX;
 
 fn float_sets() -> Vec<Vec<(&'static str, f64)>> {
-    vec![vec![("WG", WG as f64), ("WORDS", 1.0), ("FLOAT_FILL", 1.0)]]
+    vec![vec![("WG", WG as f64), ("WORDS", 1.0), ("FLOAT_FILL", 1.0), ("BYTES", 4.0)]]
 }
 
 static RESIZE_F32: KernelSource = KernelSource {
@@ -66,7 +67,9 @@ fn build(req: &KernelRequest) -> Option<Result<Box<dyn GpuKernel>>> {
         DType::F16 if req.ctx.supports_f16() => &RESIZE_F16,
         // Raw words copy exactly; interpolating integers needs the CPU's
         // round-half-to-even in 64-bit precision.
-        DType::I32 | DType::U32 | DType::I64 | DType::U64 | DType::F64 if nearest => &RESIZE_WORDS,
+        // Without SHADER_F16, f16 nearest still copies bits.
+        DType::F16 | DType::I32 | DType::U32 | DType::I64 | DType::U64 | DType::F64 if nearest => &RESIZE_WORDS,
+        DType::U8 | DType::I8 | DType::Bool | DType::I16 | DType::U16 | DType::BF16 if nearest => &RESIZE_WORDS,
         _ => return None,
     };
     if req.input(0)?.shape.rank().is_some_and(|r| r == 0 || r > MAX_RANK) {
@@ -377,6 +380,12 @@ fn fill_words(dtype: DType, v: f32) -> [u32; 2] {
             let b = v.to_bits();
             [b as u32, (b >> 32) as u32]
         }
+        DType::U8 | DType::Bool => [(v as u8) as u32, 0],
+        DType::I8 => [(v as i8) as u8 as u32, 0],
+        DType::U16 => [(v as u16) as u32, 0],
+        DType::I16 => [(v as i16) as u16 as u32, 0],
+        DType::F16 => [smelt_ir::half::f16::from_f64(v).to_bits() as u32, 0],
+        DType::BF16 => [smelt_ir::half::bf16::from_f64(v).to_bits() as u32, 0],
         _ => [(v as f32).to_bits(), 0],
     }
 }
@@ -409,14 +418,27 @@ impl GpuKernel for Resize {
             return Err(err(format!("cannot resize the empty input {:?} to {:?}", x.shape, y.shape)));
         }
         let nearest = self.attrs.mode == ResizeMode::Nearest;
-        let words_per = if nearest && self.source.dtype == DType::U32 { self.dtype.size() / 4 } else { 1 };
+        let size = self.dtype.size();
+        let raw = self.source.dtype == DType::U32;
+        // (entry, words per element, bytes per element, threads)
+        let (entry, words_per, bytes, threads) = if !raw {
+            (if nearest { "nearest" } else { "interpolate" }, 1, 4, y.len())
+        } else if size >= 4 {
+            ("nearest", size / 4, 4, y.len())
+        } else {
+            ("nearest_packed", 1, size, y.len().div_ceil(4 / size))
+        };
+        // Word indices (and byte offsets, when packed) fit in u32.
         u(x.len() * words_per)?;
         u(y.len() * words_per)?;
+        if entry == "nearest_packed" {
+            u(x.len() * size)?;
+        }
         let mut strides = vec![1usize; rank];
         for d in (0..rank - 1).rev() {
             strides[d] = strides[d + 1] * x.shape[d + 1];
         }
-        let fill = if self.source.dtype == DType::U32 {
+        let fill = if raw {
             fill_words(self.dtype, self.attrs.extrapolation_value)
         } else {
             [self.attrs.extrapolation_value.to_bits(), 0]
@@ -443,12 +465,12 @@ impl GpuKernel for Resize {
             params.extend([u(plan.out_shape[d])?, u(stride)?, u(taps)?, u(offset)?]);
         }
         params.extend(tables);
-        let entry = if nearest { "nearest" } else { "interpolate" };
         let overrides = [
             ("WG", WG as f64),
             ("WORDS", words_per as f64),
-            ("FLOAT_FILL", (self.source.dtype != DType::U32) as u32 as f64),
+            ("FLOAT_FILL", !raw as u32 as f64),
+            ("BYTES", bytes as f64),
         ];
-        rec.dispatch(self.source, entry, &overrides, &[Bind::Tensor(x), Bind::Tensor(y)], &params, grid_1d(y.len(), WG))
+        rec.dispatch(self.source, entry, &overrides, &[Bind::Tensor(x), Bind::Tensor(y)], &params, grid_1d(threads, WG))
     }
 }
