@@ -10,7 +10,9 @@ mod channel_norm;
 mod clip;
 mod compare;
 mod conv;
+mod conv_transpose;
 mod cumsum;
+mod einsum;
 mod elementwise;
 mod gather;
 mod hardmax;
@@ -18,12 +20,14 @@ mod indexed;
 mod int_binary;
 mod int_bits;
 mod layout;
+mod lp_pool;
 mod matmul;
 mod movement;
 mod norm;
 mod one_hot;
 mod pool;
 mod reduce;
+mod resize;
 mod topk;
 mod variadic;
 mod where_op;
@@ -69,6 +73,10 @@ pub static FAMILIES: &[&Family] = &[
     &one_hot::FAMILY,
     &topk::FAMILY,
     &int_bits::FAMILY,
+    &resize::FAMILY,
+    &conv_transpose::FAMILY,
+    &lp_pool::FAMILY,
+    &einsum::FAMILY,
 ];
 
 /// The kernel for a node, from the first family that takes it.

@@ -106,3 +106,42 @@ pub fn check(ctx: &GpuContext, op: &Op, inputs: &[Option<&Tensor>], constant: &[
         }
     }
 }
+
+/// Builds `op`'s kernel and records it for `inputs` and the output `out` as given
+/// (no shape inference in between, so a kernel's own checks are reached), and
+/// returns the error recording gave. Panics when no kernel takes the op or when
+/// recording succeeds: for tests of the errors a kernel gives on what it cannot run.
+pub fn record_error(ctx: &GpuContext, op: &Op, inputs: &[Option<&Tensor>], out: (DType, &[usize])) -> String {
+    use smelt_gpu::{GpuTensor, InputInfo, KernelRequest, NodeIo, Recorder};
+    let request = KernelRequest {
+        op,
+        inputs: inputs
+            .iter()
+            .map(|t| {
+                t.map(|t| InputInfo { dtype: t.dtype(), shape: smelt_ir::Shape::fixed(t.shape()), constant: None })
+            })
+            .collect(),
+        outputs: vec![out.0],
+        ctx,
+    };
+    let kernel = smelt_gpu::ops::build_kernel(&request)
+        .unwrap_or_else(|| panic!("{}: no GPU kernel takes it", op.name()))
+        .unwrap_or_else(|e| panic!("{}: build failed: {e}", op.name()));
+    let upload = |dtype: DType, shape: &[usize], bytes: &[u8]| GpuTensor {
+        buffer: ctx.upload("test", if bytes.is_empty() { &[0u8; 4] } else { bytes }).unwrap(),
+        offset: 0,
+        dtype,
+        shape: shape.to_vec(),
+    };
+    let device: Vec<Option<GpuTensor>> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| t.filter(|_| kernel.reads_on_device(i)).map(|t| upload(t.dtype(), t.shape(), t.bytes())))
+        .collect();
+    let y = upload(out.0, out.1, &vec![0u8; smelt_ir::num_elements(out.1) * out.0.size()]);
+    let mut rec = Recorder::new(ctx);
+    match kernel.record(&mut rec, &NodeIo { inputs: &device, host: inputs, outputs: std::slice::from_ref(&y) }) {
+        Ok(()) => panic!("{}: recording succeeded", op.name()),
+        Err(e) => e.to_string(),
+    }
+}

@@ -25,13 +25,14 @@ fn backend_with(config: GpuConfig) -> Option<GpuBackend> {
 }
 
 /// x[b, 7] -> MatMul(W[7, 5]) + Relu -> Reshape via Shape arithmetic -> Einsum
-/// transpose (no GPU kernel: CPU fallback) -> Mul -> ReduceSum.
+/// transpose -> Cast to i32, Neg (integer unary ops have no GPU kernel yet: the
+/// CPU fallback) -> Cast to f32 -> Mul -> ReduceSum.
 fn graph() -> Graph {
     graph_with(true)
 }
 
-/// [`graph`], with a Transpose (a GPU kernel) instead of the CPU-placed Einsum
-/// when `cpu_fallback` is false.
+/// [`graph`], with a Transpose (a GPU kernel) instead of the Einsum and the
+/// CPU-placed integer Neg when `cpu_fallback` is false.
 fn graph_with(cpu_fallback: bool) -> Graph {
     let mut g = Graph::new(17);
     let x = g.add_value("x", Fact::new(DType::F32, Shape::new(vec![smelt_ir::Dim::Sym("b".into()), 7.into()])));
@@ -45,14 +46,22 @@ fn graph_with(cpu_fallback: bool) -> Graph {
     let r = g.add_value("r", Fact::new(DType::F32, Shape::unknown()));
     g.add_node("reshape", Op::Reshape { allowzero: false }, vec![Some(h), Some(shape)], vec![r]);
     let c = g.add_value("c", Fact::new(DType::F32, Shape::unknown()));
-    if cpu_fallback {
+    let scaled = if cpu_fallback {
         g.add_node("einsum", Op::Einsum { equation: "ij->ji".into() }, vec![Some(r)], vec![c]);
+        let ci = g.add_value("ci", Fact::new(DType::I32, Shape::unknown()));
+        g.add_node("to_i32", Op::Cast { to: DType::I32 }, vec![Some(c)], vec![ci]);
+        let negated = g.add_value("negated", Fact::new(DType::I32, Shape::unknown()));
+        g.add_node("neg", Op::Unary(UnaryOp::Neg), vec![Some(ci)], vec![negated]);
+        let back = g.add_value("back", Fact::new(DType::F32, Shape::unknown()));
+        g.add_node("to_f32", Op::Cast { to: DType::F32 }, vec![Some(negated)], vec![back]);
+        back
     } else {
         g.add_node("transpose", Op::Transpose { perm: Some(vec![1, 0]) }, vec![Some(r)], vec![c]);
-    }
+        c
+    };
     let two = g.add_constant("two", Tensor::from_slice(&[], &[2.0f32]).unwrap());
     let y = g.add_value("y", Fact::new(DType::F32, Shape::unknown()));
-    g.add_node("mul", Op::Binary(BinaryOp::Mul), vec![Some(c), Some(two)], vec![y]);
+    g.add_node("mul", Op::Binary(BinaryOp::Mul), vec![Some(scaled), Some(two)], vec![y]);
     let s = g.add_value("s", Fact::new(DType::F32, Shape::unknown()));
     let axes = g.add_constant("axes", Tensor::from_slice(&[1], &[1i64]).unwrap());
     g.add_node(
@@ -224,4 +233,91 @@ fn a_zero_divisor_fails_the_run_at_its_node_and_scatter_nd_replays_clean() {
     let ids = Tensor::from_slice(&[2, 1], &[0i64, 0]).unwrap();
     let out = plan.run(&[a.view(), b.view(), ids.view()]).unwrap();
     assert_eq!(out[0].to_i64_vec(), [400, 500, 600, -(1i64 << 40) / 2, -1, 1]);
+}
+
+/// x[b, 2, 5, 7] -> ConvTranspose -> Resize (linear, constant scales) -> LpPool ->
+/// Einsum: each runs on the GPU, and the plan matches the CPU's.
+fn upsampling_graph() -> Graph {
+    use smelt_ir::{
+        AutoPad, ConvAttrs, ConvTransposeAttrs, CoordinateTransform, KeepAspectRatioPolicy, NearestMode, PoolAttrs,
+        ResizeAttrs, ResizeMode,
+    };
+    let mut g = Graph::new(17);
+    let dims = vec![smelt_ir::Dim::Sym("b".into()), 2.into(), 5.into(), 7.into()];
+    let x = g.add_value("x", Fact::new(DType::F32, Shape::new(dims)));
+    g.inputs.push(x);
+    let w: Vec<f32> = (0..54).map(|i| ((i * 7 % 11) as f32 - 5.0) / 7.0).collect();
+    let w = g.add_constant("w", Tensor::from_vec(&[2, 3, 3, 3], w).unwrap());
+    let ct = g.add_value("ct", Fact::new(DType::F32, Shape::unknown()));
+    let conv = ConvAttrs {
+        kernel_shape: None,
+        strides: vec![2, 2],
+        pads: vec![1, 0, 0, 1],
+        dilations: vec![],
+        group: 1,
+        auto_pad: AutoPad::NotSet,
+        activation: None,
+    };
+    let attrs = ConvTransposeAttrs { conv, output_padding: vec![1, 0], output_shape: None };
+    g.add_node("deconv", Op::ConvTranspose(attrs), vec![Some(x), Some(w)], vec![ct]);
+    let scales = g.add_constant("scales", Tensor::from_slice(&[4], &[1.0f32, 1.0, 0.6, 1.3]).unwrap());
+    let rs = g.add_value("rs", Fact::new(DType::F32, Shape::unknown()));
+    let resize = ResizeAttrs {
+        mode: ResizeMode::Linear,
+        coordinate_transform: CoordinateTransform::HalfPixel,
+        nearest_mode: NearestMode::RoundPreferFloor,
+        cubic_coeff_a: -0.75,
+        exclude_outside: false,
+        extrapolation_value: 0.0,
+        antialias: false,
+        axes: None,
+        keep_aspect_ratio_policy: KeepAspectRatioPolicy::Stretch,
+    };
+    g.add_node("resize", Op::Resize(resize), vec![Some(ct), None, Some(scales), None], vec![rs]);
+    let lp = g.add_value("lp", Fact::new(DType::F32, Shape::unknown()));
+    let pool = PoolAttrs {
+        kernel_shape: vec![2, 3],
+        strides: vec![2, 2],
+        pads: vec![],
+        dilations: vec![],
+        auto_pad: AutoPad::NotSet,
+        ceil_mode: true,
+        count_include_pad: false,
+        storage_order: 0,
+    };
+    g.add_node("lp", Op::LpPool { attrs: pool, p: 2 }, vec![Some(rs)], vec![lp]);
+    let y = g.add_value("y", Fact::new(DType::F32, Shape::unknown()));
+    g.add_node("einsum", Op::Einsum { equation: "bchw->bwh".into() }, vec![Some(lp)], vec![y]);
+    g.outputs.push(y);
+    g
+}
+
+#[test]
+fn resize_conv_transpose_lp_pool_and_einsum_run_on_the_gpu() {
+    let Some(backend) = backend() else { return };
+    let report = backend.placement_report(&upsampling_graph()).unwrap().join("\n");
+    for kernel in ["gpu (conv_transpose)", "gpu (resize)", "gpu (lp_pool)", "gpu (einsum)"] {
+        assert!(report.contains(kernel), "{kernel} missing from\n{report}");
+    }
+    assert!(!report.contains("cpu (no GPU kernel)"), "{report}");
+    drop(backend);
+    let cpu =
+        Session::from_graph(upsampling_graph(), &SessionOptions { optimize: false, ..Default::default() }).unwrap();
+    let gpu = Session::from_graph(
+        upsampling_graph(),
+        &SessionOptions { device: Device::Gpu(None), optimize: false, threads: None },
+    )
+    .unwrap();
+    for batch in [1, 2] {
+        let values: Vec<f32> = (0..batch * 70).map(|i| ((i * 5 % 13) as f32 - 6.0) / 3.0).collect();
+        let x = Tensor::from_vec(&[batch, 2, 5, 7], values).unwrap();
+        let want = cpu.run(&[("x", &x)]).unwrap();
+        let got = gpu.run(&[("x", &x)]).unwrap();
+        for ((n, a), (_, b)) in got.iter().zip(&want) {
+            assert_eq!(a.shape(), b.shape(), "{n} at batch {batch}");
+            for (p, q) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
+                assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{n} at batch {batch}: {p} vs {q}");
+            }
+        }
+    }
 }
