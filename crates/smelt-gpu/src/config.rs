@@ -19,6 +19,9 @@ pub struct GpuConfig {
     pub verbose: bool,
     /// How inputs and outputs cross between host and device.
     pub transfer: TransferMode,
+    /// ONNX op types (e.g. `Resize`) run on the CPU even though a GPU kernel
+    /// exists: to work around, or find, a kernel that misbehaves on some driver.
+    pub cpu_ops: Vec<String>,
 }
 
 /// How a run's inputs reach the device and its outputs come back.
@@ -42,6 +45,7 @@ impl Default for GpuConfig {
             buffer_max_age: Duration::from_secs(60),
             verbose: false,
             transfer: TransferMode::Auto,
+            cpu_ops: Vec::new(),
         }
     }
 }
@@ -52,6 +56,7 @@ pub const ENV_POOL_MAX_BYTES: [&str; 2] = ["SMELT_GPU_POOL_MAX_BYTES", "MPS_MAX_
 pub const ENV_BUFFER_MAX_AGE: [&str; 2] = ["SMELT_GPU_BUFFER_MAX_AGE_SECS", "MPS_MAX_BUFFER_AGE"];
 pub const ENV_VERBOSE: [&str; 2] = ["MPS_VERBOSE", "TRITON_METAL_DEBUG"];
 pub const ENV_TRANSFER: &str = "SMELT_GPU_TRANSFER";
+pub const ENV_CPU_OPS: &str = "SMELT_GPU_CPU_OPS";
 
 impl GpuConfig {
     /// Defaults overridden by the environment. A malformed value is an error naming
@@ -76,13 +81,16 @@ impl GpuConfig {
         if let Some(value) = lookup(ENV_TRANSFER) {
             config.set("transfer", &value).map_err(|e| GpuError::Config(format!("{ENV_TRANSFER}: {e}")))?;
         }
+        if let Some(value) = lookup(ENV_CPU_OPS) {
+            config.set("cpu_ops", &value).map_err(|e| GpuError::Config(format!("{ENV_CPU_OPS}: {e}")))?;
+        }
         Ok(config)
     }
 
     /// Sets one setting by name, as config.pbtxt `parameters` give them:
     /// `pool_max_bytes` (bytes, or with a K/M/G suffix), `buffer_max_age_secs`
     /// (seconds, fractions allowed), `verbose` (1/0/true/false), `transfer`
-    /// (auto/mapped/staging).
+    /// (auto/mapped/staging), `cpu_ops` (comma-separated ONNX op types).
     pub fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
         let value = value.trim();
         match key {
@@ -109,9 +117,17 @@ impl GpuConfig {
                     _ => return Err(format!("'{value}' is not auto, mapped or staging")),
                 }
             }
+            "cpu_ops" => {
+                let ops: Vec<String> =
+                    value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect();
+                if let Some(bad) = ops.iter().find(|o| !o.chars().all(|c| c.is_ascii_alphanumeric())) {
+                    return Err(format!("'{bad}' is not an ONNX op type (e.g. Resize,TopK)"));
+                }
+                self.cpu_ops = ops;
+            }
             other => {
                 return Err(format!(
-                    "unknown GPU setting '{other}' (known: pool_max_bytes, buffer_max_age_secs, verbose, transfer)"
+                    "unknown GPU setting '{other}' (known: pool_max_bytes, buffer_max_age_secs, verbose, transfer, cpu_ops)"
                 ))
             }
         }
@@ -166,5 +182,8 @@ mod tests {
         c.set("transfer", "Staging").unwrap();
         assert_eq!(c.transfer, TransferMode::Staging);
         assert!(c.set("transfer", "dma").unwrap_err().contains("dma"));
+        c.set("cpu_ops", " Resize, TopK ,").unwrap();
+        assert_eq!(c.cpu_ops, ["Resize", "TopK"]);
+        assert!(c.set("cpu_ops", "Top K").unwrap_err().contains("Top K"));
     }
 }

@@ -159,8 +159,10 @@ impl Compiled {
                     roots[node.outputs[0]] = input;
                     Placement::Alias
                 } else {
-                    Placement::Cpu
+                    Placement::Cpu { forced: false }
                 }
+            } else if ctx.config.cpu_ops.iter().any(|op| op == node.op.name()) {
+                Placement::Cpu { forced: true }
             } else {
                 let request = KernelRequest {
                     op: &node.op,
@@ -184,7 +186,7 @@ impl Compiled {
                         op: node.op.name(),
                         message: e.to_string(),
                     })?),
-                    None => Placement::Cpu,
+                    None => Placement::Cpu { forced: false },
                 }
             };
             placements.push(placement);
@@ -214,13 +216,13 @@ impl Compiled {
         let on_device = |v: ValueId| -> bool {
             graph.inputs.contains(&v)
                 || graph.nodes.iter().zip(&self.placements).any(|(n, p)| {
-                    n.outputs.contains(&v) && matches!(p, Placement::Gpu(_) | Placement::Alias | Placement::Cpu)
+                    n.outputs.contains(&v) && matches!(p, Placement::Gpu(_) | Placement::Alias | Placement::Cpu { .. })
                 })
         };
         for (node, placement) in graph.nodes.iter().zip(&self.placements) {
             let mut line = format!("  {:<40} {:<18} {}", node.name, node.op.name(), placement.describe());
             match placement {
-                Placement::Cpu => {
+                Placement::Cpu { .. } => {
                     let down: Vec<&str> =
                         node.inputs.iter().flatten().filter(|&&v| on_device(v)).map(|&v| graph.name(v)).collect();
                     if !down.is_empty() {
@@ -438,7 +440,7 @@ impl GpuPlan {
         let n_values = graph.values.len();
         let mut device_produced = vec![false; n_values];
         for (node, placement) in graph.nodes.iter().zip(&compiled.placements) {
-            if matches!(placement, Placement::Gpu(_) | Placement::Cpu | Placement::Alias) {
+            if matches!(placement, Placement::Gpu(_) | Placement::Cpu { .. } | Placement::Alias) {
                 for &o in &node.outputs {
                     device_produced[o] = true;
                 }
@@ -488,7 +490,7 @@ impl GpuPlan {
         let end = graph.nodes.len().saturating_sub(1);
         let mut spans: HashMap<ValueId, (usize, usize)> = HashMap::new();
         for (step, (node, placement)) in graph.nodes.iter().zip(&compiled.placements).enumerate() {
-            if matches!(placement, Placement::Gpu(_) | Placement::Cpu) {
+            if matches!(placement, Placement::Gpu(_) | Placement::Cpu { .. }) {
                 for &o in &node.outputs {
                     spans.insert(o, (step, step));
                 }
@@ -570,7 +572,7 @@ impl GpuPlan {
                         .record(&mut rec, &NodeIo { inputs: &ins, host: &host_ins, outputs: &outs })
                         .map_err(|e| node_err(node, e.to_string()))?;
                 }
-                Placement::Cpu => {
+                Placement::Cpu { .. } => {
                     let done = std::mem::replace(&mut rec, Recorder::new(ctx));
                     steps.push(Step::Gpu(done.finish()?));
                     steps.push(Step::Cpu(index));

@@ -18,9 +18,10 @@ pub enum Placement {
     Alias,
     /// A GPU kernel.
     Gpu(Box<dyn GpuKernel>),
-    /// No GPU kernel takes it: its device inputs are read back, smelt-cpu runs it,
-    /// and its outputs are uploaded.
-    Cpu,
+    /// On the CPU: its device inputs are read back, smelt-cpu runs it, and its
+    /// outputs are uploaded. `forced`: a GPU kernel exists but the configuration
+    /// sends the op to the CPU (`SMELT_GPU_CPU_OPS`).
+    Cpu { forced: bool },
 }
 
 impl Placement {
@@ -30,7 +31,8 @@ impl Placement {
             Placement::Host => "host, per input-shape set (shape arithmetic)".into(),
             Placement::Alias => "gpu, alias (no copy)".into(),
             Placement::Gpu(k) => format!("gpu ({})", k.name()),
-            Placement::Cpu => "cpu (no GPU kernel)".into(),
+            Placement::Cpu { forced: false } => "cpu (no GPU kernel)".into(),
+            Placement::Cpu { forced: true } => "cpu (SMELT_GPU_CPU_OPS)".into(),
         }
     }
 }

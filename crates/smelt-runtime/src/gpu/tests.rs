@@ -11,6 +11,11 @@ fn backend() -> Option<GpuBackend> {
     backend_with(GpuConfig::default())
 }
 
+/// Settings that place Neg on the CPU (with transfers around it).
+fn with_cpu_neg(config: GpuConfig) -> GpuConfig {
+    GpuConfig { cpu_ops: vec!["Neg".into()], ..config }
+}
+
 fn backend_with(config: GpuConfig) -> Option<GpuBackend> {
     match GpuBackend::with_config(None, config) {
         Ok(b) => Some(b),
@@ -25,8 +30,8 @@ fn backend_with(config: GpuConfig) -> Option<GpuBackend> {
 }
 
 /// x[b, 7] -> MatMul(W[7, 5]) + Relu -> Reshape via Shape arithmetic -> Einsum
-/// transpose -> Cast to i32, Neg (integer unary ops have no GPU kernel yet: the
-/// CPU fallback) -> Cast to f32 -> Mul -> ReduceSum.
+/// transpose -> Cast to i32, Neg -> Cast to f32 -> Mul -> ReduceSum. Every op has
+/// a GPU kernel: [`with_cpu_neg`] sends Neg to the CPU to exercise the fallback.
 fn graph() -> Graph {
     graph_with(true)
 }
@@ -76,23 +81,23 @@ fn graph_with(cpu_fallback: bool) -> Graph {
 
 #[test]
 fn gpu_plan_matches_cpu_over_batch_sizes_and_reports_placement() {
-    let Some(backend) = backend() else { return };
+    let Some(backend) = backend_with(with_cpu_neg(GpuConfig::default())) else { return };
     let report = backend.placement_report(&graph()).unwrap().join("\n");
     assert!(report.contains("gpu (matmul)"), "{report}");
     assert!(report.contains("alias"), "{report}");
     assert!(report.contains("host"), "{report}");
-    assert!(report.contains("cpu (no GPU kernel)") && report.contains("transfer gpu->cpu"), "{report}");
-    drop(backend);
+    assert!(report.contains("cpu (SMELT_GPU_CPU_OPS)") && report.contains("transfer gpu->cpu"), "{report}");
+    assert!(!report.contains("no GPU kernel"), "every op of this graph has a GPU kernel:\n{report}");
     let cpu = Session::from_graph(graph(), &SessionOptions { optimize: false, ..Default::default() }).unwrap();
-    let gpu =
-        Session::from_graph(graph(), &SessionOptions { device: Device::Gpu(None), optimize: false, threads: None })
-            .unwrap();
+    let mut g = graph();
+    g.infer_facts().unwrap();
+    let gpu = crate::Backend::compile(&backend, &g).unwrap();
     for batch in [1, 3, 1, 13] {
         let values: Vec<f32> = (0..batch * 7).map(|i| ((i * 5 % 13) as f32 - 6.0) / 3.0).collect();
         let x = Tensor::from_vec(&[batch, 7], values).unwrap();
         let want = cpu.run(&[("x", &x)]).unwrap();
-        let got = gpu.run(&[("x", &x)]).unwrap();
-        for ((n, a), (_, b)) in got.iter().zip(&want) {
+        let got = gpu.run(&[x.view()]).unwrap();
+        for (a, (n, b)) in got.iter().zip(&want) {
             assert_eq!(a.shape(), b.shape(), "{n} at batch {batch}");
             for (p, q) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
                 assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{n} at batch {batch}: {p} vs {q}");
@@ -161,7 +166,9 @@ fn transfers_mapped_and_staged_match_the_cpu_under_concurrent_runs() {
                 .unwrap();
         let mut g = graph_with(cpu_fallback);
         g.infer_facts().unwrap();
-        let Some(backend) = backend_with(GpuConfig { transfer: mode, ..GpuConfig::default() }) else { return };
+        let Some(backend) = backend_with(with_cpu_neg(GpuConfig { transfer: mode, ..GpuConfig::default() })) else {
+            return;
+        };
         if mode == TransferMode::Mapped && !backend.context().mapped_transfers() {
             panic!("transfer 'mapped' was asked for but the context stages");
         }
