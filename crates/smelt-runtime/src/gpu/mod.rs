@@ -9,7 +9,7 @@ mod transfer;
 
 use crate::backend::{Backend, MemoryReport, Plan};
 use crate::{Result, RuntimeError};
-use placement::{alias_root, data_dependent, fold_constants, is_alias, Placement};
+use placement::{alias_root, data_dependent, fold_constants, host_read_inputs, is_alias, Placement};
 use smelt_gpu::wgpu;
 use smelt_gpu::{GpuError, GpuTensor, InputInfo, KernelRequest, NodeIo, Program, Recorder};
 use smelt_ir::{infer, Fact, Graph, Shape, Tensor, TensorView, ValueId};
@@ -123,12 +123,18 @@ struct Compiled {
     weight_bytes: usize,
     /// For aliases: the value whose bytes they share (themselves otherwise).
     roots: Vec<ValueId>,
+    /// Positions (in `graph.inputs`) of inputs whose values decide shapes: read
+    /// on the host at each run and part of the layout key.
+    host_inputs: Vec<usize>,
 }
 
 impl Compiled {
     fn new(ctx: &GpuContext, graph: &Graph) -> Result<Compiled> {
         let consts = fold_constants(graph)?;
-        let data_dep = data_dependent(graph);
+        let host_read = host_read_inputs(graph);
+        let data_dep = data_dependent(graph, &host_read);
+        let host_inputs: Vec<usize> =
+            graph.inputs.iter().enumerate().filter(|(_, v)| host_read.contains(v)).map(|(k, _)| k).collect();
         // Values whose contents decide shapes must be known on the host.
         for node in &graph.nodes {
             for &k in node.op.shape_inputs() {
@@ -208,7 +214,7 @@ impl Compiled {
                 }
             }
         }
-        Ok(Compiled { placements, consts, weights, weight_bytes, roots })
+        Ok(Compiled { placements, consts, weights, weight_bytes, roots, host_inputs })
     }
 
     fn report(&self, graph: &Graph) -> Vec<String> {
@@ -332,11 +338,19 @@ impl Drop for Layout {
     }
 }
 
+/// What selects a layout: the input shapes, and the values of the inputs that
+/// decide shapes.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct LayoutKey {
+    shapes: Vec<Vec<usize>>,
+    values: Vec<Vec<u8>>,
+}
+
 struct GpuPlan {
     ctx: Arc<GpuContext>,
     graph: Graph,
     compiled: Compiled,
-    layouts: RwLock<HashMap<Vec<Vec<usize>>, Arc<Layout>>>,
+    layouts: RwLock<HashMap<LayoutKey, Arc<Layout>>>,
     layout_count: AtomicUsize,
     peak: AtomicUsize,
     unplanned: AtomicUsize,
@@ -356,7 +370,10 @@ const ALIGN: usize = 256;
 
 impl GpuPlan {
     fn layout_for(&self, inputs: &[TensorView]) -> Result<Arc<Layout>> {
-        let key: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape.to_vec()).collect();
+        let key = LayoutKey {
+            shapes: inputs.iter().map(|t| t.shape.to_vec()).collect(),
+            values: self.compiled.host_inputs.iter().map(|&k| inputs[k].data.to_vec()).collect(),
+        };
         if let Some(l) = self.layouts.read().map_err(|_| poisoned())?.get(&key) {
             return Ok(l.clone());
         }
@@ -382,6 +399,15 @@ impl GpuPlan {
         let mut host: Vec<Option<Arc<Tensor>>> = compiled.consts.clone();
         for (k, &v) in graph.inputs.iter().enumerate() {
             facts[v] = Some(Fact::new(inputs[k].dtype, Shape::fixed(inputs[k].shape)));
+        }
+        for &k in &compiled.host_inputs {
+            let v = graph.inputs[k];
+            let t = Arc::new(
+                Tensor::from_bytes(inputs[k].dtype, inputs[k].shape, inputs[k].data)
+                    .map_err(|e| RuntimeError::Input { name: graph.name(v).to_string(), message: e.to_string() })?,
+            );
+            facts[v] = Some(Fact::constant(t.clone()));
+            host[v] = Some(t);
         }
         for (node, placement) in graph.nodes.iter().zip(&compiled.placements) {
             if matches!(placement, Placement::Folded) {

@@ -46,12 +46,18 @@ pub fn is_alias(op: &Op, n_outputs: usize) -> bool {
     }
 }
 
-/// Which values depend on the *data* of graph inputs (as opposed to only their
-/// shapes, or nothing): Shape and Size read only shapes.
-pub fn data_dependent(graph: &Graph) -> Vec<bool> {
+/// Graph inputs whose values some shape depends on (axes, pads, `k`, sizes,
+/// scales given as inputs rather than constants) may be read on the host at run
+/// time when they hold at most this many elements: their values then join the
+/// key of the per-shape plans.
+pub const MAX_HOST_INPUT_ELEMENTS: usize = 1024;
+
+/// Which values depend on the *data* of graph inputs other than `host_inputs`
+/// (as opposed to only their shapes, or nothing): Shape and Size read only shapes.
+pub fn data_dependent(graph: &Graph, host_inputs: &[ValueId]) -> Vec<bool> {
     let mut dep = vec![false; graph.values.len()];
     for &v in &graph.inputs {
-        dep[v] = true;
+        dep[v] = !host_inputs.contains(&v);
     }
     for node in &graph.nodes {
         let d = !matches!(node.op, Op::Shape { .. } | Op::Size) && node.inputs.iter().flatten().any(|&v| dep[v]);
@@ -60,6 +66,47 @@ pub fn data_dependent(graph: &Graph) -> Vec<bool> {
         }
     }
     dep
+}
+
+/// The graph inputs whose data some node's shape-deciding input depends on, when
+/// each is small enough (a fixed shape of at most [`MAX_HOST_INPUT_ELEMENTS`]) for
+/// the host to read at every run. Larger ones are left out: the model is then
+/// refused on the GPU with a message.
+pub fn host_read_inputs(graph: &Graph) -> Vec<ValueId> {
+    // For each value, the graph inputs (by position) whose data it depends on.
+    let mut from: Vec<Vec<usize>> = vec![Vec::new(); graph.values.len()];
+    for (k, &v) in graph.inputs.iter().enumerate() {
+        from[v].push(k);
+    }
+    let mut wanted = vec![false; graph.inputs.len()];
+    for node in &graph.nodes {
+        for &k in node.op.shape_inputs() {
+            if let Some(Some(v)) = node.inputs.get(k) {
+                for &i in &from[*v] {
+                    wanted[i] = true;
+                }
+            }
+        }
+        if matches!(node.op, Op::Shape { .. } | Op::Size) {
+            continue;
+        }
+        let mut deps: Vec<usize> = node.inputs.iter().flatten().flat_map(|&v| from[v].iter().copied()).collect();
+        deps.sort_unstable();
+        deps.dedup();
+        for &o in &node.outputs {
+            from[o].clone_from(&deps);
+        }
+    }
+    graph
+        .inputs
+        .iter()
+        .enumerate()
+        .filter(|&(k, &v)| {
+            wanted[k]
+                && graph.fact(v).shape.as_fixed().is_some_and(|s| smelt_ir::num_elements(&s) <= MAX_HOST_INPUT_ELEMENTS)
+        })
+        .map(|(_, &v)| v)
+        .collect()
 }
 
 /// Values known at compile time: the graph's constants and everything computed

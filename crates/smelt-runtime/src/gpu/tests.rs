@@ -328,3 +328,52 @@ fn resize_conv_transpose_lp_pool_and_einsum_run_on_the_gpu() {
         }
     }
 }
+
+/// Shape-deciding values given as graph inputs (ReduceSum's axes, TopK's k) are
+/// read on the host at each run; each new value gets its own layout and the
+/// answers match the CPU's.
+#[test]
+fn small_inputs_that_decide_shapes_are_read_on_the_host() {
+    let Some(backend) = backend() else { return };
+    let mut g = Graph::new(17);
+    let x = g.add_value("x", Fact::new(DType::F32, Shape::fixed(&[3, 5, 7])));
+    let axes = g.add_value("axes", Fact::new(DType::I64, Shape::fixed(&[1])));
+    let k = g.add_value("k", Fact::new(DType::I64, Shape::fixed(&[1])));
+    g.inputs.extend([x, axes, k]);
+    let s = g.add_value("s", Fact::new(DType::F32, Shape::unknown()));
+    g.add_node(
+        "sum",
+        Op::Reduce { kind: ReduceKind::Sum, keepdims: false, noop_with_empty_axes: false },
+        vec![Some(x), Some(axes)],
+        vec![s],
+    );
+    let (values, indices) = (
+        g.add_value("values", Fact::new(DType::F32, Shape::unknown())),
+        g.add_value("indices", Fact::new(DType::I64, Shape::unknown())),
+    );
+    g.add_node(
+        "top",
+        Op::TopK { axis: -1, largest: true, sorted: true },
+        vec![Some(s), Some(k)],
+        vec![values, indices],
+    );
+    g.outputs.extend([values, indices]);
+    g.infer_facts().unwrap();
+    let plan = crate::Backend::compile(&backend, &g).unwrap();
+    let cpu = Session::from_graph(g.clone(), &SessionOptions { optimize: false, ..Default::default() }).unwrap();
+    let data: Vec<f32> = (0..105).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+    let x = Tensor::from_vec(&[3, 5, 7], data).unwrap();
+    for (axis, top) in [(0i64, 2i64), (2, 3), (-2, 1), (0, 2)] {
+        let axes = Tensor::from_slice(&[1], &[axis]).unwrap();
+        let k = Tensor::from_slice(&[1], &[top]).unwrap();
+        let got = plan.run(&[x.view(), axes.view(), k.view()]).unwrap();
+        let want = cpu.run(&[("x", &x), ("axes", &axes), ("k", &k)]).unwrap();
+        for (a, (n, b)) in got.iter().zip(&want) {
+            assert_eq!(a.shape(), b.shape(), "{n} for axes {axis}, k {top}");
+            for (p, q) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
+                assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{n} for axes {axis}, k {top}: {p} vs {q}");
+            }
+        }
+    }
+    assert_eq!(plan.memory_report().arenas, 3, "one layout per distinct (axes, k); the last pair was seen before");
+}
