@@ -128,3 +128,20 @@ fn binary_with_broadcasting() {
         }
     }
 }
+
+/// Tiny results must be right relatively, not just within F32_TOL's absolute
+/// 1e-5: softplus(-10) is 4.5e-5, and `log(1 + e^x)` got it 0.1% wrong (ONNX's
+/// Mish cases failed by that on the GPU only).
+#[test]
+fn softplus_and_mish_of_very_negative_inputs() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(11);
+    let relative = Tol { abs: 0.0, rel: 1e-4 };
+    for op in [UnaryOp::Softplus, UnaryOp::Mish] {
+        let x = random(&mut rng, DType::F32, &[3, 37], -17.0, -5.0);
+        check(&ctx, &Op::Unary(op), &[Some(&x)], &[], 1, relative);
+    }
+    // ... and Tanh of the tiny values Softplus gives there (Mish's expanded form).
+    let x = random(&mut rng, DType::F32, &[3, 37], -1e-3, 1e-3);
+    check(&ctx, &Op::Unary(UnaryOp::Tanh), &[Some(&x)], &[], 1, relative);
+}
