@@ -27,9 +27,9 @@ GPU_REPORT = REPO_ROOT / "build" / "conformance-gpu.md"
 # the light/ model-zoo cases take 20-70 s each on 2 busy cores, and VGG-19 (39
 # GFLOP) over 2 minutes: it is left out by --max-gflop (counted in the report),
 # the other models stay. Two workers overlap one case's host work with another's
-# device work; the whole suite took 3.6 minutes on a 2-core machine under a load
-# of 12. The per-case timeout catches hangs, not slowness: the slowest case
-# kept takes a quarter of it.
+# device work; the whole suite took 2.3 to 3.6 minutes on 2 cores shared with
+# other builds (load 9 to 13). The per-case timeout catches hangs, not slowness:
+# the slowest case kept (DenseNet-121, 70 to 100 s) takes a third of it.
 GPU_JOBS = 2
 GPU_MAX_GFLOP = 10
 GPU_CASE_TIMEOUT_S = 300
