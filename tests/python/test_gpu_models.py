@@ -9,9 +9,6 @@ they fail instead.
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
 
 from support import compare_outputs
@@ -25,17 +22,6 @@ CASES = [
     ("bert_base.onnx", 1, 16),
     ("gpt2_small.onnx", 1, 13),
 ]
-
-
-@pytest.fixture(scope="module")
-def gpu_available(smelt_bin) -> None:
-    done = subprocess.run([str(smelt_bin), "devices"], capture_output=True, text=True, timeout=120)
-    if done.returncode == 0 and "gpu:0" in done.stdout:
-        return
-    reason = f"no GPU adapter (`smelt devices`: {done.stdout.strip() or done.stderr.strip()})"
-    if os.environ.get("SMELT_REQUIRE_GPU") == "1":
-        pytest.fail(f"SMELT_REQUIRE_GPU=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.mark.slow

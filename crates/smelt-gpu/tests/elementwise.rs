@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::{check, gpu, random, Rng, Tol, F16_TOL, F32_TOL};
-use smelt_ir::{BinaryOp, DType, Op, UnaryOp, VariadicOp};
+use common::{check, gpu, random, Rng, Tol, EXACT, F16_TOL, F32_TOL};
+use smelt_ir::{BinaryOp, DType, Op, Tensor, UnaryOp, VariadicOp};
 
 fn unary_ops() -> Vec<(UnaryOp, f32, f32)> {
     use UnaryOp::*;
@@ -126,5 +126,35 @@ fn binary_with_broadcasting() {
             check(&ctx, &Op::Binary(BinaryOp::Mul), &[Some(&a), Some(&b)], &[], 1, F16_TOL);
             check(&ctx, &Op::Binary(BinaryOp::Add), &[Some(&a), Some(&b)], &[], 1, F16_TOL);
         }
+    }
+}
+
+/// Tiny results must be right relatively, not just within F32_TOL's absolute
+/// 1e-5: softplus(-10) is 4.5e-5, and `log(1 + e^x)` got it 0.1% wrong (ONNX's
+/// Mish cases failed by that on the GPU only).
+#[test]
+fn softplus_and_mish_of_very_negative_inputs() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(11);
+    let relative = Tol { abs: 0.0, rel: 1e-4 };
+    for op in [UnaryOp::Softplus, UnaryOp::Mish] {
+        let x = random(&mut rng, DType::F32, &[3, 37], -17.0, -5.0);
+        check(&ctx, &Op::Unary(op), &[Some(&x)], &[], 1, relative);
+    }
+    // ... and Tanh of the tiny values Softplus gives there (Mish's expanded form).
+    let x = random(&mut rng, DType::F32, &[3, 37], -1e-3, 1e-3);
+    check(&ctx, &Op::Unary(UnaryOp::Tanh), &[Some(&x)], &[], 1, relative);
+}
+
+/// Mod by an infinite divisor: fmod(x, inf) is x, and Python's % moves it to the
+/// divisor's side (x - inf * trunc(x / inf) gave NaN).
+#[test]
+fn mod_by_infinity_and_zero() {
+    let Some(ctx) = gpu() else { return };
+    let (inf, nan) = (f32::INFINITY, f32::NAN);
+    let x = Tensor::from_vec(&[10], vec![-3.0f32, 3.0, -1.0, 1.0, inf, -inf, 1.0, 1.0, nan, 5.5]).unwrap();
+    let y = Tensor::from_vec(&[10], vec![inf, inf, -inf, -inf, 2.0, 2.0, 0.0, -0.0, 2.0, -3.0]).unwrap();
+    for fmod in [true, false] {
+        check(&ctx, &Op::Binary(BinaryOp::Mod { fmod }), &[Some(&x), Some(&y)], &[], 1, EXACT);
     }
 }

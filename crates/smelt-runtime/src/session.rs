@@ -79,6 +79,18 @@ impl Session {
             Device::Cpu => Box::new(CpuBackend::new(options.threads)?),
             Device::Gpu(ordinal) => Box::new(GpuBackend::new(ordinal)?),
         };
+        Session::compile(graph, pass_report, backend.as_ref())
+    }
+
+    /// Prepares a graph for a backend the caller keeps, so that many models share
+    /// one opened GPU (its device, buffer pool and compiled pipelines) instead of
+    /// opening their own; `options.device` is not consulted.
+    pub fn from_graph_on(graph: Graph, backend: &dyn Backend, options: &SessionOptions) -> Result<Session> {
+        let (graph, pass_report) = prepare_graph(graph, options.optimize)?;
+        Session::compile(graph, pass_report, backend)
+    }
+
+    fn compile(graph: Graph, pass_report: Option<smelt_passes::PassReport>, backend: &dyn Backend) -> Result<Session> {
         let plan = backend.compile(&graph)?;
         Ok(Session { graph, plan, backend: backend.name(), pass_report })
     }
