@@ -169,3 +169,54 @@ fn one_context_per_adapter_and_a_lost_one_is_replaced() {
     assert_eq!(used.samples[0].0, vec![("gpu_uuid".to_string(), gpu_uuid(&fresh))]);
     assert!(gpu_uuid(&fresh).starts_with(&format!("gpu{n}-")), "{}", gpu_uuid(&fresh));
 }
+
+/// A KIND_GPU model whose device is lost fails its requests with a message
+/// saying so; unloading and loading it opens a fresh context, and it serves.
+#[test]
+fn a_lost_device_fails_requests_until_the_model_is_reloaded() {
+    use crate::datatype::WireType;
+    use crate::infer::{InputTensor, TensorData};
+    use crate::models::{LoadOverride, ModelControlMode, ModelRegistry, RegistryOptions};
+    if devices_with_gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/model_repository/simple_cnn");
+    std::fs::create_dir_all(dir.path().join("cnn/1")).unwrap();
+    std::fs::copy(example.join("1/model.onnx"), dir.path().join("cnn/1/model.onnx")).unwrap();
+    let text = std::fs::read_to_string(example.join("config.pbtxt")).unwrap();
+    let text = text.replace("simple_cnn", "cnn").replace("KIND_CPU", "KIND_GPU");
+    std::fs::write(dir.path().join("cnn/config.pbtxt"), text).unwrap();
+    let registry = ModelRegistry::new(RegistryOptions {
+        repositories: vec![dir.path().to_path_buf()],
+        strict_config: false,
+        control_mode: ModelControlMode::Explicit,
+        session: Default::default(),
+    });
+    registry.load_blocking("cnn", LoadOverride::default()).unwrap();
+    let input = || {
+        let values: Vec<f32> = (0..3 * 32 * 32).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
+        vec![InputTensor {
+            name: "input".into(),
+            wire: WireType::F32,
+            shape: vec![1, 3, 32, 32],
+            data: TensorData::Tensor(smelt_ir::Tensor::from_vec(&[1, 3, 32, 32], values).unwrap()),
+        }]
+    };
+    let served = registry.ready_version("cnn", "").unwrap();
+    assert!(served.gpu_uuid.is_some());
+    served.run_unscheduled(input()).unwrap();
+    let contexts = registry.gpu_devices().open();
+    assert_eq!(contexts.len(), 1);
+    contexts[0].mark_lost("test");
+    let err = served.run_unscheduled(input()).unwrap_err();
+    assert_eq!(err.kind, crate::error::ErrorKind::Internal);
+    assert!(err.message.contains("GPU device lost") && err.message.contains("Reload the model"), "{err}");
+    registry.unload("cnn").unwrap();
+    registry.load_blocking("cnn", LoadOverride::default()).unwrap();
+    let fresh = registry.ready_version("cnn", "").unwrap();
+    fresh.run_unscheduled(input()).unwrap();
+    let now = registry.gpu_devices().open();
+    assert_eq!(now.len(), 1);
+    assert!(!Arc::ptr_eq(&now[0], &contexts[0]), "the reload opened a fresh context");
+}
