@@ -156,7 +156,7 @@ fn one_context_per_adapter_and_a_lost_one_is_replaced() {
     assert!(devices.open().is_empty(), "a lost context is not reported");
     let fresh = devices.context(Some(n), GpuConfig::default(), "m").unwrap();
     assert!(!Arc::ptr_eq(&ctx, &fresh) && !fresh.is_lost(), "a lost context is never handed out again");
-    let err = devices.context(Some(99), GpuConfig::default(), "m").unwrap_err();
+    let Err(err) = devices.context(Some(99), GpuConfig::default(), "m") else { panic!("gpu:99 opened") };
     assert!(err.contains("gpu:99 does not exist"), "{err}");
 
     let families = GpuMetrics { devices: Arc::new(devices) }.families();
