@@ -270,7 +270,8 @@ impl MetricSource for GpuMetrics {
         if open.is_empty() {
             return Vec::new();
         }
-        let rows: Vec<(Vec<(String, String)>, &GpuContext, PoolStats)> =
+        type Labels = Vec<(String, String)>;
+        let rows: Vec<(Labels, &GpuContext, PoolStats)> =
             open.iter().map(|c| (vec![("gpu_uuid".to_string(), gpu_uuid(c))], c.as_ref(), c.pool_stats())).collect();
         type Value = fn(&GpuContext, &PoolStats) -> f64;
         let families: [(&str, &str, MetricKind, Value); 10] = [

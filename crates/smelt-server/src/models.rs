@@ -41,6 +41,16 @@ enum Device {
     },
 }
 
+/// One version to load: the model, its configuration file, the device, and
+/// the version's model file.
+struct VersionTarget<'a> {
+    name: &'a str,
+    file: &'a str,
+    device: &'a Device,
+    version: i64,
+    path: &'a Path,
+}
+
 /// The state of one version, as the repository index reports it.
 #[derive(Clone)]
 pub enum VersionState {
@@ -364,7 +374,8 @@ impl ModelRegistry {
         let mut completed: Option<Arc<ModelConfig>> = None;
         for v in selected {
             let path = on_disk[&v].join(&config.default_model_filename);
-            let state = match self.load_version(name, &file, v, &path, &mut config, &mut completed, &device) {
+            let target = VersionTarget { name, file: &file, device: &device, version: v, path: &path };
+            let state = match self.load_version(&target, &mut config, &mut completed) {
                 Ok(served) => VersionState::Ready(Arc::new(served)),
                 Err(reason) => VersionState::Unavailable(reason),
             };
@@ -375,14 +386,11 @@ impl ModelRegistry {
 
     fn load_version(
         &self,
-        name: &str,
-        file: &str,
-        version: i64,
-        path: &Path,
+        target: &VersionTarget,
         config: &mut ModelConfig,
         completed: &mut Option<Arc<ModelConfig>>,
-        device: &Device,
     ) -> std::result::Result<ServedVersion, String> {
+        let VersionTarget { name, file, device, version, path } = *target;
         if !path.is_file() {
             return Err(format!("model file {} not found", path.display()));
         }
