@@ -148,11 +148,13 @@ pub fn usable_gpu() -> Option<usize> {
 }
 
 /// config.pbtxt `parameters` that set the GPU context: (Smelt's name, the
-/// reference Metal backend's name, the [`GpuConfig::set`] key).
-pub const GPU_PARAMETERS: [(&str, &str, &str); 3] = [
-    ("gpu_pool_max_bytes", "MPS_MAX_POOL_SIZE", "pool_max_bytes"),
-    ("gpu_buffer_max_age_secs", "MPS_MAX_BUFFER_AGE", "buffer_max_age_secs"),
-    ("gpu_verbose", "MPS_VERBOSE", "verbose"),
+/// reference Metal backend's name if it has one, the [`GpuConfig::set`] key).
+pub const GPU_PARAMETERS: [(&str, Option<&str>, &str); 5] = [
+    ("gpu_pool_max_bytes", Some("MPS_MAX_POOL_SIZE"), "pool_max_bytes"),
+    ("gpu_buffer_max_age_secs", Some("MPS_MAX_BUFFER_AGE"), "buffer_max_age_secs"),
+    ("gpu_verbose", Some("MPS_VERBOSE"), "verbose"),
+    ("gpu_transfer", None, "transfer"),
+    ("gpu_cpu_ops", None, "cpu_ops"),
 ];
 
 /// The GPU settings a model asks for: the environment's (`SMELT_GPU_*`, `MPS_*`),
@@ -167,9 +169,9 @@ pub fn gpu_config(
 ) -> Result<GpuConfig, ConfigError> {
     let mut gpu = GpuConfig::from_lookup(env).map_err(|e| ConfigError::new(model, file, None, e.to_string()))?;
     for key in config.parameters.keys() {
-        let known = GPU_PARAMETERS.iter().any(|(name, alias, _)| key == name || key == alias);
+        let known = GPU_PARAMETERS.iter().any(|(name, alias, _)| key == name || Some(key.as_str()) == *alias);
         if key.starts_with("gpu_") && !known {
-            let names: Vec<&str> = GPU_PARAMETERS.iter().flat_map(|(n, a, _)| [*n, *a]).collect();
+            let names: Vec<&str> = GPU_PARAMETERS.iter().flat_map(|(n, a, _)| std::iter::once(*n).chain(*a)).collect();
             return Err(ConfigError::new(
                 model,
                 file,
@@ -179,7 +181,8 @@ pub fn gpu_config(
         }
     }
     for (name, alias, setting) in GPU_PARAMETERS {
-        let given = [name, alias].into_iter().find_map(|k| config.parameters.get(k).map(|p| (k, &p.string_value)));
+        let given =
+            std::iter::once(name).chain(alias).find_map(|k| config.parameters.get(k).map(|p| (k, &p.string_value)));
         if let Some((key, value)) = given {
             gpu.set(setting, value)
                 .map_err(|message| ConfigError::new(model, file, Some(format!("parameters.{key}")), message))?;

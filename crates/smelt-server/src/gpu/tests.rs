@@ -100,6 +100,10 @@ fn parameters_set_the_gpu_config() {
         gpu_config(&parse(&text), "m", "f", env(&[("SMELT_GPU_POOL_MAX_BYTES", "5"), ("MPS_VERBOSE", "1")])).unwrap();
     assert_eq!(g.pool_max_bytes, 2048);
     assert!(g.verbose, "what the configuration leaves out comes from the environment");
+    let text = param("gpu_transfer", "staging") + &param("gpu_cpu_ops", "Resize,TopK");
+    let g = gpu_config(&parse(&text), "m", "f", &none).unwrap();
+    assert_eq!(g.cpu_ops, ["Resize", "TopK"]);
+    assert!(gpu_config(&parse(&param("gpu_transfer", "dma")), "m", "f", &none).is_err());
     // Parameters for something else are left alone.
     assert!(gpu_config(&parse(&param("execution_mode", "fast")), "m", "f", &none).is_ok());
 }
