@@ -102,7 +102,7 @@ def model_repo(tmp_path_factory) -> Path:
     (folder / "warmup" / "row.bin").write_bytes(np.arange(FEATURES, dtype=np.float32).tobytes())
     write_model(repo, "bad_warmup", model, config("bad_warmup", 8, extra=BAD_WARMUP))
     write_model(repo, "gpu_group", model,
-                config("gpu_group", 8, extra="instance_group [ { kind: KIND_GPU, count: 1 } ]"))
+                config("gpu_group", 8, extra="instance_group [ { kind: KIND_GPU, gpus: [ 0, 1 ], count: 1 } ]"))
     return repo
 
 
@@ -258,10 +258,11 @@ def test_a_failing_warmup_fails_the_load_with_the_reason(client):
     assert client.is_model_ready("batched")
 
 
-def test_a_gpu_instance_group_is_unavailable_with_a_reason(client):
+def test_an_instance_group_on_two_gpus_is_unavailable_with_a_reason(client):
+    # A model runs on one device (test_server_gpu.py has KIND_GPU models that serve).
     assert not client.is_model_ready("gpu_group")
     index = {m["name"]: m for m in client.get_model_repository_index()}
     entry = index["gpu_group"]
     assert entry["state"] == "UNAVAILABLE"
-    assert "gpu_group" in entry["reason"] and "instance_group[0]" in entry["reason"], entry
-    assert "KIND_GPU" in entry["reason"], entry
+    assert "gpu_group" in entry["reason"] and "instance_group[0].gpus" in entry["reason"], entry
+    assert "one device" in entry["reason"], entry

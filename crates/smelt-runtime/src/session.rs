@@ -90,6 +90,12 @@ impl Session {
         Session::compile(graph, pass_report, backend)
     }
 
+    /// Loads a model and compiles it for `backend`, as [`from_graph_on`](Self::from_graph_on).
+    pub fn load_on(path: &Path, backend: &dyn Backend, options: &SessionOptions) -> Result<Session> {
+        let model = smelt_onnx::load_model(path)?;
+        Session::from_graph_on(model.graph, backend, options)
+    }
+
     fn compile(graph: Graph, pass_report: Option<smelt_passes::PassReport>, backend: &dyn Backend) -> Result<Session> {
         let plan = backend.compile(&graph)?;
         Ok(Session { graph, plan, backend: backend.name(), pass_report })

@@ -11,6 +11,7 @@ use crate::scheduler::tensors::{concat_batch, split_batch};
 use crate::scheduler::{Admission, BatchKey, Executor, Failure, Scheduler};
 use crate::stats::{ExecutionTimes, FailureReason, RequestTimes, VersionStats};
 use smelt_ir::Tensor;
+use smelt_runtime::gpu::GpuContext;
 use smelt_runtime::{RuntimeError, Session};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,6 +81,8 @@ pub struct ServedVersion {
     pub stats: Arc<VersionStats>,
     /// How long loading (and warming up) took, for `nv_model_load_duration_secs`.
     pub load_duration: Duration,
+    /// The adapter a KIND_GPU version runs on (the `gpu_uuid` label of its metrics).
+    pub gpu_uuid: Option<String>,
 }
 
 /// Runs executions of the model: the part of a version the scheduler drives.
@@ -90,6 +93,8 @@ struct ModelRunner {
     inputs: Vec<TensorPlan>,
     outputs: Vec<TensorPlan>,
     stats: Arc<VersionStats>,
+    /// The GPU context of a KIND_GPU version (to tell a lost device apart).
+    gpu: Option<Arc<GpuContext>>,
 }
 
 /// A checked request in the form the model takes: its tensors (reshaped, with
@@ -159,6 +164,7 @@ impl ServedVersion {
         version: i64,
         config: Arc<ModelConfig>,
         session: Session,
+        gpu: Option<Arc<GpuContext>>,
     ) -> std::result::Result<ServedVersion, String> {
         let scheduling = SchedulerConfig::from_model_config(&config)?;
         let plan = |name: &str, data_type: i32, dims: &[i64], reshape: Option<&Vec<i64>>, optional: bool| {
@@ -184,6 +190,7 @@ impl ServedVersion {
             inputs,
             outputs,
             stats: stats.clone(),
+            gpu: gpu.clone(),
         });
         Ok(ServedVersion {
             model: model.to_string(),
@@ -193,6 +200,7 @@ impl ServedVersion {
             config,
             stats,
             load_duration: Duration::ZERO,
+            gpu_uuid: gpu.as_deref().map(crate::gpu::gpu_uuid),
         })
     }
 
@@ -497,10 +505,22 @@ impl ModelRunner {
             RuntimeError::Input { .. } | RuntimeError::UnknownInput { .. } | RuntimeError::MissingInput { .. } => {
                 Failure::new(ServerError::invalid(format!("model '{}': {e}", self.model)), FailureReason::Other)
             }
-            other => Failure::new(
-                ServerError::internal(format!("model '{}' failed: {other}", self.model)),
-                FailureReason::Backend,
-            ),
+            other => match &self.gpu {
+                Some(ctx) if ctx.is_lost() => Failure::new(
+                    ServerError::internal(format!(
+                        "model '{}' failed: GPU device lost on gpu:{} '{}': {other}. Reload the model (unload and \
+                         load it, with --model-control-mode=explicit, or restart the server) to open a fresh device",
+                        self.model,
+                        ctx.summary.ordinal,
+                        ctx.name()
+                    )),
+                    FailureReason::Backend,
+                ),
+                _ => Failure::new(
+                    ServerError::internal(format!("model '{}' failed: {other}", self.model)),
+                    FailureReason::Backend,
+                ),
+            },
         })?;
         let compute_infer = infer_start.elapsed();
 

@@ -22,6 +22,7 @@
 pub mod config;
 pub mod datatype;
 pub mod error;
+pub mod gpu;
 pub mod grpc;
 pub mod http;
 pub mod infer;

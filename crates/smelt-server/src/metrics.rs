@@ -178,7 +178,18 @@ impl Metrics {
             .ready_set(None)
             .iter()
             .map(|v| VersionRow {
-                labels: format!("model=\"{}\",version=\"{}\"", escape(&v.model), v.version),
+                // GPU instances carry the adapter, as Triton labels them.
+                labels: match &v.gpu_uuid {
+                    Some(uuid) => {
+                        format!(
+                            "gpu_uuid=\"{}\",model=\"{}\",version=\"{}\"",
+                            escape(uuid),
+                            escape(&v.model),
+                            v.version
+                        )
+                    }
+                    None => format!("model=\"{}\",version=\"{}\"", escape(&v.model), v.version),
+                },
                 snapshot: v.stats.snapshot(),
                 pending: v.pending_requests() as f64,
                 load_secs: v.load_duration.as_secs_f64(),

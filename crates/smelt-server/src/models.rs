@@ -3,11 +3,14 @@
 
 use crate::config::{self, ConfigError};
 use crate::error::{Result, ServerError};
+use crate::gpu::{GpuDevices, Placement};
 use crate::infer::ServedVersion;
+use crate::proto::inference::model_instance_group::Kind;
 use crate::proto::inference::ModelConfig;
 use crate::repository::{self, ModelIo, ModelSource};
 use serde_json::Value;
-use smelt_runtime::{Session, SessionOptions};
+use smelt_runtime::gpu::GpuContext;
+use smelt_runtime::{GpuBackend, Session, SessionOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +28,27 @@ pub enum ModelControlMode {
     Poll,
     /// Only `--load-model` models at startup; load/unload requests allowed.
     Explicit,
+}
+
+/// The device a model's versions are loaded on.
+enum Device {
+    Cpu,
+    /// `auto`: chosen for KIND_AUTO, so a model the GPU backend cannot compile
+    /// falls back to the CPU.
+    Gpu {
+        ctx: Arc<GpuContext>,
+        auto: bool,
+    },
+}
+
+/// One version to load: the model, its configuration file, the device, and
+/// the version's model file.
+struct VersionTarget<'a> {
+    name: &'a str,
+    file: &'a str,
+    device: &'a Device,
+    version: i64,
+    path: &'a Path,
 }
 
 /// The state of one version, as the repository index reports it.
@@ -88,6 +112,8 @@ pub struct ModelRegistry {
     /// Where load requests with file contents write their model folders.
     scratch: PathBuf,
     scratch_counter: AtomicU64,
+    /// The GPU contexts of KIND_GPU models, one per adapter.
+    gpus: Arc<GpuDevices>,
 }
 
 impl Drop for ModelRegistry {
@@ -109,7 +135,13 @@ impl ModelRegistry {
             changes: std::sync::Mutex::new(()),
             scratch,
             scratch_counter: AtomicU64::new(0),
+            gpus: Arc::new(GpuDevices::default()),
         }
+    }
+
+    /// The GPU contexts models run on (for the metrics).
+    pub fn gpu_devices(&self) -> Arc<GpuDevices> {
+        self.gpus.clone()
     }
 
     pub fn control_mode(&self) -> ModelControlMode {
@@ -318,6 +350,7 @@ impl ModelRegistry {
             None => (repository::read_config(source, strict)?, source.config_path().display().to_string()),
         };
         repository::complete_static(&mut config, name, &file, strict)?;
+        let device = self.open_device(&mut config, name, &file)?;
         let on_disk = repository::version_dirs(&source.dir).map_err(|e| ConfigError::new(name, &file, None, e))?;
         let available: BTreeSet<i64> = on_disk.keys().copied().collect();
         let (selected, missing) = repository::select_versions(config.version_policy.as_ref(), &available);
@@ -341,7 +374,8 @@ impl ModelRegistry {
         let mut completed: Option<Arc<ModelConfig>> = None;
         for v in selected {
             let path = on_disk[&v].join(&config.default_model_filename);
-            let state = match self.load_version(name, &file, v, &path, &mut config, &mut completed) {
+            let target = VersionTarget { name, file: &file, device: &device, version: v, path: &path };
+            let state = match self.load_version(&target, &mut config, &mut completed) {
                 Ok(served) => VersionState::Ready(Arc::new(served)),
                 Err(reason) => VersionState::Unavailable(reason),
             };
@@ -352,18 +386,37 @@ impl ModelRegistry {
 
     fn load_version(
         &self,
-        name: &str,
-        file: &str,
-        version: i64,
-        path: &Path,
+        target: &VersionTarget,
         config: &mut ModelConfig,
         completed: &mut Option<Arc<ModelConfig>>,
     ) -> std::result::Result<ServedVersion, String> {
+        let VersionTarget { name, file, device, version, path } = *target;
         if !path.is_file() {
             return Err(format!("model file {} not found", path.display()));
         }
         let start = Instant::now();
-        let session = Session::load(path, &self.options.session).map_err(|e| format!("{}: {e}", path.display()))?;
+        let options = &self.options.session;
+        let cpu = || Session::load(path, options).map_err(|e| format!("{}: {e}", path.display()));
+        let (session, gpu) = match device {
+            Device::Cpu => (cpu()?, None),
+            Device::Gpu { ctx, auto } => match Session::load_on(path, &GpuBackend::on_context(ctx.clone()), options) {
+                Ok(session) => (session, Some(ctx.clone())),
+                Err(e) if *auto => {
+                    tracing::warn!(
+                        "model '{name}' (KIND_AUTO) cannot run on gpu:{} ({e}); running it on the CPU",
+                        ctx.summary.ordinal
+                    );
+                    config.instance_group.iter_mut().for_each(|g| {
+                        g.kind = Kind::Cpu as i32;
+                        g.gpus.clear();
+                    });
+                    (cpu()?, None)
+                }
+                Err(e) => {
+                    return Err(format!("{} on gpu:{} ({}): {e}", path.display(), ctx.summary.ordinal, ctx.name()))
+                }
+            },
+        };
         let io = ModelIo::from_session(&session);
         let config = match completed {
             Some(done) => {
@@ -380,7 +433,7 @@ impl ModelRegistry {
                 done
             }
         };
-        let mut served = ServedVersion::new(name, version, config, session)?;
+        let mut served = ServedVersion::new(name, version, config, session, gpu)?;
         // Warmup runs before the version is READY; a failing sample fails the load.
         let model_dir = path.parent().and_then(Path::parent).unwrap_or(Path::new("."));
         crate::warmup::run(&served, model_dir)?;
@@ -391,6 +444,31 @@ impl ModelRegistry {
             start.elapsed().as_secs_f64()
         );
         Ok(served)
+    }
+
+    /// The device the instance groups name, opened (a shared context per GPU
+    /// adapter). A GPU that cannot be opened fails the model, naming the field
+    /// that chose it.
+    fn open_device(
+        &self,
+        config: &mut ModelConfig,
+        name: &str,
+        file: &str,
+    ) -> std::result::Result<Device, ConfigError> {
+        let auto = config.instance_group.iter().all(|g| g.kind == Kind::Auto as i32);
+        match crate::gpu::placement(config, name, file, crate::gpu::usable_gpu)? {
+            Placement::Cpu => Ok(Device::Cpu),
+            Placement::Gpu { ordinal, field } => {
+                let settings = crate::gpu::gpu_config(config, name, file, |k| std::env::var(k).ok())?;
+                let ctx = self.gpus.context(ordinal, settings, name).map_err(|e| {
+                    ConfigError::new(name, file, Some(field), format!("cannot run the model on a GPU: {e}"))
+                })?;
+                for group in config.instance_group.iter_mut().filter(|g| g.kind == Kind::Gpu as i32) {
+                    group.gpus = vec![ctx.summary.ordinal as i32];
+                }
+                Ok(Device::Gpu { ctx, auto })
+            }
+        }
     }
 
     /// The ready version a request names (`version` empty: the highest ready one).

@@ -4,8 +4,8 @@
 //!
 //! Fields Smelt acts on: `name`, `platform`, `backend`, `version_policy`,
 //! `max_batch_size`, `input`/`output` (`name`, `data_type`, `dims`, `reshape`,
-//! `optional`, `is_shape_tensor`), `instance_group` (`kind`, `count`) and
-//! `default_model_filename`. Every other field is parsed, kept and reported by
+//! `optional`, `is_shape_tensor`), `instance_group` (`kind`, `count`, `gpus`; see
+//! [`crate::gpu`]), `parameters` (the GPU settings) and `default_model_filename`. Every other field is parsed, kept and reported by
 //! `/config`.
 
 use crate::config::{self, ConfigError};
@@ -188,18 +188,13 @@ pub fn complete_static(config: &mut ModelConfig, model: &str, file: &str, strict
         if group.count == 0 {
             group.count = 1;
         }
-        match model_instance_group::Kind::try_from(group.kind) {
-            Ok(model_instance_group::Kind::Auto) => group.kind = model_instance_group::Kind::Cpu as i32,
-            Ok(model_instance_group::Kind::Cpu | model_instance_group::Kind::Model) => {}
-            Ok(model_instance_group::Kind::Gpu) => {
-                return Err(err(
-                    &format!("instance_group[{i}].kind"),
-                    "KIND_GPU needs Smelt's GPU backend, which this build does not have yet; use KIND_CPU".to_string(),
-                ))
-            }
-            Err(_) => return Err(err(&format!("instance_group[{i}].kind"), format!("unknown kind {}", group.kind))),
+        // KIND_AUTO is resolved, and the groups' devices checked, by
+        // crate::gpu::placement (it needs to know the adapters).
+        if model_instance_group::Kind::try_from(group.kind).is_err() {
+            return Err(err(&format!("instance_group[{i}].kind"), format!("unknown kind {}", group.kind)));
         }
     }
+    crate::gpu::gpu_config(config, model, file, |_| None)?;
     if let Some(ModelVersionPolicy { policy_choice: None }) = config.version_policy {
         config.version_policy = None;
     }
@@ -611,7 +606,8 @@ mod tests {
             ("platform: \"tensorflow_savedmodel\"", "platform", "not supported"),
             ("platform: \"onnxruntime_onnx\" backend: \"smelt\"", "backend", "does not go with"),
             ("max_batch_size: -1", "max_batch_size", "must be 0"),
-            ("instance_group [ { kind: KIND_GPU } ]", "instance_group[0].kind", "GPU backend"),
+            ("parameters { key: \"MPS_MAX_POOL_SIZE\" value: { string_value: \"lots\" } }", "parameters.MPS_MAX_POOL_SIZE", "'lots'"),
+            ("parameters { key: \"gpu_colour\" value: { string_value: \"1\" } }", "parameters.gpu_colour", "gpu_pool_max_bytes"),
             ("instance_group [ { count: -2 } ]", "instance_group[0].count", "-2"),
             ("max_batch_size: 8 input [ { name: \"zz\" } ]", "input[0].name", "no input 'zz'"),
             (

@@ -111,6 +111,7 @@ async fn serve(options: ServerOptions) -> Result<(), String> {
     };
     if options.allow_metrics {
         let metrics = crate::metrics::Metrics::new(registry.clone(), options.metrics.clone());
+        metrics.add_source(Arc::new(crate::gpu::GpuMetrics { devices: registry.gpu_devices() }));
         let at = options.metrics.address.clone().unwrap_or_else(|| options.http_address.clone());
         crate::metrics::listen(metrics, &at, options.metrics_port, stop_tx.subscribe()).await?;
     }

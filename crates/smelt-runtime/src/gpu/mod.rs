@@ -74,12 +74,19 @@ impl GpuBackend {
     }
 
     pub fn with_config(ordinal: Option<usize>, config: GpuConfig) -> Result<GpuBackend> {
-        let ctx = GpuContext::new(ordinal, config)?;
+        Ok(Self::on_context(GpuContext::new(ordinal, config)?))
+    }
+
+    /// A backend on a context opened elsewhere (the server shares one context per
+    /// adapter among its models, so they share one buffer pool).
+    pub fn on_context(ctx: Arc<GpuContext>) -> GpuBackend {
         if let Ok(mut open) = OPEN_CONTEXTS.lock() {
             open.retain(|c| c.strong_count() > 0);
-            open.push(Arc::downgrade(&ctx));
+            if !open.iter().any(|c| std::ptr::eq(c.as_ptr(), Arc::as_ptr(&ctx))) {
+                open.push(Arc::downgrade(&ctx));
+            }
         }
-        Ok(GpuBackend { ctx })
+        GpuBackend { ctx }
     }
 
     pub fn context(&self) -> &Arc<GpuContext> {
