@@ -1,13 +1,13 @@
 //! Conv (1-D and 2-D, groups, depthwise, fused bias and activation) as an implicit
-//! GEMM (kernels/conv.wgsl). 1-D convolutions run as 2-D ones of height 1.
+//! GEMM (kernels/conv.wgsl), register-tiled like MatMul. 1-D convolutions run as
+//! 2-D ones of height 1.
 
 use super::activation;
+use super::matmul::{override_sets, tile_shape};
 use super::Family;
 use crate::kernel::{Bind, GpuKernel, KernelRequest, KernelSource, NodeIo, Recorder};
 use crate::{GpuError, Result};
 use smelt_ir::{AutoPad, ConvAttrs, DType, Op};
-
-const TILE: usize = 64;
 
 static CONV_F32: KernelSource = KernelSource {
     name: "conv2d_f32",
@@ -15,7 +15,7 @@ static CONV_F32: KernelSource = KernelSource {
     dtype: DType::F32,
     entries: &["conv2d"],
     needs_f16: false,
-    override_sets: activation::all_override_sets,
+    override_sets,
 };
 
 pub static FAMILY: Family = Family { name: "conv", sources: &[&CONV_F32], build };
@@ -71,8 +71,13 @@ pub(crate) fn pads_for(
     }
 }
 
+/// A dimension as the kernel's u32, below 2^31 so that the kernel's loop counters
+/// cannot wrap around (its pipeline is built without wgpu's loop bounding).
 fn u(v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| GpuError::kernel("conv", "a dimension is 2^32 or more"))
+    u32::try_from(v)
+        .ok()
+        .filter(|&x| x < 1 << 31)
+        .ok_or_else(|| GpuError::kernel("conv", "a dimension is 2^31 or more"))
 }
 
 impl GpuKernel for Conv {
@@ -146,11 +151,21 @@ impl GpuKernel for Conv {
             u(cog)?,
             bias.is_some() as u32,
         ];
-        let groups = [u((n * oh * ow).div_ceil(TILE))?, u(cog.div_ceil(TILE))?, u(group)?];
+        let pixels = n * oh * ow;
+        // The kernel computes these products itself, in u32: they must fit too.
+        u(pixels)?;
+        u(cig * kh * kw)?;
+        u(n * c * h * wd)?;
+        u(n * co * oh * ow)?;
+        let shape = tile_shape(cog, pixels, group);
+        let mut overrides = self.overrides.clone();
+        overrides.extend(shape.overrides());
+        let tile = shape.tile();
+        let groups = [u(pixels.div_ceil(tile))?, u(cog.div_ceil(tile))?, u(group)?];
         rec.dispatch(
             &CONV_F32,
             "conv2d",
-            &self.overrides,
+            &overrides,
             &[Bind::Tensor(x), Bind::Tensor(w), bias.map_or(Bind::Placeholder, Bind::Tensor), Bind::Tensor(y)],
             &params,
             groups,

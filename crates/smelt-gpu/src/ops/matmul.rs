@@ -1,6 +1,7 @@
 //! MatMul (numpy semantics, broadcast batches, fused bias and activation) and Gemm
-//! (transposes, alpha, beta, C, fused activation) on one tiled kernel
-//! (kernels/matmul.wgsl). A constant B larger than one binding may cover (GPT-2's
+//! (transposes, alpha, beta, C, fused activation) on kernels/matmul.wgsl: a
+//! register-tiled GEMM in two tile sizes, and a GEMV for single rows, chosen per
+//! shape at record time. A constant B larger than one binding may cover (GPT-2's
 //! 50257-wide output projection on small GPUs) is split by columns at build time.
 
 use super::activation;
@@ -10,16 +11,74 @@ use crate::kernel::{Bind, GpuKernel, KernelRequest, KernelSource, NodeIo, Record
 use crate::{GpuError, Result};
 use smelt_ir::{DType, Op, Tensor, UnaryOp};
 
-const TILE: usize = 64;
+/// Column blocks of a split B are a multiple of this (the largest tile's width).
+const TILE: usize = 128;
 const MAX_BATCH_RANK: usize = 4;
+/// Columns of Y per `gemv` workgroup.
+const GEMV_COLS: usize = 32;
+
+/// A shape of the tiled kernel (kernels/matmul.wgsl, also conv.wgsl): `TT` x `TT`
+/// threads, each computing `MT` x `MT` outputs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct TileShape {
+    pub tt: usize,
+    pub mt: usize,
+}
+
+impl TileShape {
+    /// Rows (and columns) of Y per workgroup.
+    pub fn tile(self) -> usize {
+        self.tt * self.mt
+    }
+
+    pub fn overrides(self) -> [(&'static str, f64); 2] {
+        [("TT", self.tt as f64), ("MT", self.mt as f64)]
+    }
+}
+
+/// Largest first. 128 x 128 tiles load each element once per 8 x 8 outputs of a
+/// thread, the most reuse. Smaller tiles keep 256 threads and drop to 64-thread
+/// workgroups only last: on an H100 a 1024^3 product ran at 3.9 TFLOP/s in
+/// 64-thread workgroups of 64 x 64 tiles, and at 9.5 in 256-thread ones (4 x 4
+/// micro-tiles), both with loop bounding on.
+pub(crate) const TILE_SHAPES: [TileShape; 3] =
+    [TileShape { tt: 16, mt: 8 }, TileShape { tt: 16, mt: 4 }, TileShape { tt: 8, mt: 4 }];
+
+/// A shape moves to the next smaller tile while it would make fewer workgroups
+/// than this: about one per multiprocessor of a large GPU (an H100 has 132).
+const MIN_GROUPS: usize = 128;
+
+/// The tile for an m x n product (output channels x pixels for Conv) in `batch`
+/// independent batches (or groups).
+pub(crate) fn tile_shape(m: usize, n: usize, batch: usize) -> TileShape {
+    for shape in &TILE_SHAPES[..TILE_SHAPES.len() - 1] {
+        if m.div_ceil(shape.tile()) * n.div_ceil(shape.tile()) * batch >= MIN_GROUPS {
+            return *shape;
+        }
+    }
+    TILE_SHAPES[TILE_SHAPES.len() - 1]
+}
+
+/// Every override set a tiled launcher may choose: each activation with each tile
+/// shape (`gemv` ignores the tile).
+pub(crate) fn override_sets() -> Vec<Vec<(&'static str, f64)>> {
+    let mut sets = Vec::new();
+    for shape in TILE_SHAPES {
+        for mut set in activation::all_override_sets() {
+            set.extend(shape.overrides());
+            sets.push(set);
+        }
+    }
+    sets
+}
 
 static MATMUL_F32: KernelSource = KernelSource {
     name: "matmul_f32",
     wgsl: concat!(include_str!("../../kernels/activation.wgsl"), include_str!("../../kernels/matmul.wgsl")),
     dtype: DType::F32,
-    entries: &["matmul"],
+    entries: &["matmul", "gemv"],
     needs_f16: false,
-    override_sets: activation::all_override_sets,
+    override_sets,
 };
 
 pub static FAMILY: Family = Family { name: "matmul", sources: &[&MATMUL_F32], build };
@@ -84,8 +143,14 @@ struct MatMul {
     chunks: Option<ColumnChunks>,
 }
 
+/// A dimension, offset or stride as the kernel's u32, below 2^31 so that the
+/// kernel's loop counters (K plus one step) cannot wrap around: its pipeline is
+/// built without wgpu's loop bounding (pipelines.rs), which relies on that.
 fn to_u32(v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| GpuError::kernel("matmul", "a dimension or offset is 2^32 or more"))
+    u32::try_from(v)
+        .ok()
+        .filter(|&x| x < 1 << 31)
+        .ok_or_else(|| GpuError::kernel("matmul", "a dimension or offset is 2^31 or more"))
 }
 
 impl GpuKernel for MatMul {
@@ -170,7 +235,6 @@ impl GpuKernel for MatMul {
         if self.chunks.is_some() && !batch_dims.is_empty() && batch_strides[1].iter().any(|&s| s != 0) {
             return Err(err("a split B must be shared by every batch".into()));
         }
-        let batch: usize = batch_dims.iter().product();
         // C / fused bias, broadcast over [m, n].
         let (c_sm, c_sn) = match bias {
             None => (0, 0),
@@ -180,6 +244,19 @@ impl GpuKernel for MatMul {
                 (s[0], s[1])
             }
         };
+        // A shared B with contiguous batches of A and Y is one product of
+        // batch * m rows ([32, 128, 768] x [768, 768] in BERT, or GPT-2's decode
+        // rows of a batch): fuller tiles, and single rows stop being GEMVs. Not when
+        // C varies by row, since row m of the folded product is row m % M of C.
+        let m = if fold_batches(&batch_dims, &batch_strides, m, k, n) && (c_sm == 0 || m == 1) {
+            let rows = m * batch_dims.iter().product::<usize>();
+            batch_dims.clear();
+            batch_strides = [Vec::new(), Vec::new(), Vec::new()];
+            rows
+        } else {
+            m
+        };
+        let batch: usize = batch_dims.iter().product();
         let pad = |v: &[usize], fill: usize| -> Vec<usize> {
             let mut out = vec![fill; MAX_BATCH_RANK - v.len()];
             out.extend_from_slice(v);
@@ -216,38 +293,43 @@ impl GpuKernel for MatMul {
             }
             Ok(p)
         };
-        let c_bind = bias.map_or(Bind::Placeholder, Bind::Tensor);
         let batch_groups = to_u32(batch.max(1))?;
-        match &self.chunks {
-            None => {
-                let b = io.input(1, "matmul")?;
-                let params = params_for(0, n, b_sk)?;
-                let groups = [to_u32(n.div_ceil(TILE))?, to_u32(m.div_ceil(TILE))?, batch_groups];
-                rec.dispatch(
-                    &MATMUL_F32,
-                    "matmul",
-                    &self.overrides,
-                    &[Bind::Tensor(a), Bind::Tensor(b), c_bind, Bind::Tensor(y)],
-                    &params,
-                    groups,
-                )
+        // The variant, from the shape alone (every batch size records its own).
+        let shape = tile_shape(m, n, batch);
+        let mut tiled_overrides = self.overrides.clone();
+        tiled_overrides.extend(shape.overrides());
+        let dispatch = |rec: &mut Recorder, b: Bind, start: usize, width: usize, b_sk: usize| -> Result<()> {
+            let params = params_for(start, width, b_sk)?;
+            let c_bind = bias.map_or(Bind::Placeholder, Bind::Tensor);
+            let binds = [Bind::Tensor(a), b, c_bind, Bind::Tensor(y)];
+            if m == 1 {
+                let groups = [to_u32(width.div_ceil(GEMV_COLS))?, 1, batch_groups];
+                rec.dispatch(&MATMUL_F32, "gemv", &self.overrides, &binds, &params, groups)
+            } else {
+                let tile = shape.tile();
+                let groups = [to_u32(width.div_ceil(tile))?, to_u32(m.div_ceil(tile))?, batch_groups];
+                rec.dispatch(&MATMUL_F32, "matmul", &tiled_overrides, &binds, &params, groups)
             }
+        };
+        match &self.chunks {
+            None => dispatch(rec, Bind::Tensor(io.input(1, "matmul")?), 0, n, b_sk),
             Some(chunks) => {
                 for (start, width, buffer) in &chunks.blocks {
-                    let params = params_for(*start, *width, *width)?;
-                    let groups = [to_u32(width.div_ceil(TILE))?, to_u32(m.div_ceil(TILE))?, batch_groups];
-                    let c_bind = bias.map_or(Bind::Placeholder, Bind::Tensor);
-                    rec.dispatch(
-                        &MATMUL_F32,
-                        "matmul",
-                        &self.overrides,
-                        &[Bind::Tensor(a), Bind::Range(buffer, 0, buffer.size()), c_bind, Bind::Tensor(y)],
-                        &params,
-                        groups,
-                    )?;
+                    dispatch(rec, Bind::Range(buffer, 0, buffer.size()), *start, *width, *width)?;
                 }
                 Ok(())
             }
         }
     }
+}
+
+/// Whether a batched MatMul is one product of batch * m rows: B the same for
+/// every batch, and A and Y batches laid out one after another.
+fn fold_batches(dims: &[usize], strides: &[Vec<usize>; 3], m: usize, k: usize, n: usize) -> bool {
+    if dims.is_empty() || strides[1].iter().any(|&s| s != 0) {
+        return false;
+    }
+    let dense = contiguous_strides(dims);
+    dense.iter().zip(&strides[0]).all(|(d, s)| d * m * k == *s)
+        && dense.iter().zip(&strides[2]).all(|(d, s)| d * m * n == *s)
 }
