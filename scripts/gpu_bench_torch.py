@@ -212,10 +212,30 @@ def main() -> None:
     mk = sub.add_parser("make-matmul", help="write a one-MatMul ONNX model (A input, B constant)")
     mk.add_argument("out")
     mk.add_argument("--size", type=int, default=4096)
+    mk.add_argument("--repeat", type=int, default=0,
+                    help="instead: a chain of REPEAT products whose input is one row expanded on the "
+                         "device and whose output is summed there, so a run moves a few KB: "
+                         "(time of chain R - time of chain 1) / (R - 1) is one product's GPU time")
     mm = sub.add_parser("matmul")
     mm.add_argument("--size", type=int, default=4096)
     mm.add_argument("--seconds", type=float, default=5.0)
     args = p.parse_args()
+    if args.what == "make-matmul" and args.repeat > 0:
+        n, r = args.size, args.repeat
+        rng = np.random.default_rng(0)
+        inits = [numpy_helper.from_array((rng.standard_normal((n, n)) / np.sqrt(n)).astype(np.float32), "B"),
+                 numpy_helper.from_array(np.array([n, n], dtype=np.int64), "full"),
+                 numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0")]
+        nodes = [onnx.helper.make_node("Expand", ["row", "full"], ["t0"])]
+        for i in range(r):
+            nodes.append(onnx.helper.make_node("MatMul", [f"t{i}", "B"], [f"t{i + 1}"]))
+        nodes.append(onnx.helper.make_node("ReduceSum", [f"t{r}", "axis0"], ["Y"], keepdims=0))
+        graph = onnx.helper.make_graph(
+            nodes, "matmul_chain",
+            [onnx.helper.make_tensor_value_info("row", onnx.TensorProto.FLOAT, [1, n])],
+            [onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [n])], inits)
+        onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8), args.out)
+        return
     if args.what == "make-matmul":
         n = args.size
         b = numpy_helper.from_array(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32), "B")
