@@ -104,6 +104,27 @@ torch_rate() {
         || { tail -3 "$OUT/torch_$4.log" >&2; echo nan; }
 }
 
+echo "== accuracy: smelt --device gpu against onnxruntime (CPU) on the same random inputs"
+for spec in "resnet50 4 1" "bert_base 4 128" "gpt2_small 1 128"; do
+    set -- $spec
+    tag="$1_b$2_s$3"; dir="$OUT/acc_$tag"
+    python3 tools/random_inputs.py "$MODELS/$1.onnx" --batch "$2" --seq "$3" --out "$dir/in" >"$dir.inputs" 2>&1 \
+        || { echo "$tag: inputs failed"; cat "$dir.inputs"; continue; }
+    args=(); while IFS= read -r line; do args+=(--input "$line"); done <"$dir.inputs"
+    python3 tools/ort_reference.py "$MODELS/$1.onnx" "${args[@]}" --output-dir "$dir/ort" >/dev/null 2>"$dir.ort.log" \
+        || { echo "$tag: onnxruntime failed"; tail -3 "$dir.ort.log"; continue; }
+    "$SMELT_BIN" run "$MODELS/$1.onnx" "${args[@]}" --output-dir "$dir/smelt" --device gpu >/dev/null 2>"$dir.smelt.log" \
+        || { echo "$tag: smelt failed"; tail -3 "$dir.smelt.log"; continue; }
+    python3 - "$dir" "$tag" <<'PY' | tee -a "$OUT/summary.txt"
+import sys, pathlib, numpy as np
+d, tag = pathlib.Path(sys.argv[1]), sys.argv[2]
+for ref in sorted((d / "ort").glob("*.npy")):
+    want, got = np.load(ref), np.load(d / "smelt" / ref.name)
+    ratio = float(np.abs(got.astype(np.float64) - want).max() / max(np.abs(want).max(), 1e-30))
+    print(f"{tag:<22} {ref.stem:<20} max|d|/max|ref| {ratio:.2e} {'ok' if ratio <= 1e-3 else 'ABOVE 1e-3'}")
+PY
+done
+
 echo "== throughput (smelt: $([ $have_bench = 1 ] && echo 'smelt bench' || echo 'one smelt run, compile included'))"
 printf "%-26s %-12s %14s %14s %8s\n" case unit smelt pytorch ratio | tee "$OUT/summary.txt"
 for spec in "resnet50 1 1 images" "resnet50 32 1 images" "bert_base 1 128 sequences" \
