@@ -7,6 +7,8 @@
 #   setup         scripts/setup-test-env.sh: .venv, lavapipe, build/onnx-cases, build/models
 #   cargo build   cargo build --release (the smelt binary the Python tests drive)
 #   cargo test    cargo test --release --workspace (reuses the release artefacts)
+#   apple check   scripts/check-apple.sh: smelt-cpu (Accelerate) and smelt-gpu (Metal)
+#                 type-checked for aarch64-apple-darwin
 #   pytest        the Python integration tests (tests/python) with the venv's python;
 #                 extra arguments go to pytest (e.g. -k cli, -x).
 # Each stage's time is printed as it ends, except pytest's: it runs last and
@@ -60,5 +62,6 @@ CUDART_DIR="$(echo "$ROOT"/.venv/lib/python3*/site-packages/nvidia/cuda_runtime/
 export LD_LIBRARY_PATH="$CUDART_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 run_stage 'cargo build' cargo build --release
 run_stage 'cargo test' cargo test --release --workspace
+run_stage 'apple check' scripts/check-apple.sh
 # Last: pytest's own summary line closes the output.
 run_stage --last pytest "$PY" -m pytest tests/python -q "$@"

@@ -51,7 +51,8 @@ pub fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     }
 }
 
-/// Threads a [`Parallelism`] stands for.
+/// Threads a [`Parallelism`] stands for (the x86-64 kernels split work by hand).
+#[cfg(target_arch = "x86_64")]
 fn threads(parallelism: Parallelism) -> usize {
     match parallelism {
         Parallelism::None => 1,
