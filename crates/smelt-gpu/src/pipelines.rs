@@ -51,6 +51,9 @@ impl PipelineCache {
             return Ok(p.clone());
         }
         let start = std::time::Instant::now();
+        // A shader that does not compile is this kernel's error, not the device's:
+        // catch it here (rather than in the device's error log) and cache nothing.
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = {
             let mut modules = self.modules.lock().map_err(|_| poisoned())?;
             modules
@@ -80,6 +83,15 @@ impl PipelineCache {
             compilation_options: wgpu::PipelineCompilationOptions { constants: overrides, ..Default::default() },
             cache: None,
         });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            if let Ok(mut modules) = self.modules.lock() {
+                modules.remove(source.name);
+            }
+            return Err(GpuError::kernel(
+                source.name,
+                format!("the shader does not compile for entry '{entry}': {error}"),
+            ));
+        }
         let pipeline = Arc::new(pipeline);
         if verbose {
             tracing::info!(
