@@ -285,7 +285,7 @@ mod tests {
     fn malformed_requests_name_what_is_wrong() {
         let shm = SharedMemoryRegistry::new();
         let check = |request: ModelInferRequest, expected: &str| {
-            let e = decode_request(request, &shm).err().expect("the request should be refused");
+            let e = decode_request(request, &shm).expect_err("the request should be refused");
             assert_eq!(e.kind, crate::error::ErrorKind::InvalidArg, "{e}");
             assert!(e.message.contains(expected), "'{e}' should mention '{expected}'");
         };
@@ -344,8 +344,7 @@ mod tests {
         in_shm.parameters.insert("shared_memory_region".into(), string_param("nowhere"));
         in_shm.parameters.insert("shared_memory_byte_size".into(), int_param(4));
         let e = decode_request(ModelInferRequest { inputs: vec![in_shm], ..Default::default() }, &shm)
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert_eq!(e.kind, crate::error::ErrorKind::NotFound, "{e}");
         assert!(e.message.contains("nowhere"), "{e}");
     }

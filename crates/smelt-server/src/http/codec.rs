@@ -113,7 +113,7 @@ pub fn tensor_from_binary(name: &str, wire: WireType, shape: &[usize], bytes: &[
     let Some(size) = wire.element_size() else {
         return bytes_elements(name, shape, count, bytes).map(TensorData::Bytes);
     };
-    let expected = count.checked_mul(size).unwrap_or(usize::MAX);
+    let expected = count.saturating_mul(size);
     if bytes.len() != expected {
         return Err(ServerError::invalid(format!(
             "unexpected size for input '{name}': shape {shape:?} of {wire} needs {expected} bytes, its binary data \

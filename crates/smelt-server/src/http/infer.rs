@@ -111,7 +111,7 @@ fn raw_binary_request(served: &ServedVersion, bytes: &[u8]) -> Result<(InferRequ
     let size = wire.element_size().ok_or_else(|| {
         ServerError::invalid(format!("input '{name}' is BYTES; its shape cannot be worked out from raw bytes"))
     })?;
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(ServerError::invalid(format!(
             "raw input '{name}' of {wire} holds {} bytes, not a whole number of {size}-byte elements",
             bytes.len()
