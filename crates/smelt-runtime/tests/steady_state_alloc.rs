@@ -208,7 +208,7 @@ fn count_sites(sites: impl Iterator<Item = String>) -> String {
             None => counted.push((site, 1)),
         }
     }
-    counted.sort_by(|a, b| b.1.cmp(&a.1));
+    counted.sort_by_key(|c| std::cmp::Reverse(c.1));
     counted.iter().map(|(s, n)| format!("  {n:>6} × {s}")).collect::<Vec<_>>().join("\n")
 }
 

@@ -163,10 +163,7 @@ fn bytes_elements(name: &str, shape: &[usize], count: usize, mut bytes: &[u8]) -
 
 /// A response tensor as a flat JSON array.
 pub fn tensor_to_json(tensor: &Tensor) -> Value {
-    fn list<T: Copy>(t: &Tensor, f: impl Fn(T) -> Value) -> Value
-    where
-        T: smelt_ir::Element,
-    {
+    fn list<T: Copy + smelt_ir::Element>(t: &Tensor, f: impl Fn(T) -> Value) -> Value {
         Value::Array(t.as_slice::<T>().map(|s| s.iter().map(|&v| f(v)).collect()).unwrap_or_default())
     }
     let float = |v: f64| serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number);
