@@ -1,5 +1,6 @@
 //! Smelt's intermediate representation: element types, symbolic shapes, host
-//! tensors, the typed op enum, the graph, and shape inference.
+//! tensors, the typed op enum, the graph, shape inference, and the op semantics
+//! on concrete values that more than one backend computes.
 //!
 //! The IR knows nothing of devices or file formats: importers build it, passes
 //! rewrite it, backends compile it.
@@ -10,6 +11,7 @@ mod error;
 mod graph;
 pub mod infer;
 mod op;
+pub mod semantics;
 mod shape;
 mod tensor;
 

@@ -12,10 +12,8 @@
 use super::operands::{expect_dtype, expect_shape, first_output, optional_nonempty, required};
 use crate::{CpuError, Result};
 use rayon::prelude::*;
-use smelt_ir::{
-    CoordinateTransform, Element, KeepAspectRatioPolicy, NearestMode, Op, ResizeAttrs, ResizeMode, TensorView,
-    TensorViewMut,
-};
+use smelt_ir::semantics::resize::{axis_filter, nearest_map, AxisFilter, ResizePlan};
+use smelt_ir::{Element, Op, ResizeAttrs, ResizeMode, TensorView, TensorViewMut};
 
 pub fn eval(op: &Op, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Result<()> {
     match op {
@@ -32,284 +30,12 @@ pub fn eval(op: &Op, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut
     }
 }
 
-// ── Resize: sizes and scales ───────────────────────────────────────────────
+// ── Resize ─────────────────────────────────────────────────────────────────
+//
+// The plan (output size, scale and roi per dim) and the per-axis filters come
+// from smelt_ir::semantics::resize, which the GPU's record-time tables use too.
 
 const OP: &str = "Resize";
-
-/// Per dim of X: the output size, the scale the coordinate transform divides
-/// by, and the region of interest (start, end) as fractions of the input.
-#[derive(Debug, PartialEq)]
-struct ResizePlan {
-    out_shape: Vec<usize>,
-    scales: Vec<f64>,
-    roi: Vec<(f64, f64)>,
-}
-
-impl ResizePlan {
-    fn new(
-        attrs: &ResizeAttrs,
-        x: &[usize],
-        roi: Option<TensorView>,
-        scales: Option<TensorView>,
-        sizes: Option<TensorView>,
-    ) -> Result<ResizePlan> {
-        let rank = x.len();
-        let axes: Vec<usize> = match &attrs.axes {
-            Some(axes) => {
-                let mut out = Vec::with_capacity(axes.len());
-                for &a in axes {
-                    let a = if a < 0 { a + rank as i64 } else { a };
-                    if a < 0 || a >= rank as i64 || out.contains(&(a as usize)) {
-                        return Err(CpuError::invalid(OP, format!("axes {axes:?} are invalid for rank {rank}")));
-                    }
-                    out.push(a as usize);
-                }
-                out
-            }
-            None => (0..rank).collect(),
-        };
-        let mut roi_dims = vec![(0.0, 1.0); rank];
-        if let Some(roi) = roi {
-            let v = roi.to_f64_vec();
-            if v.len() != 2 * axes.len() {
-                return Err(CpuError::invalid(OP, format!("roi has {} values for {} axes", v.len(), axes.len())));
-            }
-            for (i, &a) in axes.iter().enumerate() {
-                roi_dims[a] = (v[i], v[axes.len() + i]);
-            }
-        }
-        let mut out_shape = x.to_vec();
-        let mut scale_dims = vec![1.0f64; rank];
-        match (scales, sizes) {
-            (Some(_), Some(_)) => return Err(CpuError::invalid(OP, "only one of scales and sizes may be given")),
-            (None, None) => return Err(CpuError::invalid(OP, "one of scales and sizes is required")),
-            (Some(s), None) => {
-                if !s.dtype.is_float() {
-                    return Err(CpuError::invalid(OP, format!("scales must be float, got {}", s.dtype)));
-                }
-                let v = s.to_f64_vec();
-                if v.len() != axes.len() {
-                    return Err(CpuError::invalid(
-                        OP,
-                        format!("scales has {} values for {} axes", v.len(), axes.len()),
-                    ));
-                }
-                for (&a, &s) in axes.iter().zip(&v) {
-                    if s <= 0.0 {
-                        return Err(CpuError::invalid(OP, format!("scales must be positive, got {v:?}")));
-                    }
-                    scale_dims[a] = s;
-                    out_shape[a] = (s * x[a] as f64) as usize;
-                }
-            }
-            (None, Some(s)) => {
-                let v = super::operands::int_values(OP, "sizes", s)?;
-                if v.len() != axes.len() || v.iter().any(|&d| d < 0) {
-                    return Err(CpuError::invalid(OP, format!("sizes {v:?} do not fit {} axes", axes.len())));
-                }
-                for (&a, &d) in axes.iter().zip(&v) {
-                    scale_dims[a] = d as f64 / x[a] as f64;
-                    out_shape[a] = d as usize;
-                }
-                if attrs.keep_aspect_ratio_policy != KeepAspectRatioPolicy::Stretch {
-                    let pick = axes.iter().map(|&a| scale_dims[a]);
-                    let scale = if attrs.keep_aspect_ratio_policy == KeepAspectRatioPolicy::NotLarger {
-                        pick.fold(f64::INFINITY, f64::min)
-                    } else {
-                        pick.fold(f64::NEG_INFINITY, f64::max)
-                    };
-                    for &a in &axes {
-                        scale_dims[a] = scale;
-                        // Rounded half up, as ONNX's reference does.
-                        out_shape[a] = (scale * x[a] as f64 + 0.5) as usize;
-                    }
-                }
-            }
-        }
-        Ok(ResizePlan { out_shape, scales: scale_dims, roi: roi_dims })
-    }
-
-    /// Whether `dim` keeps its size and coordinates (skipped, as the reference does).
-    fn is_identity(&self, dim: usize, input: usize) -> bool {
-        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
-        let (start, end) = self.roi[dim];
-        close(self.scales[dim], 1.0) && self.out_shape[dim] == input && start.abs() <= 1e-9 && close(end, 1.0)
-    }
-}
-
-/// The input coordinate output index `j` of a dim maps to (ONNX's
-/// `coordinate_transformation_mode`), and whether it lies outside the input in
-/// `tf_crop_and_resize` (then the output is `extrapolation_value`).
-fn source_coordinate(
-    mode: CoordinateTransform,
-    j: usize,
-    scale: f64,
-    input: usize,
-    output: usize,
-    roi: (f64, f64),
-) -> (f64, bool) {
-    let y = j as f64;
-    let in_f = input as f64;
-    // The reference uses scale × input (not the rounded output size) here.
-    let out_f = scale * in_f;
-    match mode {
-        CoordinateTransform::AlignCorners => (if out_f == 1.0 { 0.0 } else { y * (in_f - 1.0) / (out_f - 1.0) }, false),
-        CoordinateTransform::Asymmetric => (y / scale, false),
-        CoordinateTransform::TfCropAndResize => {
-            let (start, end) = roi;
-            let x = if out_f == 1.0 {
-                (end - start) * (in_f - 1.0) / 2.0
-            } else {
-                y * (end - start) * (in_f - 1.0) / (out_f - 1.0)
-            } + start * (in_f - 1.0);
-            (x, x < 0.0 || x > in_f - 1.0)
-        }
-        CoordinateTransform::PytorchHalfPixel => (if out_f == 1.0 { -0.5 } else { (y + 0.5) / scale - 0.5 }, false),
-        CoordinateTransform::HalfPixel => ((y + 0.5) / scale - 0.5, false),
-        CoordinateTransform::HalfPixelSymmetric => {
-            let adjustment = output as f64 / out_f;
-            let offset = in_f / 2.0 * (1.0 - adjustment);
-            (offset + (y + 0.5) / scale - 0.5, false)
-        }
-    }
-}
-
-// ── Resize: per-axis filters ───────────────────────────────────────────────
-
-/// One axis of a separable resize: every output position is either the
-/// extrapolation value or `Σ weight · input[index]` over `taps` positions.
-#[derive(Debug)]
-struct AxisFilter {
-    taps: usize,
-    index: Vec<usize>,
-    weight: Vec<f64>,
-    extrapolate: Vec<bool>,
-}
-
-/// Interpolation weights for a position whose fractional offset from its left
-/// neighbour is `ratio` (in (0, 1]; 1 on an exact input position).
-fn coefficients(attrs: &ResizeAttrs, ratio: f64, scale: f64) -> Vec<f64> {
-    let a = attrs.cubic_coeff_a as f64;
-    match (attrs.mode, attrs.antialias) {
-        (ResizeMode::Nearest, _) => {
-            if ratio == 1.0 {
-                return vec![0.0, 1.0];
-            }
-            let left = match attrs.nearest_mode {
-                NearestMode::RoundPreferFloor => ratio <= 0.5,
-                NearestMode::RoundPreferCeil => ratio < 0.5,
-                NearestMode::Floor => true,
-                NearestMode::Ceil => false,
-            };
-            if left {
-                vec![1.0, 0.0]
-            } else {
-                vec![0.0, 1.0]
-            }
-        }
-        (ResizeMode::Linear, false) => vec![1.0 - ratio, ratio],
-        (ResizeMode::Linear, true) => {
-            let scale = scale.min(1.0);
-            let start = (-1.0 / scale).floor() as i64 + 1;
-            let footprint = 2 - 2 * start;
-            let c: Vec<f64> = (start..start + footprint)
-                .map(|i| (1.0 - ((i as f64 - ratio) * scale).abs()).clamp(0.0, 1.0))
-                .collect();
-            normalized(c)
-        }
-        (ResizeMode::Cubic, false) => {
-            let r = ratio;
-            let s = 1.0 - ratio;
-            vec![
-                ((a * (r + 1.0) - 5.0 * a) * (r + 1.0) + 8.0 * a) * (r + 1.0) - 4.0 * a,
-                ((a + 2.0) * r - (a + 3.0)) * r * r + 1.0,
-                ((a + 2.0) * s - (a + 3.0)) * s * s + 1.0,
-                ((a * (s + 1.0) - 5.0 * a) * (s + 1.0) + 8.0 * a) * (s + 1.0) - 4.0 * a,
-            ]
-        }
-        (ResizeMode::Cubic, true) => {
-            let scale = scale.min(1.0);
-            let kernel = |x: f64| {
-                let x = x.abs();
-                let (x2, x3) = (x * x, x * x * x);
-                if x <= 1.0 {
-                    (a + 2.0) * x3 - (a + 3.0) * x2 + 1.0
-                } else if x < 2.0 {
-                    a * x3 - 5.0 * a * x2 + 8.0 * a * x - 4.0 * a
-                } else {
-                    0.0
-                }
-            };
-            let start = (-2.0 / scale).floor() as i64 + 1;
-            let end = 2 - start;
-            normalized((start..end).map(|i| kernel(scale * (i as f64 - ratio))).collect())
-        }
-    }
-}
-
-fn normalized(mut c: Vec<f64>) -> Vec<f64> {
-    let sum: f64 = c.iter().sum();
-    c.iter_mut().for_each(|v| *v /= sum);
-    c
-}
-
-fn axis_filter(attrs: &ResizeAttrs, input: usize, output: usize, scale: f64, roi: (f64, f64)) -> AxisFilter {
-    let mut taps = 0;
-    let (mut index, mut weight, mut extrapolate) = (Vec::new(), Vec::new(), Vec::with_capacity(output));
-    for j in 0..output {
-        let (x, outside) = source_coordinate(attrs.coordinate_transform, j, scale, input, output, roi);
-        let floor = x.floor();
-        let ratio = if x == floor { 1.0 } else { x - floor };
-        let mut c = coefficients(attrs, ratio, scale);
-        let n = c.len();
-        taps = n;
-        // The n input positions nearest x, ties to the smaller index (the
-        // reference's rule), as offsets from floor(x).
-        let frac = x - floor;
-        let first = if n % 2 == 0 {
-            floor as i64 - (n / 2) as i64 + i64::from(frac != 0.0)
-        } else {
-            floor as i64 - ((n - 1) / 2) as i64 + i64::from(frac > 0.5)
-        };
-        if attrs.exclude_outside {
-            for (t, w) in c.iter_mut().enumerate() {
-                let i = first + t as i64;
-                if i < 0 || i >= input as i64 {
-                    *w = 0.0;
-                }
-            }
-            let sum: f64 = c.iter().sum();
-            if sum != 0.0 {
-                c.iter_mut().for_each(|w| *w /= sum);
-            }
-        }
-        for (t, w) in c.into_iter().enumerate() {
-            index.push((first + t as i64).clamp(0, input as i64 - 1) as usize);
-            weight.push(w);
-        }
-        extrapolate.push(outside);
-    }
-    AxisFilter { taps, index, weight, extrapolate }
-}
-
-/// The input index each output position of a dim reads with nearest mode, or
-/// `None` where it extrapolates.
-fn nearest_map(attrs: &ResizeAttrs, input: usize, output: usize, scale: f64, roi: (f64, f64)) -> Vec<Option<usize>> {
-    let f = axis_filter(attrs, input, output, scale, roi);
-    (0..output)
-        .map(|j| {
-            if f.extrapolate[j] {
-                None
-            } else {
-                // Nearest coefficients are one-hot over two taps.
-                let t = if f.weight[j * 2] != 0.0 { 0 } else { 1 };
-                Some(f.index[j * 2 + t])
-            }
-        })
-        .collect()
-}
-
-// ── Resize: evaluation ─────────────────────────────────────────────────────
 
 fn resize(attrs: &ResizeAttrs, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Result<()> {
     let x = required(OP, inputs, 0)?;
@@ -319,8 +45,7 @@ fn resize(attrs: &ResizeAttrs, inputs: &[Option<TensorView>], outputs: &mut [Ten
     let roi = optional_nonempty(inputs, 1);
     let scales = optional_nonempty(inputs, 2);
     let sizes = optional_nonempty(inputs, 3);
-    let roi = roi.filter(|_| attrs.coordinate_transform == CoordinateTransform::TfCropAndResize);
-    let plan = ResizePlan::new(attrs, x.shape, roi, scales, sizes)?;
+    let plan = ResizePlan::new(attrs, x.shape, roi, scales, sizes).map_err(|e| CpuError::invalid(OP, e))?;
     let y = first_output(OP, outputs)?;
     expect_shape(OP, "output", y.shape, &plan.out_shape)?;
     expect_dtype(OP, "output", y.dtype, x.dtype)?;
@@ -501,8 +226,8 @@ fn space_to_depth(x: TensorView, b: usize, y: &mut TensorViewMut) -> Result<()> 
 mod tests {
     use super::*;
     use crate::ops::testing::{assert_close, random, run_op, try_run_op};
-    use smelt_ir::DType;
     use smelt_ir::Tensor;
+    use smelt_ir::{CoordinateTransform, DType, KeepAspectRatioPolicy, NearestMode};
 
     fn attrs(mode: ResizeMode, ct: CoordinateTransform) -> ResizeAttrs {
         ResizeAttrs {

@@ -4,8 +4,9 @@
 //! tf_crop_and_resize's `extrapolation_value`, over up to 8 dims.
 //!
 //! Scales, sizes and roi are host values, so the per-dim interpolation tables are
-//! built here at record time, in f64 following smelt-cpu (and ONNX's reference)
-//! step for step, and the kernel only sums weighted taps. Linear and cubic run in
+//! built here at record time from smelt_ir::semantics::resize (the plan and
+//! filters smelt-cpu evaluates with, in f64 following ONNX's reference), and the
+//! kernel only sums weighted taps. Linear and cubic run in
 //! f32 and f16; nearest is an exact gather for every type of 1, 2, 4 or 8 bytes
 //! (1- and 2-byte ones packed four or two to a word, one thread per word).
 //! Integer linear/cubic (rounded half to even on the CPU) stays on the CPU.
@@ -13,7 +14,8 @@
 use super::Family;
 use crate::kernel::{grid_1d, Bind, GpuKernel, KernelRequest, KernelSource, NodeIo, Recorder};
 use crate::{GpuError, Result};
-use smelt_ir::{CoordinateTransform, DType, KeepAspectRatioPolicy, NearestMode, Op, ResizeAttrs, ResizeMode, Tensor};
+use smelt_ir::semantics::resize::{axis_filter, nearest_map, ResizePlan};
+use smelt_ir::{DType, Op, ResizeAttrs, ResizeMode, Tensor};
 
 const WG: u32 = 256;
 const MAX_RANK: usize = 8;
@@ -92,269 +94,36 @@ fn u(v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| err("a dimension or offset is 2^32 or more"))
 }
 
-/// Output size, the scale the coordinate transform divides by, and the roi
-/// (start, end) of every dim.
-struct Plan {
-    out_shape: Vec<usize>,
-    scales: Vec<f64>,
-    roi: Vec<(f64, f64)>,
-}
-
-/// A host input that is present and not empty (ONNX's way to leave one out).
-fn nonempty<'a>(io: &'a NodeIo, i: usize) -> Option<&'a Tensor> {
-    io.host(i).filter(|t| !t.is_empty())
-}
-
-fn plan(attrs: &ResizeAttrs, x: &[usize], io: &NodeIo) -> Result<Plan> {
-    let rank = x.len();
-    let axes: Vec<usize> = match &attrs.axes {
-        Some(axes) => {
-            let mut out: Vec<usize> = Vec::with_capacity(axes.len());
-            for &a in axes {
-                let a = if a < 0 { a + rank as i64 } else { a };
-                if a < 0 || a >= rank as i64 || out.contains(&(a as usize)) {
-                    return Err(err(format!("axes {axes:?} are invalid for rank {rank}")));
-                }
-                out.push(a as usize);
-            }
-            out
-        }
-        None => (0..rank).collect(),
-    };
-    let roi_host = nonempty(io, 1).filter(|_| attrs.coordinate_transform == CoordinateTransform::TfCropAndResize);
-    let mut roi = vec![(0.0, 1.0); rank];
-    if let Some(t) = roi_host {
-        let v = t.to_f64_vec();
-        if v.len() != 2 * axes.len() {
-            return Err(err(format!("roi has {} values for {} axes", v.len(), axes.len())));
-        }
-        for (i, &a) in axes.iter().enumerate() {
-            roi[a] = (v[i], v[axes.len() + i]);
-        }
-    }
-    // The runtime knows every shape-deciding input on the host (Op::shape_inputs),
-    // so an input missing here is absent from the node.
-    let (scales, sizes) = (nonempty(io, 2), nonempty(io, 3));
-    let mut out_shape = x.to_vec();
-    let mut scale = vec![1.0f64; rank];
-    match (scales, sizes) {
-        (Some(_), Some(_)) => return Err(err("only one of scales and sizes may be given")),
-        (None, None) => return Err(err("one of scales and sizes is required")),
-        (Some(s), None) => {
-            if !s.dtype().is_float() {
-                return Err(err(format!("scales must be float, got {}", s.dtype())));
-            }
-            let v = s.to_f64_vec();
-            if v.len() != axes.len() || v.iter().any(|&s| s <= 0.0) {
-                return Err(err(format!("scales {v:?} do not fit {} axes or are not positive", axes.len())));
-            }
-            for (&a, &s) in axes.iter().zip(&v) {
-                scale[a] = s;
-                out_shape[a] = (s * x[a] as f64) as usize;
-            }
-        }
-        (None, Some(s)) => {
-            if !matches!(s.dtype(), DType::I64 | DType::I32) {
-                return Err(err(format!("sizes must be integers, got {}", s.dtype())));
-            }
-            let v = s.to_i64_vec();
-            if v.len() != axes.len() || v.iter().any(|&d| d < 0) {
-                return Err(err(format!("sizes {v:?} do not fit {} axes", axes.len())));
-            }
-            for (&a, &d) in axes.iter().zip(&v) {
-                scale[a] = d as f64 / x[a] as f64;
-                out_shape[a] = d as usize;
-            }
-            if attrs.keep_aspect_ratio_policy != KeepAspectRatioPolicy::Stretch {
-                let pick = axes.iter().map(|&a| scale[a]);
-                let s = if attrs.keep_aspect_ratio_policy == KeepAspectRatioPolicy::NotLarger {
-                    pick.fold(f64::INFINITY, f64::min)
-                } else {
-                    pick.fold(f64::NEG_INFINITY, f64::max)
-                };
-                for &a in &axes {
-                    scale[a] = s;
-                    // Rounded half up, as ONNX's reference does.
-                    out_shape[a] = (s * x[a] as f64 + 0.5) as usize;
-                }
-            }
-        }
-    }
-    Ok(Plan { out_shape, scales: scale, roi })
-}
-
-impl Plan {
-    /// A dim that keeps its size and coordinates: read straight through (the CPU
-    /// skips it too, so both agree to the bit there).
-    fn is_identity(&self, d: usize, input: usize) -> bool {
-        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
-        let (start, end) = self.roi[d];
-        close(self.scales[d], 1.0) && self.out_shape[d] == input && start.abs() <= 1e-9 && close(end, 1.0)
-    }
-}
-
-/// The input coordinate output position `j` maps to, and whether it is outside
-/// the input (tf_crop_and_resize only).
-fn source_coordinate(
-    mode: CoordinateTransform,
-    j: usize,
-    scale: f64,
-    input: usize,
-    output: usize,
-    roi: (f64, f64),
-) -> (f64, bool) {
-    let y = j as f64;
-    let in_f = input as f64;
-    // ONNX's reference uses scale × input here, not the rounded output size.
-    let out_f = scale * in_f;
-    match mode {
-        CoordinateTransform::AlignCorners => (if out_f == 1.0 { 0.0 } else { y * (in_f - 1.0) / (out_f - 1.0) }, false),
-        CoordinateTransform::Asymmetric => (y / scale, false),
-        CoordinateTransform::TfCropAndResize => {
-            let (start, end) = roi;
-            let x = if out_f == 1.0 {
-                (end - start) * (in_f - 1.0) / 2.0
-            } else {
-                y * (end - start) * (in_f - 1.0) / (out_f - 1.0)
-            } + start * (in_f - 1.0);
-            (x, x < 0.0 || x > in_f - 1.0)
-        }
-        CoordinateTransform::PytorchHalfPixel => (if out_f == 1.0 { -0.5 } else { (y + 0.5) / scale - 0.5 }, false),
-        CoordinateTransform::HalfPixel => ((y + 0.5) / scale - 0.5, false),
-        CoordinateTransform::HalfPixelSymmetric => {
-            let adjustment = output as f64 / out_f;
-            let offset = in_f / 2.0 * (1.0 - adjustment);
-            (offset + (y + 0.5) / scale - 0.5, false)
-        }
-    }
-}
-
-fn normalized(mut c: Vec<f64>) -> Vec<f64> {
-    let sum: f64 = c.iter().sum();
-    c.iter_mut().for_each(|v| *v /= sum);
-    c
-}
-
-/// Weights of the taps around a position `ratio` (in (0, 1]) past its left
-/// neighbour.
-fn coefficients(attrs: &ResizeAttrs, ratio: f64, scale: f64) -> Vec<f64> {
-    let a = attrs.cubic_coeff_a as f64;
-    match (attrs.mode, attrs.antialias) {
-        (ResizeMode::Nearest, _) => {
-            if ratio == 1.0 {
-                return vec![0.0, 1.0];
-            }
-            let left = match attrs.nearest_mode {
-                NearestMode::RoundPreferFloor => ratio <= 0.5,
-                NearestMode::RoundPreferCeil => ratio < 0.5,
-                NearestMode::Floor => true,
-                NearestMode::Ceil => false,
-            };
-            if left {
-                vec![1.0, 0.0]
-            } else {
-                vec![0.0, 1.0]
-            }
-        }
-        (ResizeMode::Linear, false) => vec![1.0 - ratio, ratio],
-        (ResizeMode::Linear, true) => {
-            // Downscaling widens the triangle filter to 1/scale input cells.
-            let scale = scale.min(1.0);
-            let start = (-1.0 / scale).floor() as i64 + 1;
-            let footprint = 2 - 2 * start;
-            normalized(
-                (start..start + footprint)
-                    .map(|i| (1.0 - ((i as f64 - ratio) * scale).abs()).clamp(0.0, 1.0))
-                    .collect(),
-            )
-        }
-        (ResizeMode::Cubic, false) => {
-            let (r, s) = (ratio, 1.0 - ratio);
-            vec![
-                ((a * (r + 1.0) - 5.0 * a) * (r + 1.0) + 8.0 * a) * (r + 1.0) - 4.0 * a,
-                ((a + 2.0) * r - (a + 3.0)) * r * r + 1.0,
-                ((a + 2.0) * s - (a + 3.0)) * s * s + 1.0,
-                ((a * (s + 1.0) - 5.0 * a) * (s + 1.0) + 8.0 * a) * (s + 1.0) - 4.0 * a,
-            ]
-        }
-        (ResizeMode::Cubic, true) => {
-            let scale = scale.min(1.0);
-            let kernel = |x: f64| {
-                let x = x.abs();
-                let (x2, x3) = (x * x, x * x * x);
-                if x <= 1.0 {
-                    (a + 2.0) * x3 - (a + 3.0) * x2 + 1.0
-                } else if x < 2.0 {
-                    a * x3 - 5.0 * a * x2 + 8.0 * a * x - 4.0 * a
-                } else {
-                    0.0
-                }
-            };
-            let start = (-2.0 / scale).floor() as i64 + 1;
-            let end = 2 - start;
-            normalized((start..end).map(|i| kernel(scale * (i as f64 - ratio))).collect())
-        }
-    }
-}
-
 /// One resized dim's table: `taps` and, per output position, `taps` (input
-/// index, weight) pairs, or `None` where the position extrapolates.
+/// index, weight) pairs, or `OUTSIDE` and padding where the position
+/// extrapolates. Built from smelt-ir's filters, which the CPU evaluates with, so
+/// both backends read the same positions with the same weights.
 fn axis_table(attrs: &ResizeAttrs, input: usize, output: usize, scale: f64, roi: (f64, f64)) -> (usize, Vec<u32>) {
-    let nearest = attrs.mode == ResizeMode::Nearest;
-    let mut positions: Vec<Option<Vec<(usize, f64)>>> = Vec::with_capacity(output);
-    for j in 0..output {
-        let (x, outside) = source_coordinate(attrs.coordinate_transform, j, scale, input, output, roi);
-        let floor = x.floor();
-        let ratio = if x == floor { 1.0 } else { x - floor };
-        let mut c = coefficients(attrs, ratio, scale);
-        let n = c.len();
-        // The n input positions nearest x, ties to the smaller index, as in the
-        // reference.
-        let frac = x - floor;
-        let first = if n.is_multiple_of(2) {
-            floor as i64 - (n / 2) as i64 + i64::from(frac != 0.0)
-        } else {
-            floor as i64 - ((n - 1) / 2) as i64 + i64::from(frac > 0.5)
-        };
-        if attrs.exclude_outside {
-            for (t, w) in c.iter_mut().enumerate() {
-                let i = first + t as i64;
-                if i < 0 || i >= input as i64 {
-                    *w = 0.0;
-                }
-            }
-            let sum: f64 = c.iter().sum();
-            if sum != 0.0 {
-                c.iter_mut().for_each(|w| *w /= sum);
+    if attrs.mode == ResizeMode::Nearest {
+        // One tap: the input position the one-hot coefficients pick.
+        let map = nearest_map(attrs, input, output, scale, roi);
+        let mut words = Vec::with_capacity(output * 2);
+        for i in map {
+            match i {
+                Some(i) => words.extend([i as u32, 1.0f32.to_bits()]),
+                None => words.extend([OUTSIDE, 0]),
             }
         }
-        let index = |t: usize| (first + t as i64).clamp(0, input as i64 - 1) as usize;
-        let entry = if outside {
-            None
-        } else if nearest {
-            // One-hot over two taps: keep the chosen one.
-            let t = if c[0] != 0.0 { 0 } else { 1 };
-            Some(vec![(index(t), 1.0)])
-        } else {
-            Some(c.iter().enumerate().map(|(t, &w)| (index(t), w)).collect())
-        };
-        positions.push(entry);
+        return (1, words);
     }
-    // Every position of one dim has the same count (one for nearest); a dim
-    // entirely outside the roi has none, and one placeholder tap.
-    let taps = positions.iter().flatten().map(|p| p.len()).next().unwrap_or(1);
+    let f = axis_filter(attrs, input, output, scale, roi);
+    // Every position of one dim has the same count; a dim entirely outside the
+    // roi has none, and one placeholder tap.
+    let taps = if f.extrapolate.iter().all(|&e| e) { 1 } else { f.taps };
     let mut words = Vec::with_capacity(output * taps * 2);
-    for pos in positions {
-        match pos {
-            None => {
-                words.push(OUTSIDE);
-                words.resize(words.len() + 2 * taps - 1, 0);
-            }
-            Some(entries) => {
-                for (i, w) in entries {
-                    words.push(i as u32);
-                    words.push((w as f32).to_bits());
-                }
+    for j in 0..output {
+        if f.extrapolate[j] {
+            words.push(OUTSIDE);
+            words.resize(words.len() + 2 * taps - 1, 0);
+        } else {
+            for t in j * taps..(j + 1) * taps {
+                words.push(f.index[t] as u32);
+                words.push((f.weight[t] as f32).to_bits());
             }
         }
     }
@@ -407,7 +176,10 @@ impl GpuKernel for Resize {
         if rank == 0 || rank > MAX_RANK {
             return Err(err(format!("input of rank {rank}: the kernel takes ranks 1 to {MAX_RANK}")));
         }
-        let plan = plan(&self.attrs, &x.shape, io)?;
+        // The runtime knows every shape-deciding input on the host
+        // (Op::shape_inputs), so an input missing here is absent from the node.
+        let host = |i: usize| io.host(i).map(Tensor::view);
+        let plan = ResizePlan::new(&self.attrs, &x.shape, host(1), host(2), host(3)).map_err(err)?;
         if plan.out_shape != y.shape {
             return Err(err(format!("output shape {:?}, but scales/sizes give {:?}", y.shape, plan.out_shape)));
         }
