@@ -20,6 +20,7 @@ use super::winograd::{WinogradConv, WinogradShape, WinogradTile};
 use crate::{CpuError, Kernel, Result, Scratch};
 use half::f16;
 use rayon::prelude::*;
+use smelt_ir::semantics::conv_transpose::{spatial_geometry, SpatialGeometry};
 use smelt_ir::{AutoPad, ConvAttrs, ConvTransposeAttrs, DType, Op, Tensor, TensorView, TensorViewMut, UnaryOp};
 use std::sync::{Arc, OnceLock};
 
@@ -848,65 +849,13 @@ impl TransposeGeometry {
         if x.len() < 3 || w.len() != x.len() {
             return Err(bad(format!("X {x:?} and W {w:?} must both be [N, C, spatial..] with the same rank")));
         }
-        let rank = x.len() - 2;
         let group = c.group.max(1);
-        if w[0] != x[1] || x[1] % group != 0 {
+        if w[0] != x[1] || !x[1].is_multiple_of(group) {
             return Err(bad(format!("W {w:?} does not fit X {x:?} with {group} groups")));
         }
+        // Output size and pads per spatial dim: shared with smelt-gpu's launcher.
+        let SpatialGeometry { strides, dilations, output, pads } = spatial_geometry(attrs, x, w).map_err(bad)?;
         let kernel = w[2..].to_vec();
-        if let Some(ks) = &c.kernel_shape {
-            if ks != &kernel {
-                return Err(bad(format!("kernel_shape {ks:?} differs from W's spatial dims {kernel:?}")));
-            }
-        }
-        let strides = per_dim(OP, "strides", &c.strides, rank, 1)?;
-        let dilations = per_dim(OP, "dilations", &c.dilations, rank, 1)?;
-        let output_padding = per_dim(OP, "output_padding", &attrs.output_padding, rank, 0)?;
-        let (begin, end) = explicit_pads(OP, &c.pads, rank)?;
-        if strides.contains(&0) || dilations.contains(&0) {
-            return Err(bad("strides and dilations must be positive".into()));
-        }
-        let requested = match &attrs.output_shape {
-            // Some exporters write the full [N, C, spatial..] shape.
-            Some(s) if s.len() == rank + 2 => Some(&s[2..]),
-            Some(s) if s.len() == rank => Some(&s[..]),
-            Some(s) => return Err(bad(format!("output_shape {s:?} does not have {rank} spatial dims"))),
-            None => None,
-        };
-        let same = matches!(c.auto_pad, AutoPad::SameUpper | AutoPad::SameLower);
-        let mut output = Vec::with_capacity(rank);
-        let mut pads = Vec::with_capacity(rank);
-        for d in 0..rank {
-            let full =
-                (strides[d] * (x[d + 2].max(1) - 1) + output_padding[d] + (kernel[d].max(1) - 1) * dilations[d] + 1)
-                    as isize;
-            // With a target size (given, or the input times the stride for SAME),
-            // the padding is whatever makes the full result that size: split evenly,
-            // the odd one at the end for SAME_UPPER and at the start for SAME_LOWER
-            // (as ONNX's reference does); otherwise the explicit pads apply.
-            let target = requested.map(|s| s[d]).or_else(|| same.then(|| x[d + 2] * strides[d]));
-            let (out, pad) = match target {
-                Some(out) => {
-                    let total = full - out as isize;
-                    let pad = match c.auto_pad {
-                        AutoPad::SameUpper => total.div_euclid(2),
-                        AutoPad::SameLower => total - total.div_euclid(2),
-                        _ => begin[d] as isize,
-                    };
-                    (out, pad)
-                }
-                None => {
-                    let (b, e) = if c.auto_pad == AutoPad::Valid { (0, 0) } else { (begin[d], end[d]) };
-                    let out = full - (b + e) as isize;
-                    if out < 0 {
-                        return Err(bad(format!("pads {:?} remove more than the full output", c.pads)));
-                    }
-                    (out as usize, b as isize)
-                }
-            };
-            output.push(out);
-            pads.push(pad);
-        }
         Ok(TransposeGeometry {
             batch: x[0],
             in_channels: x[1],

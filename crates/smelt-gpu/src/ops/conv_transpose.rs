@@ -7,7 +7,8 @@ use super::activation;
 use super::Family;
 use crate::kernel::{grid_1d, Bind, GpuKernel, KernelRequest, KernelSource, NodeIo, Recorder};
 use crate::{GpuError, Result};
-use smelt_ir::{AutoPad, ConvTransposeAttrs, DType, Op};
+use smelt_ir::semantics::conv_transpose::spatial_geometry;
+use smelt_ir::{ConvTransposeAttrs, DType, Op};
 
 const WG: u32 = 64;
 const NAME: &str = "conv_transpose";
@@ -83,75 +84,6 @@ fn u(v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| err("a dimension is 2^32 or more"))
 }
 
-/// One value per spatial dim: empty means `default` everywhere.
-fn per_dim(name: &str, values: &[usize], rank: usize, default: usize) -> Result<Vec<usize>> {
-    match values.len() {
-        0 => Ok(vec![default; rank]),
-        n if n == rank => Ok(values.to_vec()),
-        n => Err(err(format!("{name} has {n} values for {rank} spatial dims"))),
-    }
-}
-
-/// Per spatial dim, the output size and the output positions cut from its start
-/// (negative when output_shape asks for more than the full result), following
-/// the ONNX rules smelt-cpu implements.
-fn geometry(a: &ConvTransposeAttrs, x: &[usize], w: &[usize]) -> Result<(Vec<usize>, Vec<isize>)> {
-    let c = &a.conv;
-    let rank = x.len() - 2;
-    let kernel = &w[2..];
-    if let Some(ks) = &c.kernel_shape {
-        if ks != kernel {
-            return Err(err(format!("kernel_shape {ks:?} differs from W's spatial dims {kernel:?}")));
-        }
-    }
-    let strides = per_dim("strides", &c.strides, rank, 1)?;
-    let dilations = per_dim("dilations", &c.dilations, rank, 1)?;
-    let output_padding = per_dim("output_padding", &a.output_padding, rank, 0)?;
-    if strides.contains(&0) || dilations.contains(&0) {
-        return Err(err("strides and dilations must be positive"));
-    }
-    let (begin, end) = match c.pads.len() {
-        0 => (vec![0; rank], vec![0; rank]),
-        n if n == 2 * rank => (c.pads[..rank].to_vec(), c.pads[rank..].to_vec()),
-        n => return Err(err(format!("pads has {n} values for {rank} spatial dims"))),
-    };
-    let requested = match &a.output_shape {
-        Some(s) if s.len() == rank + 2 => Some(&s[2..]),
-        Some(s) if s.len() == rank => Some(&s[..]),
-        Some(s) => return Err(err(format!("output_shape {s:?} does not have {rank} spatial dims"))),
-        None => None,
-    };
-    let same = matches!(c.auto_pad, AutoPad::SameUpper | AutoPad::SameLower);
-    let (mut output, mut pads) = (Vec::new(), Vec::new());
-    for d in 0..rank {
-        let full = (strides[d] * (x[d + 2].max(1) - 1) + output_padding[d] + (kernel[d].max(1) - 1) * dilations[d] + 1)
-            as isize;
-        let target = requested.map(|s| s[d]).or_else(|| same.then(|| x[d + 2] * strides[d]));
-        let (out, pad) = match target {
-            Some(out) => {
-                let total = full - out as isize;
-                let pad = match c.auto_pad {
-                    AutoPad::SameUpper => total.div_euclid(2),
-                    AutoPad::SameLower => total - total.div_euclid(2),
-                    _ => begin[d] as isize,
-                };
-                (out, pad)
-            }
-            None => {
-                let (b, e) = if c.auto_pad == AutoPad::Valid { (0, 0) } else { (begin[d], end[d]) };
-                let out = full - (b + e) as isize;
-                if out < 0 {
-                    return Err(err(format!("pads {:?} remove more than the full output", c.pads)));
-                }
-                (out as usize, b as isize)
-            }
-        };
-        output.push(out);
-        pads.push(pad);
-    }
-    Ok((output, pads))
-}
-
 impl GpuKernel for ConvTranspose {
     fn name(&self) -> &'static str {
         NAME
@@ -181,9 +113,11 @@ impl GpuKernel for ConvTranspose {
                 return Err(err(format!("B has {} elements for {co} output channels", b.len())));
             }
         }
-        let (output, pads) = geometry(&self.attrs, &x.shape, &w.shape)?;
+        // Output size and pads per spatial dim, as smelt-cpu computes them.
+        let geo = spatial_geometry(&self.attrs, &x.shape, &w.shape).map_err(err)?;
+        let output = &geo.output;
         let mut want = vec![n, co];
-        want.extend(&output);
+        want.extend(output);
         if y.shape != want {
             return Err(err(format!("output shape {:?}, but the attributes give {want:?}", y.shape)));
         }
@@ -194,15 +128,13 @@ impl GpuKernel for ConvTranspose {
             out.extend_from_slice(v);
             out
         };
-        let c_attrs = &self.attrs.conv;
-        let spatial = rank - 2;
-        let strides = pad3(&per_dim("strides", &c_attrs.strides, spatial, 1)?, 1);
-        let dilations = pad3(&per_dim("dilations", &c_attrs.dilations, spatial, 1)?, 1);
+        let strides = pad3(&geo.strides, 1);
+        let dilations = pad3(&geo.dilations, 1);
         let input = pad3(&x.shape[2..], 1);
-        let out = pad3(&output, 1);
+        let out = pad3(output, 1);
         let kernel = pad3(&w.shape[2..], 1);
         let mut pad = vec![0i32; lead];
-        for &p in &pads {
+        for &p in &geo.pads {
             pad.push(i32::try_from(p).map_err(|_| err("a pad does not fit in 32 bits"))?);
         }
         u(x.len())?;

@@ -6,4 +6,5 @@
 //! lives here, beside the shape inference both already use. One module per op
 //! concept. Errors are messages for the user; the backend adds its op name.
 
+pub mod conv_transpose;
 pub mod resize;
