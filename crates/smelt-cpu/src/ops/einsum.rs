@@ -11,6 +11,7 @@ use super::operands::{expect_dtype, expect_shape, first_output};
 use crate::{CpuError, Result};
 use half::{bf16, f16};
 use rayon::prelude::*;
+use smelt_ir::semantics::einsum::{EinsumSpec, Label};
 use smelt_ir::{DType, TensorView, TensorViewMut};
 use std::borrow::Cow;
 
@@ -80,57 +81,8 @@ fn typed<T: Scalar + smelt_ir::Element>(spec: &Spec, views: &[TensorView], y: &m
 
 // ── the equation ───────────────────────────────────────────────────────────
 
-/// An index: letters are 0..52 (`a`–`z`, `A`–`Z`), the dims `...` stands for
-/// are 52.. (right-aligned across operands, as numpy broadcasts them).
-type Label = usize;
-const LETTERS: usize = 52;
-
-fn letter(c: u8) -> Option<Label> {
-    match c {
-        b'a'..=b'z' => Some((c - b'a') as usize),
-        b'A'..=b'Z' => Some((c - b'A') as usize + 26),
-        _ => None,
-    }
-}
-
-/// Sort key giving numpy's implicit output order (character code: capitals first).
-fn char_code(l: Label) -> u8 {
-    if l < 26 {
-        b'a' + l as u8
-    } else {
-        b'A' + (l - 26) as u8
-    }
-}
-
-/// A term of the equation: its letters, with where `...` sits if present.
-struct Term {
-    letters: Vec<Label>,
-    ellipsis_at: Option<usize>,
-}
-
-fn parse_term(s: &str) -> Result<Term> {
-    let bytes = s.as_bytes();
-    let (mut letters, mut ellipsis_at) = (Vec::new(), None);
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'.' {
-            if !s[i..].starts_with("...") || ellipsis_at.is_some() {
-                return Err(CpuError::invalid(OP, format!("term '{s}' has a malformed or repeated ellipsis")));
-            }
-            ellipsis_at = Some(letters.len());
-            i += 3;
-        } else {
-            letters.push(
-                letter(bytes[i])
-                    .ok_or_else(|| CpuError::invalid(OP, format!("term '{s}' has '{}'", bytes[i] as char)))?,
-            );
-            i += 1;
-        }
-    }
-    Ok(Term { letters, ellipsis_at })
-}
-
-/// The parsed equation against concrete input shapes.
+/// The parsed equation against concrete input shapes (smelt-ir parses it, as
+/// for the GPU's launcher), with each operand's shape beside its labels.
 #[derive(Debug)]
 struct Spec {
     /// Each operand's label per dim (repeats kept) and its shape.
@@ -142,72 +94,9 @@ struct Spec {
 
 impl Spec {
     fn parse(equation: &str, shapes: &[&[usize]]) -> Result<Spec> {
-        let eq: String = equation.chars().filter(|c| !c.is_whitespace()).collect();
-        let (lhs, rhs) = match eq.split_once("->") {
-            Some((l, r)) => (l, Some(r)),
-            None => (eq.as_str(), None),
-        };
-        let terms: Vec<Term> = lhs.split(',').map(parse_term).collect::<Result<_>>()?;
-        if terms.len() != shapes.len() {
-            return Err(CpuError::invalid(
-                OP,
-                format!("'{equation}' names {} operands, got {}", terms.len(), shapes.len()),
-            ));
-        }
-        // How many dims each `...` covers, and the widest.
-        let mut ellipsis_dims = Vec::with_capacity(terms.len());
-        for (t, shape) in terms.iter().zip(shapes) {
-            let e = shape.len().checked_sub(t.letters.len()).filter(|&e| t.ellipsis_at.is_some() || e == 0);
-            ellipsis_dims.push(e.ok_or_else(|| {
-                CpuError::invalid(OP, format!("'{equation}': a term does not match its operand's rank {}", shape.len()))
-            })?);
-        }
-        let widest = ellipsis_dims.iter().copied().max().unwrap_or(0);
-        let expand = |t: &Term, e: usize| -> Vec<Label> {
-            let mut labels = t.letters.clone();
-            if let Some(at) = t.ellipsis_at {
-                labels.splice(at..at, (widest - e..widest).map(|j| LETTERS + j));
-            }
-            labels
-        };
-        let inputs: Vec<(Vec<Label>, Vec<usize>)> =
-            terms.iter().zip(&ellipsis_dims).zip(shapes).map(|((t, &e), s)| (expand(t, e), s.to_vec())).collect();
-        let mut sizes = vec![1usize; LETTERS + widest];
-        let mut seen = vec![0usize; LETTERS + widest];
-        for (labels, shape) in &inputs {
-            for (&l, &d) in labels.iter().zip(shape) {
-                if seen[l] > 0 && sizes[l] != d && d != 1 && sizes[l] != 1 {
-                    return Err(CpuError::invalid(
-                        OP,
-                        format!("'{equation}': index sizes {} and {d} disagree", sizes[l]),
-                    ));
-                }
-                if seen[l] == 0 || sizes[l] == 1 {
-                    sizes[l] = d;
-                }
-                seen[l] += 1;
-            }
-        }
-        let output = match rhs {
-            Some(r) => {
-                let t = parse_term(r)?;
-                let labels = expand(&t, widest);
-                for (i, &l) in labels.iter().enumerate() {
-                    if labels[..i].contains(&l) {
-                        return Err(CpuError::invalid(OP, format!("'{equation}': output repeats an index")));
-                    }
-                    if l < LETTERS && seen[l] == 0 {
-                        return Err(CpuError::invalid(OP, format!("'{equation}': output index is in no input")));
-                    }
-                }
-                labels
-            }
-            None => {
-                let mut once: Vec<Label> = (0..LETTERS).filter(|&l| seen[l] == 1).collect();
-                once.sort_by_key(|&l| char_code(l));
-                (LETTERS..LETTERS + widest).chain(once).collect()
-            }
-        };
+        let EinsumSpec { inputs, output, sizes } =
+            EinsumSpec::new(equation, shapes).map_err(|e| CpuError::invalid(OP, e))?;
+        let inputs = inputs.into_iter().zip(shapes).map(|(labels, s)| (labels, s.to_vec())).collect();
         Ok(Spec { inputs, output, sizes })
     }
 
@@ -548,6 +437,7 @@ fn pair<'a, T: Scalar>(
 mod tests {
     use super::*;
     use crate::ops::testing::{assert_close, random, run_op, try_run_op};
+    use smelt_ir::semantics::einsum::letter;
     use smelt_ir::{Op, Tensor};
 
     /// Einsum straight from the definition, on f64, via the parsed spec.

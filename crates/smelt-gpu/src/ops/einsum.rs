@@ -2,14 +2,16 @@
 //! implicit output, `...`, repeated letters for diagonals and traces, size-1
 //! broadcasting) with up to four operands, one thread per output element summing
 //! over the contracted letters. f32, f16 (summed in f32), i32 and i64 (both
-//! wrapping, as the CPU; i64 as (low, high) u32 pairs). The equation is parsed against the shapes at record time, so one
-//! pipeline serves every shape. f32 equations that are a plain batched matmul
-//! (`...ij,...jk->...ik` spelled with letters, e.g. `bhij,bhjd->bhid`) run on
-//! the tiled matmul kernel instead.
+//! wrapping, as the CPU; i64 as (low, high) u32 pairs). The equation is parsed
+//! against the shapes at record time (by smelt_ir::semantics::einsum, as on the
+//! CPU), so one pipeline serves every shape. f32 equations that are a plain
+//! batched matmul (`...ij,...jk->...ik` spelled with letters, e.g.
+//! `bhij,bhjd->bhid`) run on the tiled matmul kernel instead.
 
 use super::Family;
 use crate::kernel::{grid_1d, Bind, GpuKernel, KernelRequest, KernelSource, NodeIo, Recorder};
 use crate::{GpuError, Result};
+use smelt_ir::semantics::einsum::{char_code, letter, EinsumSpec, Label};
 use smelt_ir::{DType, Op};
 
 const WG: u32 = 64;
@@ -152,119 +154,6 @@ fn u(v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| err("a size or offset is 2^32 or more"))
 }
 
-/// An index: letters are 0..52 (`a`-`z`, `A`-`Z`); the dims `...` stands for are
-/// 52.., right-aligned across operands as numpy broadcasts them.
-type Label = usize;
-const LETTERS: usize = 52;
-
-fn letter(c: u8) -> Option<Label> {
-    match c {
-        b'a'..=b'z' => Some((c - b'a') as usize),
-        b'A'..=b'Z' => Some((c - b'A') as usize + 26),
-        _ => None,
-    }
-}
-
-/// numpy's implicit output order sorts by character code: capitals first.
-fn char_code(l: Label) -> u8 {
-    if l < 26 {
-        b'a' + l as u8
-    } else {
-        b'A' + (l - 26) as u8
-    }
-}
-
-/// One term's letters and where its `...` sits, if it has one.
-fn parse_term(s: &str) -> Result<(Vec<Label>, Option<usize>)> {
-    let bytes = s.as_bytes();
-    let (mut letters, mut ellipsis) = (Vec::new(), None);
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'.' {
-            if !s[i..].starts_with("...") || ellipsis.is_some() {
-                return Err(err(format!("term '{s}' has a malformed or repeated ellipsis")));
-            }
-            ellipsis = Some(letters.len());
-            i += 3;
-        } else {
-            letters.push(letter(bytes[i]).ok_or_else(|| err(format!("term '{s}' has '{}'", bytes[i] as char)))?);
-            i += 1;
-        }
-    }
-    Ok((letters, ellipsis))
-}
-
-/// The equation against concrete shapes: each operand's label per dim, the
-/// output labels, and every label's size (broadcast over operands).
-struct Spec {
-    inputs: Vec<Vec<Label>>,
-    output: Vec<Label>,
-    sizes: Vec<usize>,
-}
-
-fn parse(equation: &str, shapes: &[&[usize]]) -> Result<Spec> {
-    let eq: String = equation.chars().filter(|c| !c.is_whitespace()).collect();
-    let (lhs, rhs) = match eq.split_once("->") {
-        Some((l, r)) => (l, Some(r)),
-        None => (eq.as_str(), None),
-    };
-    let terms: Vec<(Vec<Label>, Option<usize>)> = lhs.split(',').map(parse_term).collect::<Result<_>>()?;
-    if terms.len() != shapes.len() {
-        return Err(err(format!("'{equation}' names {} operands, got {}", terms.len(), shapes.len())));
-    }
-    let mut ellipsis_dims = Vec::with_capacity(terms.len());
-    for ((letters, at), shape) in terms.iter().zip(shapes) {
-        let e = shape.len().checked_sub(letters.len()).filter(|&e| at.is_some() || e == 0);
-        ellipsis_dims.push(
-            e.ok_or_else(|| err(format!("'{equation}': a term does not match its operand's rank {}", shape.len())))?,
-        );
-    }
-    let widest = ellipsis_dims.iter().copied().max().unwrap_or(0);
-    let expand = |letters: &[Label], at: Option<usize>, e: usize| -> Vec<Label> {
-        let mut labels = letters.to_vec();
-        if let Some(at) = at {
-            labels.splice(at..at, (widest - e..widest).map(|j| LETTERS + j));
-        }
-        labels
-    };
-    let inputs: Vec<Vec<Label>> =
-        terms.iter().zip(&ellipsis_dims).map(|((letters, at), &e)| expand(letters, *at, e)).collect();
-    let mut sizes = vec![1usize; LETTERS + widest];
-    let mut seen = vec![0usize; LETTERS + widest];
-    for (labels, shape) in inputs.iter().zip(shapes) {
-        for (&l, &d) in labels.iter().zip(shape.iter()) {
-            if seen[l] > 0 && sizes[l] != d && d != 1 && sizes[l] != 1 {
-                return Err(err(format!("'{equation}': index sizes {} and {d} disagree", sizes[l])));
-            }
-            if seen[l] == 0 || sizes[l] == 1 {
-                sizes[l] = d;
-            }
-            seen[l] += 1;
-        }
-    }
-    let output = match rhs {
-        Some(r) => {
-            let (letters, at) = parse_term(r)?;
-            let labels = expand(&letters, at, widest);
-            for (i, &l) in labels.iter().enumerate() {
-                if labels[..i].contains(&l) {
-                    return Err(err(format!("'{equation}': output repeats an index")));
-                }
-                if l < LETTERS && seen[l] == 0 {
-                    return Err(err(format!("'{equation}': output index is in no input")));
-                }
-            }
-            labels
-        }
-        None => {
-            let mut once: Vec<Label> = (0..LETTERS).filter(|&l| seen[l] == 1).collect();
-            once.sort_by_key(|&l| char_code(l));
-            (LETTERS..LETTERS + widest).chain(once).collect()
-        }
-    };
-    Ok(Spec { inputs, output, sizes })
-}
-
 impl GpuKernel for Einsum {
     fn name(&self) -> &'static str {
         NAME
@@ -286,8 +175,9 @@ impl GpuKernel for Einsum {
             })
             .collect::<Result<_>>()?;
         let shape_refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
-        let spec = parse(&self.equation, &shape_refs)?;
-        let out_shape: Vec<usize> = spec.output.iter().map(|&l| spec.sizes[l]).collect();
+        // Parsed as smelt-cpu parses it, so both take the same labels and sizes.
+        let spec = EinsumSpec::new(&self.equation, &shape_refs).map_err(err)?;
+        let out_shape = spec.out_shape();
         if out_shape != y.shape {
             return Err(err(format!("output shape {:?}, but '{}' gives {out_shape:?}", y.shape, self.equation)));
         }

@@ -7,4 +7,5 @@
 //! concept. Errors are messages for the user; the backend adds its op name.
 
 pub mod conv_transpose;
+pub mod einsum;
 pub mod resize;
