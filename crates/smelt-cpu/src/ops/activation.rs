@@ -12,6 +12,11 @@
 //! `IsNaN` and `IsInf` give 0.0 or 1.0, `BitwiseNot` complements the value truncated
 //! to an i64. Elementwise kernels run those on their own integer/bool paths instead.
 
+// The constants' literals carry f64 precision on purpose: `with_unary!` expands
+// each body for f64 as well as f32, and the f32-only polynomials keep their
+// coefficients as derived.
+#![allow(clippy::excessive_precision)]
+
 use smelt_ir::UnaryOp;
 
 /// Runs `$body` with `$f` bound to a closure `Fn($t) -> $t` computing `$op`.

@@ -519,10 +519,10 @@ impl TilePlan {
         if parallel {
             // Prefer a task count that is a multiple of the thread count.
             let mut t = tiles;
-            while (images * t) % threads != 0 && t < max_tiles {
+            while !(images * t).is_multiple_of(threads) && t < max_tiles {
                 t += 1;
             }
-            if (images * t) % threads == 0 {
+            if (images * t).is_multiple_of(threads) {
                 tiles = t;
             }
         }

@@ -64,7 +64,7 @@ fn cvtt_i32(v: f64) -> i32 {
 /// `(int64_t)v` as x86-64 computes it: NaN and out-of-range values give `i64::MIN`.
 #[inline(always)]
 fn cvtt_i64(v: f64) -> i64 {
-    if v >= -9_223_372_036_854_775_808.0 && v < 9_223_372_036_854_775_808.0 {
+    if (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&v) {
         v as i64
     } else {
         i64::MIN
