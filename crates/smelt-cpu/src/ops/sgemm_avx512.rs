@@ -4,8 +4,10 @@
 //! toolchain it runs 256-bit FMAs: half of what these cores can do. This is a
 //! blocked GEMM in the classic (Goto/BLIS) shape:
 //!
-//! - A is read in panels `MR` = 12 rows tall, `KC` deep: packed per call, or
-//!   once ahead of time for constant weights ([`PackedA`]);
+//! - A is read in panels `MR` = 12 rows tall, `KC` deep: in place when its rows
+//!   are contiguous (the kernel broadcasts from 12 row streams, so packing
+//!   would only copy it), packed once ahead of time for constant weights
+//!   ([`PackedA`]), or packed per call otherwise;
 //! - B is read in panels `NR` = 32 columns wide: packed per call, packed once
 //!   ([`PackedB`]), or, when it has unit column stride and is small (an im2col
 //!   tile), read in place;
@@ -139,6 +141,8 @@ pub enum Rhs<'a> {
 #[derive(Clone, Copy)]
 enum A {
     Strided(*const f32, Layout),
+    /// Unit column stride, read in place with row stride `ld`.
+    Direct(*const f32, usize),
     /// Full-depth panels: panel `i / MR` starts at `i / MR · k · MR`.
     Packed(*const f32),
 }
@@ -207,7 +211,7 @@ pub unsafe fn sgemm(
     } else {
         B::Strided(b, b_layout)
     };
-    run(m, n, Problem { k, a: A::Strided(a, a_layout), b, c, ldc, alpha, beta }, threads);
+    run(m, n, Problem { k, a: lhs(a, a_layout), b, c, ldc, alpha, beta }, threads);
     true
 }
 
@@ -236,7 +240,7 @@ pub unsafe fn sgemm_with(
         return false;
     }
     let a = match a {
-        Lhs::Strided(s, l) => A::Strided(s.as_ptr(), l),
+        Lhs::Strided(s, l) => lhs(s.as_ptr(), l),
         Lhs::Packed(p) => {
             assert!(p.m == m && p.k == k, "packed A is {}x{}, the product needs {m}x{k}", p.m, p.k);
             A::Packed(p.data.as_ptr())
@@ -263,6 +267,15 @@ pub unsafe fn sgemm_with(
     }
     run(m, n, Problem { k, a, b, c, ldc, alpha, beta }, threads);
     true
+}
+
+/// A strided left operand: in place when its rows are contiguous.
+fn lhs(a: *const f32, layout: Layout) -> A {
+    if layout.col == 1 {
+        A::Direct(a, layout.row)
+    } else {
+        A::Strided(a, layout)
+    }
 }
 
 fn run(m: usize, n: usize, p: Problem, threads: usize) {
@@ -337,21 +350,36 @@ unsafe fn band_with(p: &Problem, i0: usize, i1: usize, j0: usize, j1: usize, pa:
             let (beta, accumulate) = if pc == 0 { (p.beta, false) } else { (1.0, true) };
             for ic in (i0..i1).step_by(MC) {
                 let mc = MC.min(i1 - ic);
-                let (a0, a_panel) = match p.a {
-                    A::Packed(ptr) => (ptr.add(ic * p.k + pc * MR), p.k * MR),
+                // (start of the block's first panel, distance between panels,
+                // distance between rows within a panel)
+                let (a0, a_panel, a_rows) = match p.a {
+                    A::Packed(ptr) => (ptr.add(ic * p.k + pc * MR), p.k * MR, None),
+                    A::Direct(ptr, ld) => (ptr.add(ic * ld + pc), MR * ld, Some(ld)),
                     A::Strided(ptr, layout) => {
                         pack_a(ptr, layout, ic, mc, pc, kc, pa);
-                        (pa.as_ptr(), kc * MR)
+                        (pa.as_ptr(), kc * MR, None)
                     }
                 };
                 for jr in (0..nc).step_by(NR) {
                     let cols = NR.min(nc - jr);
                     let b = b0.add(jr / NR * b_panel);
+                    // A packed B's next panel is contiguous: the first two tiles
+                    // of this one each pull half of it toward L2, so the tiles of
+                    // the next panel do not start on a cache miss.
+                    let next = matches!(p.b, B::Packed(_) | B::Strided(..)) && jr + NR < nc;
                     for ir in (0..mc).step_by(MR) {
                         let rows = MR.min(mc - ir);
                         let a = a0.add(ir / MR * a_panel);
                         let c = p.c.add((ic + ir) * p.ldc + jc + jr);
-                        tile(rows, cols, kc, a, b, b_step, c, p.ldc, p.alpha, beta, accumulate);
+                        // Elsewhere the prefetch goes to this panel, already in L1:
+                        // cheaper than a branch in the kernel's loop.
+                        let prefetch = match ir / MR {
+                            t @ 0..=1 if next => b.add(b_panel + t * kc * NR / 2),
+                            _ => b,
+                        };
+                        let padded = !matches!(p.b, B::Direct(..));
+                        let b = BPanel { ptr: b, step: b_step, prefetch, padded };
+                        tile(rows, cols, kc, (a, a_rows), b, c, p.ldc, p.alpha, beta, accumulate);
                     }
                 }
             }
@@ -408,15 +436,15 @@ unsafe fn pack_a(a: *const f32, layout: Layout, ic: usize, mc: usize, pc: usize,
     }
 }
 
-/// Dispatches one `rows`×`cols` tile to the kernel instance of its size.
+/// Dispatches one `rows`×`cols` tile to the kernel instance of its size. `a` is
+/// the A panel with its row stride when read in place, or `None` when packed.
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile(
     rows: usize,
     cols: usize,
     kc: usize,
-    a: *const f32,
-    b: *const f32,
-    b_step: usize,
+    (a, a_rows): (*const f32, Option<usize>),
+    b: BPanel,
     c: *mut f32,
     ldc: usize,
     alpha: f32,
@@ -427,12 +455,19 @@ unsafe fn tile(
     let tail = cols - (cols - 1) / 16 * 16;
     let mask: __mmask16 = if tail == 16 { 0xFFFF } else { (1u16 << tail) - 1 };
     let s = Store { c, ldc, alpha, beta, accumulate, mask };
+    // Masked loads of B cost throughput: only an in-place B's last panel needs them.
+    let masked = !b.padded && mask != 0xFFFF;
     macro_rules! go {
         ($r:literal) => {
-            if cols > 16 {
-                kernel::<$r, 2>(kc, a, b, b_step, s)
-            } else {
-                kernel::<$r, 1>(kc, a, b, b_step, s)
+            match (cols > 16, masked, a_rows) {
+                (true, false, None) => kernel::<$r, 2, false, _>(kc, PackedPanel(a), b, s),
+                (true, true, None) => kernel::<$r, 2, true, _>(kc, PackedPanel(a), b, s),
+                (false, false, None) => kernel::<$r, 1, false, _>(kc, PackedPanel(a), b, s),
+                (false, true, None) => kernel::<$r, 1, true, _>(kc, PackedPanel(a), b, s),
+                (true, false, Some(ld)) => kernel::<$r, 2, false, _>(kc, RowsPanel(a, ld), b, s),
+                (true, true, Some(ld)) => kernel::<$r, 2, true, _>(kc, RowsPanel(a, ld), b, s),
+                (false, false, Some(ld)) => kernel::<$r, 1, false, _>(kc, RowsPanel(a, ld), b, s),
+                (false, true, Some(ld)) => kernel::<$r, 1, true, _>(kc, RowsPanel(a, ld), b, s),
             }
         };
     }
@@ -452,6 +487,18 @@ unsafe fn tile(
     }
 }
 
+/// One micro-panel of B as the kernel reads it.
+#[derive(Clone, Copy)]
+struct BPanel {
+    ptr: *const f32,
+    /// Elements between consecutive rows (steps of k).
+    step: usize,
+    /// Where to prefetch one 64-byte line per step of k into L2.
+    prefetch: *const f32,
+    /// Rows are `NR` wide, zero past the last column: full-width loads are safe.
+    padded: bool,
+}
+
 /// Where and how a micro-tile lands in C.
 #[derive(Clone, Copy)]
 struct Store {
@@ -465,27 +512,86 @@ struct Store {
     mask: __mmask16,
 }
 
-/// The micro-kernel: an `R`×`16·V` tile of C from `kc` steps of A (`MR` apart)
-/// and B (`b_step` apart). Each row's last vector of B is loaded, and of C loaded
-/// and stored, under the mask, so in-place B and the edges of C are never overrun.
-#[target_feature(enable = "avx512f")]
-unsafe fn kernel<const R: usize, const V: usize>(kc: usize, a: *const f32, b: *const f32, b_step: usize, s: Store) {
-    let mut acc = [[_mm512_setzero_ps(); V]; R];
-    let (mut a, mut b) = (a, b);
-    for _ in 0..kc {
-        let mut bv = [_mm512_setzero_ps(); V];
-        for (v, x) in bv.iter_mut().enumerate() {
-            *x = if v + 1 == V { _mm512_maskz_loadu_ps(s.mask, b.add(16 * v)) } else { _mm512_loadu_ps(b.add(16 * v)) };
-        }
-        for (i, row) in acc.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(*a.add(i));
-            for (x, &bx) in row.iter_mut().zip(&bv) {
-                *x = _mm512_fmadd_ps(av, bx, *x);
-            }
-        }
-        a = a.add(MR);
-        b = b.add(b_step);
+/// How the micro-kernel reads A's panel: value (row `i`, step `q`).
+trait APanel: Copy {
+    unsafe fn at(self, i: usize, q: usize) -> f32;
+}
+
+/// A packed panel: `MR` values per step of k.
+#[derive(Clone, Copy)]
+struct PackedPanel(*const f32);
+
+impl APanel for PackedPanel {
+    #[inline(always)]
+    unsafe fn at(self, i: usize, q: usize) -> f32 {
+        *self.0.add(q * MR + i)
     }
+}
+
+/// A panel read in place: row `i` starts at `ptr + i·ld`.
+#[derive(Clone, Copy)]
+struct RowsPanel(*const f32, usize);
+
+impl APanel for RowsPanel {
+    #[inline(always)]
+    unsafe fn at(self, i: usize, q: usize) -> f32 {
+        *self.0.add(i * self.1 + q)
+    }
+}
+
+/// The micro-kernel: an `R`×`16·V` tile of C from `kc` steps of A and B. The
+/// last vector of each row of C is loaded and stored under the mask, and with `M`
+/// so is B's, so in-place B and the edges of C are never overrun. The k loop is
+/// not unrolled: LLVM then interleaves the steps' broadcasts and spills
+/// accumulators (measured 40% slower).
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel<const R: usize, const V: usize, const M: bool, P: APanel>(kc: usize, a: P, b: BPanel, s: Store) {
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
+    for q in 0..kc {
+        step::<R, V, M, P>(&mut acc, a, b, q, s.mask);
+    }
+    store(acc, s)
+}
+
+/// One step of k: a row of B times a column of A into the accumulators.
+#[inline(always)]
+unsafe fn step<const R: usize, const V: usize, const M: bool, P: APanel>(
+    acc: &mut [[__m512; V]; R],
+    a: P,
+    b: BPanel,
+    q: usize,
+    mask: __mmask16,
+) {
+    let bv = load_b::<V, M>(b, q, mask);
+    for (i, row) in acc.iter_mut().enumerate() {
+        let av = _mm512_set1_ps(a.at(i, q));
+        for (x, &bx) in row.iter_mut().zip(&bv) {
+            *x = _mm512_fmadd_ps(av, bx, *x);
+        }
+    }
+}
+
+/// Row `q` of a B micro-panel (with `M`, the last vector under `mask`),
+/// prefetching the `q`-th line of what comes next.
+#[inline(always)]
+unsafe fn load_b<const V: usize, const M: bool>(b: BPanel, q: usize, mask: __mmask16) -> [__m512; V] {
+    _mm_prefetch::<_MM_HINT_T1>(b.prefetch.add(q * 16) as *const i8);
+    let row = b.ptr.add(q * b.step);
+    let mut bv = [_mm512_setzero_ps(); V];
+    for (v, x) in bv.iter_mut().enumerate() {
+        *x = if M && v + 1 == V {
+            _mm512_maskz_loadu_ps(mask, row.add(16 * v))
+        } else {
+            _mm512_loadu_ps(row.add(16 * v))
+        };
+    }
+    bv
+}
+
+/// Writes a finished micro-tile: `alpha·acc`, plus `beta·C` or the partial sum
+/// already in C.
+#[target_feature(enable = "avx512f")]
+unsafe fn store<const R: usize, const V: usize>(acc: [[__m512; V]; R], s: Store) {
     let alpha = _mm512_set1_ps(s.alpha);
     let beta = _mm512_set1_ps(s.beta);
     for (i, row) in acc.iter().enumerate() {
@@ -536,6 +642,8 @@ mod tests {
             for (al, bl) in [
                 (Layout::row_major(k), Layout::row_major(n)),
                 (Layout::row_major(m).transposed(), Layout::row_major(k).transposed()),
+                // Broadcast operands: every row of A (or column of B) is the same.
+                (Layout { row: 0, col: 1 }, Layout { row: n, col: 0 }),
             ] {
                 let want = naive(m, n, k, &a, al, &b, bl);
                 let pa = PackedA::new(m, k, &a, al).unwrap();
