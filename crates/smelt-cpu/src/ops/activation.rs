@@ -278,20 +278,24 @@ pub fn apply_f64(op: &UnaryOp, x: f64) -> f64 {
 
 /// `op` applied in place to every element.
 pub fn apply_slice_f32(op: &UnaryOp, xs: &mut [f32]) {
-    with_unary!(f32, fast32, op, f => {
-        for x in xs.iter_mut() {
-            *x = f(*x);
-        }
+    super::wide::run(|| {
+        with_unary!(f32, fast32, op, f => {
+            for x in xs.iter_mut() {
+                *x = f(*x);
+            }
+        })
     })
 }
 
 /// `dst[i] = op(src[i])`. The slices must have the same length; extra elements of the
 /// longer one are left alone.
 pub fn map_slice_f32(op: &UnaryOp, src: &[f32], dst: &mut [f32]) {
-    with_unary!(f32, fast32, op, f => {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = f(s);
-        }
+    super::wide::run(|| {
+        with_unary!(f32, fast32, op, f => {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = f(s);
+            }
+        })
     })
 }
 

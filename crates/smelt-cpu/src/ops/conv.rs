@@ -652,7 +652,7 @@ fn conv_float<T: Float>(
                     let row = std::slice::from_raw_parts_mut(c.add(m * s), width);
                     if let Some(b) = bias {
                         let bv = b[g * cout_g + m];
-                        row.iter_mut().for_each(|v| *v = *v + bv);
+                        super::wide::run(|| row.iter_mut().for_each(|v| *v = *v + bv));
                     }
                     if let Some(act) = act {
                         T::activate(row, act);

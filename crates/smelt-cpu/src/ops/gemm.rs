@@ -562,7 +562,7 @@ pub fn bias_cols_then_activate<T: Float>(c: &mut [T], cols: usize, bias: Option<
     }
     for row in c.chunks_exact_mut(cols) {
         if let Some(b) = bias {
-            row.iter_mut().zip(b).for_each(|(v, &b)| *v = *v + b);
+            super::wide::run(|| row.iter_mut().zip(b).for_each(|(v, &b)| *v = *v + b));
         }
         if let Some(act) = activation {
             activate(row, act);

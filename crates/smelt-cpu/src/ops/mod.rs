@@ -18,4 +18,5 @@ pub mod resize;
 pub mod sgemm_avx512;
 #[cfg(test)]
 pub mod testing;
+pub mod wide;
 pub mod winograd;

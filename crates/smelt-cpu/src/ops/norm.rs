@@ -276,15 +276,17 @@ impl NormKernel for LayerNorm {
         }
         // Rows and statistics are split together so each block writes its own.
         let compute = |x: &[F], y: &mut [F], stats: &mut [(F, F)]| {
-            for (i, (xr, yr)) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)).enumerate() {
-                let (mean, inv) = row_stats(xr, eps);
-                for (((y, &v), &s), &b) in yr.iter_mut().zip(xr).zip(&scale).zip(&bias) {
-                    *y = (v - mean) * inv * s + b;
+            crate::ops::wide::run(|| {
+                for (i, (xr, yr)) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)).enumerate() {
+                    let (mean, inv) = row_stats(xr, eps);
+                    for (((y, &v), &s), &b) in yr.iter_mut().zip(xr).zip(&scale).zip(&bias) {
+                        *y = (v - mean) * inv * s + b;
+                    }
+                    if let Some(st) = stats.get_mut(i) {
+                        *st = (mean, inv);
+                    }
                 }
-                if let Some(st) = stats.get_mut(i) {
-                    *st = (mean, inv);
-                }
-            }
+            })
         };
         if self.want_stats {
             compute(x, y, &mut stats);

@@ -20,7 +20,7 @@ where
     for_each_chunk(out, |start, chunk| {
         plan.for_each_segment(start..start + chunk.len(), |pos, offs, n| {
             let o = &mut chunk[pos - start..pos - start + n];
-            match (sa, sb) {
+            crate::ops::wide::run(|| match (sa, sb) {
                 (1, 1) => {
                     for ((o, &x), &y) in o.iter_mut().zip(&a[offs[0]..offs[0] + n]).zip(&b[offs[1]..offs[1] + n]) {
                         *o = f(x, y);
@@ -39,7 +39,7 @@ where
                     }
                 }
                 _ => o.fill(f(a[offs[0]], b[offs[1]])),
-            }
+            })
         });
     });
 }
@@ -54,16 +54,18 @@ where
     for_each_chunk(out, |start, chunk| {
         plan.for_each_segment(start..start + chunk.len(), |pos, offs, n| {
             let o = &mut chunk[pos - start..pos - start + n];
-            if sb == 1 {
-                for (o, &y) in o.iter_mut().zip(&b[offs[0]..offs[0] + n]) {
-                    *o = f(*o, y);
+            crate::ops::wide::run(|| {
+                if sb == 1 {
+                    for (o, &y) in o.iter_mut().zip(&b[offs[0]..offs[0] + n]) {
+                        *o = f(*o, y);
+                    }
+                } else {
+                    let y = b[offs[0]];
+                    for o in o.iter_mut() {
+                        *o = f(*o, y);
+                    }
                 }
-            } else {
-                let y = b[offs[0]];
-                for o in o.iter_mut() {
-                    *o = f(*o, y);
-                }
-            }
+            })
         });
     });
 }

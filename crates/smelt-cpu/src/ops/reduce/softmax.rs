@@ -96,20 +96,22 @@ fn run<F: SoftFloat>(kind: Kind, n: usize, inner: usize, x: &[F], y: &mut [F]) {
     let total = x.len();
     for_each_row_block(y, block, total * 4, |rows, y| {
         let x = &x[rows.start * block..rows.end * block];
-        for (x, y) in x.chunks_exact(block).zip(y.chunks_exact_mut(block)) {
-            if inner == 1 {
-                match kind {
-                    Kind::Softmax => softmax_row(x, y),
-                    Kind::LogSoftmax => log_softmax_row(x, y),
-                    Kind::Hardmax => hardmax_row(x, y),
-                }
-            } else {
-                match kind {
-                    Kind::Softmax | Kind::LogSoftmax => softmax_columns(kind, n, inner, x, y),
-                    Kind::Hardmax => hardmax_columns(n, inner, x, y),
+        crate::ops::wide::run(|| {
+            for (x, y) in x.chunks_exact(block).zip(y.chunks_exact_mut(block)) {
+                if inner == 1 {
+                    match kind {
+                        Kind::Softmax => softmax_row(x, y),
+                        Kind::LogSoftmax => log_softmax_row(x, y),
+                        Kind::Hardmax => hardmax_row(x, y),
+                    }
+                } else {
+                    match kind {
+                        Kind::Softmax | Kind::LogSoftmax => softmax_columns(kind, n, inner, x, y),
+                        Kind::Hardmax => hardmax_columns(n, inner, x, y),
+                    }
                 }
             }
-        }
+        })
     });
 }
 
@@ -124,6 +126,7 @@ fn max_nan<F: Float>(m: F, v: F) -> F {
 }
 
 /// Maximum of a row with eight independent lanes, so the loop vectorises.
+#[inline(always)]
 pub(crate) fn row_max<F: Float>(x: &[F]) -> F {
     let mut lanes = [F::neg_infinity(); 8];
     let chunks = x.chunks_exact(8);
@@ -141,6 +144,7 @@ pub(crate) fn row_max<F: Float>(x: &[F]) -> F {
 }
 
 /// Sum of a row with eight independent lanes, so the loop vectorises.
+#[inline(always)]
 pub(crate) fn row_sum<F: Float>(x: &[F]) -> F {
     let mut lanes = [F::zero(); 8];
     let chunks = x.chunks_exact(8);
@@ -157,6 +161,7 @@ pub(crate) fn row_sum<F: Float>(x: &[F]) -> F {
     s
 }
 
+#[inline(always)]
 fn softmax_row<F: SoftFloat>(x: &[F], y: &mut [F]) {
     let m = row_max(x);
     for (y, &v) in y.iter_mut().zip(x) {
@@ -168,6 +173,7 @@ fn softmax_row<F: SoftFloat>(x: &[F], y: &mut [F]) {
     }
 }
 
+#[inline(always)]
 fn log_softmax_row<F: SoftFloat>(x: &[F], y: &mut [F]) {
     let m = row_max(x);
     for (y, &v) in y.iter_mut().zip(x) {
@@ -193,6 +199,7 @@ fn hardmax_row<F: Float>(x: &[F], y: &mut [F]) {
 }
 
 /// Softmax or LogSoftmax of a `[n, inner]` block along `n`, a row of lanes at a time.
+#[inline(always)]
 fn softmax_columns<F: SoftFloat>(kind: Kind, n: usize, inner: usize, x: &[F], y: &mut [F]) {
     let mut m = vec![F::neg_infinity(); inner];
     for row in x.chunks_exact(inner) {

@@ -1,0 +1,32 @@
+//! Wide vectors for plain loops. The crate is compiled for the baseline x86-64
+//! (SSE2), so a loop the compiler vectorises gets 4-lane vectors and no FMA.
+//! [`run`] calls a closure from a function compiled for AVX-512: the closure is
+//! inlined there, so its loops are vectorised 16 lanes wide, on CPUs that have
+//! it. Results are the same either way: the compiler never contracts a·b + c
+//! into an FMA on its own, so only the width changes, not the arithmetic.
+
+/// Runs `f`, with AVX-512 code where the CPU has it.
+#[inline(always)]
+pub fn run<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: the CPU has every feature `run_avx512` is compiled for.
+        return unsafe { run_avx512(f) };
+    }
+    f()
+}
+
+/// Whether this CPU runs `run_avx512`'s code (checked once).
+#[cfg(target_arch = "x86_64")]
+fn available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
