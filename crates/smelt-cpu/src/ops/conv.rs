@@ -230,7 +230,9 @@ fn winograd_tile_for(geo: &ConvGeometry) -> Option<WinogradTile> {
     for tile in [WinogradTile::F2, WinogradTile::F4] {
         let (m, alpha) = (tile.m(), tile.alpha());
         let tiles = geo.batch * geo.output[0].div_ceil(m) * geo.output[1].div_ceil(m);
-        let gemm = k * c * (alpha * alpha) as f64 * round(tiles) as f64;
+        // The α² GEMMs are as wide as the tiles; a last panel of up to 16
+        // columns runs the kernel's half-width instance.
+        let gemm = k * c * (alpha * alpha) as f64 * tiles.next_multiple_of(16) as f64;
         let cost = gemm + tiles as f64 * (c + k) * TILE_TRANSFORM_COST;
         if cost < best.0 {
             best = (cost, Some(tile));
@@ -243,7 +245,10 @@ fn winograd_tile_for(geo: &ConvGeometry) -> Option<WinogradTile> {
 const IM2COL_COST: f64 = 8.0;
 /// Cost of the input or output transform of one tile of one channel (scalar
 /// gather and scatter, index arithmetic, three thread hand-offs per block).
-const TILE_TRANSFORM_COST: f64 = 10_500.0;
+/// Fitted to `calibrate_winograd` on the AVX-512 kernels (2026-11-22): it picks
+/// the measured fastest of the three for ResNet-50's 3×3 layers at batch 1 and 8
+/// (64 channels at 56×56, a near tie, stays on im2col).
+const TILE_TRANSFORM_COST: f64 = 4_200.0;
 
 // ── geometry ───────────────────────────────────────────────────────────────
 
