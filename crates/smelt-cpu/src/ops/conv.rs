@@ -77,7 +77,7 @@ pub fn prepare(attrs: &ConvAttrs, constants: &[Option<&Arc<Tensor>>]) -> Option<
         packed,
         bias,
         winograd,
-        policy: WinogradPolicy::CostModel,
+        policy: WinogradPolicy::from_env(),
     }))
 }
 
@@ -99,8 +99,21 @@ enum WinogradPolicy {
     /// Per call, by [`winograd_tile_for`]'s cost model.
     CostModel,
     /// Always this algorithm (`None`: im2col + GEMM); for tests and measurements.
-    #[cfg_attr(not(test), allow(dead_code))]
     Fixed(Option<WinogradTile>),
+}
+
+impl WinogradPolicy {
+    /// `SMELT_CPU_WINOGRAD`: `off` (im2col + GEMM), `f2` or `f4` forces an
+    /// algorithm on every eligible layer, for A/B measurements and to rule
+    /// Winograd's rounding in or out; unset or anything else is the cost model.
+    fn from_env() -> WinogradPolicy {
+        match std::env::var("SMELT_CPU_WINOGRAD").as_deref() {
+            Ok("off") => WinogradPolicy::Fixed(None),
+            Ok("f2") => WinogradPolicy::Fixed(Some(WinogradTile::F2)),
+            Ok("f4") => WinogradPolicy::Fixed(Some(WinogradTile::F4)),
+            _ => WinogradPolicy::CostModel,
+        }
+    }
 }
 
 /// A 3×3 Conv's Winograd weights for both tile sizes. The transform is done

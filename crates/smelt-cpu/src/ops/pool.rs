@@ -368,6 +368,69 @@ impl<T: Element> WindowReducer for MaxReducer<'_, T> {
     }
 }
 
+/// MaxPool without Indices: only the value is tracked, so the comparison is a
+/// plain select the compiler turns into a max instruction (the general reducer
+/// carries the offset along and cost MaxPool 5% of ResNet-50). Same rule: the
+/// first cell of the window, then any strictly greater value.
+struct MaxValueReducer<'a, T> {
+    x: &'a [T],
+    y: &'a mut [T],
+    best: T,
+    empty: bool,
+    lowest: T,
+}
+
+impl<T: Element> WindowReducer for MaxValueReducer<'_, T> {
+    #[inline]
+    fn cell(&mut self, offset: usize) {
+        let v = self.x[offset];
+        if self.empty {
+            self.best = v;
+            self.empty = false;
+        } else if v > self.best {
+            self.best = v;
+        }
+    }
+
+    #[inline]
+    fn finish(&mut self, out: usize, _counted: usize) {
+        self.y[out] = if self.empty { self.lowest } else { self.best };
+        self.empty = true;
+    }
+}
+
+/// One plane of a 2-D, undilated MaxPool without Indices: [`MaxValueReducer`]'s
+/// rule with the window loops written out, as ResNet's stem pool runs it (the
+/// general visitor's per-cell bookkeeping made it 1.8 ns a cell).
+fn max_plane_2d<T: Element>(geo: &PoolGeometry, x: &[T], y: &mut [T], lowest: T) {
+    let iw = geo.input[1];
+    let ow = geo.output[1];
+    for (wy, y_row) in geo.windows[0].iter().zip(y.chunks_exact_mut(ow)) {
+        if wy.valid == 0 {
+            y_row.fill(lowest);
+            continue;
+        }
+        let rows = &x[wy.first * iw..][..wy.valid * iw];
+        for (wx, out) in geo.windows[1].iter().zip(y_row.iter_mut()) {
+            if wx.valid == 0 {
+                *out = lowest;
+                continue;
+            }
+            let mut best = rows[wx.first];
+            for (t, row) in rows.chunks_exact(iw).enumerate() {
+                let cells = &row[wx.first..][..wx.valid];
+                // The window's first cell is `best` already.
+                for &v in &cells[usize::from(t == 0)..] {
+                    if v > best {
+                        best = v;
+                    }
+                }
+            }
+            *out = best;
+        }
+    }
+}
+
 fn max_pool_planes<T: Element>(
     geo: &PoolGeometry,
     x: &[T],
@@ -408,10 +471,18 @@ fn max_pool_planes<T: Element>(
             }
         }
         None => {
+            let values = |p: usize, yp: &mut [T]| {
+                let x = &x[p * in_size..][..in_size];
+                if geo.input.len() == 2 && geo.dilations == [1, 1] {
+                    max_plane_2d(geo, x, yp, lowest);
+                } else {
+                    geo.visit_windows(&mut MaxValueReducer { x, y: yp, best: lowest, empty: true, lowest });
+                }
+            };
             if parallel_planes(geo) {
-                y.par_chunks_mut(out_size).enumerate().for_each(|(p, yp)| plane(p, yp, None));
+                y.par_chunks_mut(out_size).enumerate().for_each(|(p, yp)| values(p, yp));
             } else {
-                y.chunks_mut(out_size).enumerate().for_each(|(p, yp)| plane(p, yp, None));
+                y.chunks_mut(out_size).enumerate().for_each(|(p, yp)| values(p, yp));
             }
         }
     }
@@ -585,6 +656,9 @@ mod tests {
             let got = run_op(&Op::MaxPool(a.clone()), &[Some(&x)], &[(DType::F32, &out), (DType::I64, &out)]);
             assert_close(&got[0], &want, 0.0);
             assert_eq!(got[1].to_i64_vec(), want_idx);
+            // Without Indices the value-only reducer runs: the same values.
+            let values_only = run_op(&Op::MaxPool(a.clone()), &[Some(&x)], &[(DType::F32, &out)]);
+            assert_eq!(values_only[0].to_f64_vec(), got[0].to_f64_vec());
             let (want, _) = naive_2d(&x, a, &out, "avg");
             let got = run_op(&Op::AveragePool(a.clone()), &[Some(&x)], &[(DType::F32, &out)]);
             assert_close(&got[0], &want, 1e-6);
@@ -596,6 +670,23 @@ mod tests {
             let got = run_op(&Op::LpPool { attrs: a.clone(), p: 2 }, &[Some(&x)], &[(DType::F32, &out)]);
             assert_close(&got[0], &want, 1e-6);
         }
+    }
+
+    #[test]
+    fn max_pool_nan_and_ties_match_with_and_without_indices() {
+        // NaN first in a window stays; NaN later never replaces; equal maxima keep the first.
+        let mut v: Vec<f32> = (0..2 * 36).map(|i| ((i * 7) % 5) as f32).collect();
+        for i in [0, 9, 14, 40, 41] {
+            v[i] = f32::NAN;
+        }
+        let x = Tensor::from_vec(&[1, 2, 6, 6], v).unwrap();
+        let a = pool_attrs(&[3, 3], &[2, 2], &[1, 1, 1, 1], &[]);
+        let out = PoolGeometry::new("MaxPool", &a, x.shape()).unwrap().out_shape.clone();
+        let both = run_op(&Op::MaxPool(a.clone()), &[Some(&x)], &[(DType::F32, &out), (DType::I64, &out)]);
+        let values = run_op(&Op::MaxPool(a), &[Some(&x)], &[(DType::F32, &out)]);
+        let bits = |t: &Tensor| t.to_f64_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&values[0]), bits(&both[0]));
+        assert!(values[0].to_f64_vec().iter().any(|v| v.is_nan()), "a window starting on NaN gives NaN");
     }
 
     #[test]
