@@ -284,10 +284,14 @@ fn run(m: usize, n: usize, p: Problem, threads: usize) {
         band(&p, 0, m, 0, n);
         return;
     }
-    // Bands along n keep every thread's tiles full width; short wide products
-    // (few rows) split along n, tall narrow ones along m.
-    if n >= threads * NR * 2 || n >= m {
-        let cols = n.div_ceil(threads).next_multiple_of(NR);
+    let cols = n.div_ceil(threads).next_multiple_of(NR);
+    let rows = m.div_ceil(threads).next_multiple_of(MR);
+    // Split C the way that loads the threads most evenly (a 256×196 product
+    // splits into 128 + 68 columns, but two equal halves of rows); on a tie, so
+    // that the operand every thread reads whole is the smaller one (column bands
+    // share A, row bands share B).
+    let (by_cols, by_rows) = (band_cost(m, cols.min(n)), band_cost(rows.min(m), n));
+    if by_cols < by_rows || (by_cols == by_rows && m <= n) {
         rayon::scope(|s| {
             for j0 in (0..n).step_by(cols) {
                 let p = &p;
@@ -295,7 +299,6 @@ fn run(m: usize, n: usize, p: Problem, threads: usize) {
             }
         });
     } else {
-        let rows = m.div_ceil(threads).next_multiple_of(MR);
         rayon::scope(|s| {
             for i0 in (0..m).step_by(rows) {
                 let p = &p;
@@ -303,6 +306,14 @@ fn run(m: usize, n: usize, p: Problem, threads: usize) {
             }
         });
     }
+}
+
+/// Micro-kernel work for the largest band, a `rows`×`cols` block of C, in units
+/// of a full tile's k loop: a last column panel of up to 16 runs the half-width
+/// kernel, at half the cost.
+fn band_cost(rows: usize, cols: usize) -> usize {
+    let half_panels = (cols / NR) * 2 + (cols % NR).div_ceil(16);
+    rows.div_ceil(MR) * half_panels
 }
 
 /// Computes rows `i0..i1`, columns `j0..j1` of C on the calling thread.
