@@ -7,6 +7,7 @@
 //! live on the stack, and intermediates and kernel scratch come from pooled arenas.
 
 pub(crate) mod layout;
+mod profile;
 
 use crate::backend::{Backend, MemoryReport, Plan};
 use crate::{Result, RuntimeError};
@@ -92,6 +93,7 @@ impl Backend for CpuBackend {
             .collect();
         let weight_bytes = graph.values.iter().filter_map(|v| v.fact.constant.as_ref()).map(|t| t.bytes().len()).sum();
         Ok(Box::new(CpuPlan {
+            profile: profile::NodeProfile::from_env(graph.nodes.len()),
             dependence: ShapeDependence::analyse(graph),
             graph: graph.clone(),
             kernels,
@@ -150,6 +152,17 @@ struct CpuPlan {
     peak: AtomicUsize,
     unplanned: AtomicUsize,
     weight_bytes: usize,
+    /// Per-node kernel times, with `SMELT_CPU_PROFILE` set.
+    profile: Option<profile::NodeProfile>,
+}
+
+impl Drop for CpuPlan {
+    fn drop(&mut self) {
+        if let Some(profile) = &self.profile {
+            let nodes: Vec<_> = self.graph.nodes.iter().map(|n| (n.name.clone(), n.op.name())).collect();
+            eprint!("{}", profile.report(&nodes));
+        }
+    }
 }
 
 impl CpuPlan {
@@ -223,7 +236,8 @@ impl CpuPlan {
             let data = unsafe { std::slice::from_raw_parts_mut(base.add(off), len) };
             TensorViewMut::new(self.graph.values[o].fact.dtype, &layout.shapes[o], data)
         };
-        for (node, kernel) in self.graph.nodes.iter().zip(&self.kernels) {
+        for (index, (node, kernel)) in self.graph.nodes.iter().zip(&self.kernels).enumerate() {
+            let start = self.profile.as_ref().map(|_| std::time::Instant::now());
             let mut inline_ins = [None; INLINE_INPUTS];
             let heap_ins: Vec<Option<TensorView>>;
             let ins: &[Option<TensorView>] = if node.inputs.len() <= INLINE_INPUTS {
@@ -251,6 +265,9 @@ impl CpuPlan {
                 op: node.op.name(),
                 message: e.to_string(),
             })?;
+            if let (Some(profile), Some(start)) = (&self.profile, start) {
+                profile.record(index, start);
+            }
         }
         outputs.truncate(self.graph.outputs.len());
         for (k, &o) in self.graph.outputs.iter().enumerate() {

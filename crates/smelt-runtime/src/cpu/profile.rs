@@ -1,0 +1,66 @@
+//! Where a CPU plan's time goes, node by node: a diagnostic switched on with
+//! `SMELT_CPU_PROFILE=1`. Each node's kernel time is summed over the plan's
+//! runs; when the plan is dropped (the session ends) a table by op type and the
+//! costliest nodes go to standard error. Off, it costs one branch per node.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Per-node time and calls, shared by concurrent runs.
+pub(super) struct NodeProfile {
+    nanos: Vec<AtomicU64>,
+    calls: Vec<AtomicU64>,
+}
+
+impl NodeProfile {
+    /// A profile for `nodes` nodes when `SMELT_CPU_PROFILE` is set to anything
+    /// but `0` or empty.
+    pub(super) fn from_env(nodes: usize) -> Option<NodeProfile> {
+        let on = std::env::var("SMELT_CPU_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0");
+        on.then(|| NodeProfile {
+            nanos: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
+            calls: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
+        })
+    }
+
+    /// Adds the time since `start` to node `index`. A node's first call is
+    /// counted but not timed: it pays one-off costs (weights transformed on
+    /// first use, pages touched) that steady state does not.
+    pub(super) fn record(&self, index: usize, start: Instant) {
+        let nanos = start.elapsed().as_nanos() as u64;
+        if self.calls[index].fetch_add(1, Ordering::Relaxed) > 0 {
+            self.nanos[index].fetch_add(nanos, Ordering::Relaxed);
+        }
+    }
+
+    /// The report: per op type, then the ten costliest nodes, in milliseconds
+    /// per run (calls of the first node, less the untimed first, count the runs).
+    pub(super) fn report(&self, nodes: &[(String, &'static str)]) -> String {
+        let runs = self.calls.first().map_or(0, |c| c.load(Ordering::Relaxed)).saturating_sub(1).max(1) as f64;
+        let ms = |i: usize| self.nanos[i].load(Ordering::Relaxed) as f64 / 1e6 / runs;
+        let total: f64 = (0..nodes.len()).map(ms).sum();
+        let mut by_op: Vec<(&str, f64, usize)> = Vec::new();
+        for (i, (_, op)) in nodes.iter().enumerate() {
+            match by_op.iter_mut().find(|(o, ..)| o == op) {
+                Some(entry) => {
+                    entry.1 += ms(i);
+                    entry.2 += 1;
+                }
+                None => by_op.push((op, ms(i), 1)),
+            }
+        }
+        by_op.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut out = format!("CPU profile: {runs} runs after the first, {total:.3} ms of kernels per run\n");
+        out += "  op type                nodes   ms/run   share\n";
+        for (op, t, n) in &by_op {
+            out += &format!("  {op:<22} {n:>5} {t:>8.3} {:>6.1}%\n", 100.0 * t / total.max(1e-12));
+        }
+        let mut order: Vec<usize> = (0..nodes.len()).collect();
+        order.sort_by(|&a, &b| ms(b).total_cmp(&ms(a)));
+        out += "  costliest nodes:\n";
+        for &i in order.iter().take(10) {
+            out += &format!("  {:<40} {:<14} {:>8.3} ms\n", nodes[i].0, nodes[i].1, ms(i));
+        }
+        out
+    }
+}
