@@ -267,7 +267,7 @@ impl NormKernel for LayerNorm {
         let scale: Vec<F> = cast(&self.scale);
         let bias: Vec<F> = self.bias.as_deref().map(cast).unwrap_or_else(|| vec![F::zero(); d]);
         let eps = F::from(self.epsilon).unwrap_or_else(F::zero);
-        let rows = if d == 0 { 0 } else { x.len() / d };
+        let rows = x.len().checked_div(d).unwrap_or(0);
         let mut stats = vec![(F::zero(), F::zero()); if self.want_stats { rows } else { 0 }];
         if d == 0 {
             // Each row is empty: its mean is NaN (0/0), as the definition gives.
