@@ -181,15 +181,36 @@ fn select<T: Copy + Send + Sync>(plan: &Broadcast, c: &[u8], x: &[T], y: &[T], o
         plan.for_each_segment(start..start + chunk.len(), |pos, offs, n| {
             let o = &mut chunk[pos - start..pos - start + n];
             let (oc, ox, oy) = (offs[0], offs[1], offs[2]);
-            if (sc, sx, sy) == (1, 1, 1) {
-                for (((o, &c), &x), &y) in o.iter_mut().zip(&c[oc..oc + n]).zip(&x[ox..ox + n]).zip(&y[oy..oy + n]) {
-                    *o = if c != 0 { x } else { y };
-                }
-            } else {
-                for (i, o) in o.iter_mut().enumerate() {
-                    *o = if c[oc + i * sc] != 0 { x[ox + i * sx] } else { y[oy + i * sy] };
-                }
+            if n == 0 {
+                return;
             }
+            let c = &c[oc..oc + (n - 1) * sc + 1];
+            // Contiguous runs, with x or y possibly one broadcast value (an attention
+            // mask's fill), vectorise; anything else indexes per element.
+            crate::ops::wide::run(|| match (sc, sx, sy) {
+                (1, 1, 1) => {
+                    for (((o, &c), &x), &y) in o.iter_mut().zip(c).zip(&x[ox..ox + n]).zip(&y[oy..oy + n]) {
+                        *o = if c != 0 { x } else { y };
+                    }
+                }
+                (1, 1, 0) => {
+                    let y = y[oy];
+                    for ((o, &c), &x) in o.iter_mut().zip(c).zip(&x[ox..ox + n]) {
+                        *o = if c != 0 { x } else { y };
+                    }
+                }
+                (1, 0, 1) => {
+                    let x = x[ox];
+                    for ((o, &c), &y) in o.iter_mut().zip(c).zip(&y[oy..oy + n]) {
+                        *o = if c != 0 { x } else { y };
+                    }
+                }
+                _ => {
+                    for (i, o) in o.iter_mut().enumerate() {
+                        *o = if c[i * sc] != 0 { x[ox + i * sx] } else { y[oy + i * sy] };
+                    }
+                }
+            })
         });
     });
 }
@@ -284,6 +305,25 @@ mod tests {
         let c = Tensor::from_bools(&[40_000], &mask).unwrap();
         let out = run1(&Op::Where, &[&c, &x, &zeros], DType::F32, &[40_000]).unwrap();
         let want: Vec<f64> = x.to_f64_vec().iter().map(|&v| if v > 0.0 { v } else { 0.0 }).collect();
+        assert_eq!(out.to_f64_vec(), want);
+    }
+
+    #[test]
+    fn where_with_a_broadcast_fill_either_side() {
+        // A causal mask over heads with a scalar fill: runs of cond and one input
+        // contiguous, the other a single broadcast value.
+        let mut rng = Rng::new(4);
+        let scores = rng.tensor_f32(&[2, 3, 4, 8], -1.0, 1.0);
+        let mask: Vec<bool> = (0..2 * 4 * 8).map(|i| (i * 7) % 3 != 0).collect();
+        let c = Tensor::from_bools(&[2, 1, 4, 8], &mask).unwrap();
+        let fill = Tensor::scalar(f32::MIN);
+        let s = scores.to_f64_vec();
+        let at = |i: usize| mask[(i / 96) * 32 + i % 32];
+        let out = run1(&Op::Where, &[&c, &scores, &fill], DType::F32, &[2, 3, 4, 8]).unwrap();
+        let want: Vec<f64> = (0..s.len()).map(|i| if at(i) { s[i] } else { f32::MIN as f64 }).collect();
+        assert_eq!(out.to_f64_vec(), want);
+        let out = run1(&Op::Where, &[&c, &fill, &scores], DType::F32, &[2, 3, 4, 8]).unwrap();
+        let want: Vec<f64> = (0..s.len()).map(|i| if at(i) { f32::MIN as f64 } else { s[i] }).collect();
         assert_eq!(out.to_f64_vec(), want);
     }
 }
