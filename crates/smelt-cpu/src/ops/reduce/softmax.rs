@@ -108,22 +108,20 @@ fn run<F: SoftFloat>(kind: Kind, n: usize, inner: usize, x: &[F], y: &mut [F]) {
     let total = x.len();
     for_each_row_block(y, block, total * 4, |rows, y| {
         let x = &x[rows.start * block..rows.end * block];
-        crate::ops::wide::run(|| {
-            for (x, y) in x.chunks_exact(block).zip(y.chunks_exact_mut(block)) {
-                if inner == 1 {
-                    match kind {
-                        Kind::Softmax => softmax_row(x, y),
-                        Kind::LogSoftmax => log_softmax_row(x, y),
-                        Kind::Hardmax => hardmax_row(x, y),
-                    }
-                } else {
-                    match kind {
-                        Kind::Softmax | Kind::LogSoftmax => softmax_columns(kind, n, inner, x, y),
-                        Kind::Hardmax => hardmax_columns(n, inner, x, y),
-                    }
+        for (x, y) in x.chunks_exact(block).zip(y.chunks_exact_mut(block)) {
+            // One block at a time through `wide::run`, one kind each: a closure
+            // over all of them was too large for the compiler to inline there, so
+            // it ran 4 lanes wide.
+            match (kind, inner == 1) {
+                (Kind::Softmax, true) => crate::ops::wide::run(|| softmax_row(x, y)),
+                (Kind::LogSoftmax, true) => crate::ops::wide::run(|| log_softmax_row(x, y)),
+                (Kind::Hardmax, true) => hardmax_row(x, y),
+                (Kind::Softmax | Kind::LogSoftmax, false) => {
+                    crate::ops::wide::run(|| softmax_columns(kind, n, inner, x, y))
                 }
+                (Kind::Hardmax, false) => hardmax_columns(n, inner, x, y),
             }
-        })
+        }
     });
 }
 
