@@ -34,17 +34,32 @@ pub enum WinogradTile {
     F4,
 }
 
-/// The sizes and kernel transform of one variant. Its data transforms are the
-/// `*_BT` (α×α: input tile → transformed tile, `Bᵀ d B`) and `*_AT` (m×α:
-/// transformed product → output tile, `Aᵀ M A`) constants. These are the
-/// standard Toom-Cook matrices with interpolation points 0, ±1 (F2) and 0, ±1,
-/// ±2 (F4) plus the point at infinity.
+/// The sizes of one variant. Its transforms are the `*_G` (α×3: kernel →
+/// transformed kernel, `G g Gᵀ`), `*_BT` (α×α: input tile → transformed tile,
+/// `Bᵀ d B`) and `*_AT` (m×α: transformed product → output tile, `Aᵀ M A`)
+/// constants. These are the standard Toom-Cook matrices with interpolation
+/// points 0, ±1 (F2) and 0, ±1, ±2 (F4) plus the point at infinity.
 struct Transforms {
     m: usize,
     alpha: usize,
-    /// G, α×3: kernel → transformed kernel (`G g Gᵀ`).
-    g: &'static [f32],
 }
+
+#[rustfmt::skip]
+const F2_G: [[f32; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
+#[rustfmt::skip]
+const F4_G: [[f32; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
 
 #[rustfmt::skip]
 const F2_BT: [[f32; 4]; 4] = [
@@ -75,31 +90,8 @@ const F4_AT: [[f32; 6]; 4] = [
     [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
 ];
 
-#[rustfmt::skip]
-const F2: Transforms = Transforms {
-    m: 2,
-    alpha: 4,
-    g: &[
-        1.0, 0.0, 0.0,
-        0.5, 0.5, 0.5,
-        0.5, -0.5, 0.5,
-        0.0, 0.0, 1.0,
-    ],
-};
-
-#[rustfmt::skip]
-const F4: Transforms = Transforms {
-    m: 4,
-    alpha: 6,
-    g: &[
-        1.0 / 4.0, 0.0, 0.0,
-        -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0,
-        -1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0,
-        1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0,
-        1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0,
-        0.0, 0.0, 1.0,
-    ],
-};
+const F2: Transforms = Transforms { m: 2, alpha: 4 };
+const F4: Transforms = Transforms { m: 4, alpha: 6 };
 
 impl WinogradTile {
     fn transforms(self) -> &'static Transforms {
@@ -119,7 +111,15 @@ impl WinogradTile {
         self.transforms().alpha
     }
 
-    /// `dst = Bᵀ d B` for `lanes` input tiles (layouts as [`transform_tile`]).
+    /// `dst = G g Gᵀ` for one 3×3 kernel (layouts as [`transform_fixed`]).
+    fn kernel_transform(self, src: &[f32], dst: &mut [f32], dst_stride: usize) {
+        match self {
+            WinogradTile::F2 => transform_fixed(&F2_G, src, 1, dst, dst_stride),
+            WinogradTile::F4 => transform_fixed(&F4_G, src, 1, dst, dst_stride),
+        }
+    }
+
+    /// `dst = Bᵀ d B` for `lanes` input tiles (layouts as [`transform_fixed`]).
     fn input_transform(self, src: &[f32], lanes: usize, dst: &mut [f32], dst_stride: usize) {
         super::wide::run(|| match self {
             WinogradTile::F2 => transform_fixed(&F2_BT, src, lanes, dst, dst_stride),
@@ -184,13 +184,9 @@ impl WinogradConv {
         let (k, c) = (out_channels, in_channels);
         assert_eq!(w.len(), k * c * 9, "weights are [K, C, 3, 3]");
         let mut plain = vec![0f32; a2 * k * c];
-        let mut u = vec![0f32; a2];
-        let mut tmp = vec![0f32; t.alpha * 3];
         for kc in 0..k * c {
-            transform_tile(t.g, t.alpha, 3, &w[kc * 9..][..9], 1, &mut tmp, &mut u, 1, 1);
-            for (xi, &v) in u.iter().enumerate() {
-                plain[xi * k * c + kc] = v;
-            }
+            // U_ξ[k][c] lands at ξ·K·C + kc.
+            tile.kernel_transform(&w[kc * 9..][..9], &mut plain[kc..], k * c);
         }
         let packed =
             (0..a2).map(|xi| PackedLhs::new(k, c, &plain[xi * k * c..][..k * c], Layout::row_major(c))).collect();
@@ -380,105 +376,18 @@ fn gather_patch(
     }
 }
 
-/// `dst = L · src · Lᵀ` for `lanes` independent tiles at once, where `L` is p×q
-/// (row-major) and `src` holds the q×q tiles as `src[(i·q + j)·lanes + lane]`.
-/// Output element (a, b) of lane `l` goes to `dst[(a·p + b)·dst_stride + l]`;
-/// `tmp` holds p·q·lanes. The lanes are contiguous, so each step is a vector
-/// multiply-add the compiler vectorises (with AVX-512 where the CPU has it).
-#[allow(clippy::too_many_arguments)]
-fn transform_tile(
-    l: &[f32],
-    p: usize,
-    q: usize,
-    src: &[f32],
-    lanes: usize,
-    tmp: &mut [f32],
-    dst: &mut [f32],
-    dst_stride: usize,
-    dst_lanes: usize,
-) {
-    debug_assert_eq!(lanes, dst_lanes);
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        return unsafe { transform_tile_avx512(l, p, q, src, lanes, tmp, dst, dst_stride) };
-    }
-    transform_tile_generic(l, p, q, src, lanes, tmp, dst, dst_stride)
-}
-
-/// [`transform_tile_generic`] compiled with AVX-512 enabled, so its lane loops use
-/// 16-wide vectors.
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn transform_tile_avx512(
-    l: &[f32],
-    p: usize,
-    q: usize,
-    src: &[f32],
-    lanes: usize,
-    tmp: &mut [f32],
-    dst: &mut [f32],
-    dst_stride: usize,
-) {
-    transform_tile_generic(l, p, q, src, lanes, tmp, dst, dst_stride)
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn transform_tile_generic(
-    l: &[f32],
-    p: usize,
-    q: usize,
-    src: &[f32],
-    lanes: usize,
-    tmp: &mut [f32],
-    dst: &mut [f32],
-    dst_stride: usize,
-) {
-    // tmp[a][j] = Σ_i L[a][i] · src[i][j]
-    for a in 0..p {
-        for j in 0..q {
-            let acc = &mut tmp[(a * q + j) * lanes..][..lanes];
-            acc.fill(0.0);
-            for i in 0..q {
-                let coef = l[a * q + i];
-                if coef != 0.0 {
-                    let s = &src[(i * q + j) * lanes..][..lanes];
-                    acc.iter_mut().zip(s).for_each(|(d, &v)| *d += coef * v);
-                }
-            }
-        }
-    }
-    // dst[a][b] = Σ_j tmp[a][j] · L[b][j]
-    for a in 0..p {
-        for b in 0..p {
-            let out = &mut dst[(a * p + b) * dst_stride..][..lanes];
-            out.fill(0.0);
-            for j in 0..q {
-                let coef = l[b * q + j];
-                if coef != 0.0 {
-                    let s = &tmp[(a * q + j) * lanes..][..lanes];
-                    out.iter_mut().zip(s).for_each(|(d, &v)| *d += coef * v);
-                }
-            }
-        }
-    }
-}
-
 /// Tiles one step of [`transform_fixed`] carries: one AVX-512 vector of f32.
 const LANES: usize = 16;
 type Lanes = [f32; LANES];
 
-/// [`transform_tile`] with `L` (P×Q) a compile-time constant, 16 tiles at a time
-/// held in registers: the loops unroll, zero coefficients drop out and ones need
-/// no multiply, and nothing goes through memory between the two passes (the
-/// general form's passes over whole rows of tiles made it 60 ns a tile and
-/// channel, more than the GEMMs it feeds). Same sums in the same order, so the
-/// same results.
+/// `dst = L · src · Lᵀ` for `lanes` independent tiles, where `L` (P×Q) is a
+/// compile-time constant and `src` holds the Q×Q tiles as
+/// `src[(i·Q + j)·lanes + lane]`; output element (a, b) of lane `l` goes to
+/// `dst[(a·P + b)·dst_stride + l]`. 16 tiles at a time are held in registers:
+/// the loops unroll, zero coefficients drop out and ones need no multiply, and
+/// nothing goes through memory between the two passes (a general form's passes
+/// over whole rows of tiles made it 60 ns a tile and channel, more than the
+/// GEMMs it feeds).
 #[inline(always)]
 fn transform_fixed<const P: usize, const Q: usize>(
     l: &[[f32; Q]; P],
