@@ -63,6 +63,7 @@ pub fn eval(
         | GroupNormalization { .. }
         | LpNormalization { .. } => ops::norm::eval(op, inputs, outputs),
         MatMul { .. } | Gemm { .. } | Einsum { .. } => ops::linalg::eval(op, inputs, outputs, scratch),
+        Attention(attrs) => ops::attention::eval(attrs, inputs, outputs, scratch),
         Conv(_) | ConvTranspose(_) => ops::conv::eval(op, inputs, outputs, scratch),
         MaxPool(_) | AveragePool(_) | LpPool { .. } | GlobalAveragePool | GlobalMaxPool => {
             ops::pool::eval(op, inputs, outputs)

@@ -66,6 +66,18 @@ pub fn flops(op: &Op, inputs: &[Option<&[usize]>], outputs: &[&[usize]]) -> u64 
             let k = input(0).and_then(|a| a.last().copied()).unwrap_or(0) as u64;
             out_elems.saturating_mul(k).saturating_mul(2).saturating_add(fused(activation.as_ref(), input(2).is_some()))
         }
+        Op::Attention(_) => {
+            // Two products (S·L·D and S·L·Dv multiply-adds per batch) and a
+            // softmax over the S·L scores.
+            let (Some(q), Some(v)) = (input(0), input(2)) else { return 0 };
+            let last_two = |s: &[usize]| match s {
+                [.., a, b] => (*a as u64, *b as u64),
+                _ => (0, 0),
+            };
+            let ((s, d), (l, dv)) = (last_two(q), last_two(v));
+            let scores = count(&q[..q.len().saturating_sub(2)]).saturating_mul(s).saturating_mul(l);
+            scores.saturating_mul(2 * (d + dv)).saturating_add(scores.saturating_mul(SOFTMAX))
+        }
         Op::Gemm { trans_a, activation, .. } => {
             let k = input(0).map_or(0, |a| if *trans_a { a.first() } else { a.get(1) }.copied().unwrap_or(0)) as u64;
             out_elems.saturating_mul(k).saturating_mul(2).saturating_add(fused(activation.as_ref(), input(2).is_some()))
@@ -231,7 +243,7 @@ fn einsum_flops(equation: &str, inputs: &[Option<&[usize]>]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AutoPad, ConvAttrs, ConvTransposeAttrs, PoolAttrs, ResizeAttrs};
+    use crate::{AttentionAttrs, AttentionMask, AutoPad, ConvAttrs, ConvTransposeAttrs, PoolAttrs, ResizeAttrs};
 
     fn f(op: &Op, inputs: &[&[usize]], output: &[usize]) -> u64 {
         let inputs: Vec<Option<&[usize]>> = inputs.iter().map(|s| Some(*s)).collect();
@@ -259,6 +271,12 @@ mod tests {
         assert_eq!(f(&fused, &[&[2, 3], &[3, 4], &[4]], &[2, 4]), 2 * 2 * 3 * 4 + 2 * 8);
         let gemm = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: true, trans_b: false, activation: None };
         assert_eq!(f(&gemm, &[&[7, 4], &[7, 5]], &[4, 5]), 2 * 4 * 5 * 7);
+        let attention = Op::Attention(AttentionAttrs { scale: 1.0, keys_transposed: true, mask: AttentionMask::None });
+        let scores = 2 * 12 * 128 * 128;
+        assert_eq!(
+            f(&attention, &[&[2, 12, 128, 64], &[2, 12, 64, 128], &[2, 12, 128, 32]], &[2, 12, 128, 32]),
+            scores * 2 * (64 + 32) + scores * SOFTMAX
+        );
     }
 
     #[test]

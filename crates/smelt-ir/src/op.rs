@@ -160,6 +160,29 @@ pub enum AutoPad {
     Valid,
 }
 
+/// How [`Op::Attention`] masks its scores before the softmax.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AttentionMask {
+    /// No mask input.
+    None,
+    /// A float mask added to the scores (BERT's `(1 - mask) · min`).
+    Add,
+    /// A bool mask: where true the score is kept, elsewhere it becomes `fill`
+    /// (GPT-2's causal `Where(mask, scores, min)`).
+    Select { fill: f32 },
+}
+
+/// Attributes of [`Op::Attention`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionAttrs {
+    /// Multiplies `q·kᵀ` before the mask.
+    pub scale: f32,
+    /// The key input is given transposed, `[.., D, L]`, as exporters leave it
+    /// after their `Transpose(perm = [0, 2, 3, 1])`.
+    pub keys_transposed: bool,
+    pub mask: AttentionMask,
+}
+
 /// Attributes shared by Conv and ConvTranspose. Empty `strides`/`dilations` mean all
 /// ones; empty `pads` means all zeros (`[begin_0, begin_1, .., end_0, end_1, ..]`).
 #[derive(Clone, Debug, PartialEq)]
@@ -321,6 +344,14 @@ pub enum Op {
     Einsum {
         equation: String,
     },
+
+    /// Scaled dot-product attention over the last two axes,
+    /// `softmax(scale · q·kᵀ ⊕ mask) · v`, made only by fusion
+    /// (`smelt_passes::fuse_attention`) for backends with a fused kernel.
+    /// Inputs: `q [.., S, D], k [.., L, D] (or kᵀ [.., D, L]), v [.., L, Dv], mask?`;
+    /// leading dims broadcast as in MatMul, the mask broadcasts to the scores
+    /// `[.., S, L]`. Output: `[.., S, Dv]`.
+    Attention(AttentionAttrs),
 
     // ── pooling and normalisation ─────────────────────────────────────────
     /// Outputs: `Y, Indices?`.
@@ -497,6 +528,7 @@ impl Op {
             Op::Conv(_) => "Conv",
             Op::ConvTranspose(_) => "ConvTranspose",
             Op::Einsum { .. } => "Einsum",
+            Op::Attention(_) => "Attention",
             Op::MaxPool(_) => "MaxPool",
             Op::AveragePool(_) => "AveragePool",
             Op::LpPool { .. } => "LpPool",

@@ -12,9 +12,11 @@
 //!    shape arithmetic (`Shape → Gather → Unsqueeze → Concat`) as far as facts allow;
 //! 2. [`identity::remove_identities`]: Identity and inference-mode Dropout;
 //! 3. [`conv_bn::fold_conv_batchnorm`]: BatchNormalization into the Conv before it;
-//! 4. [`gelu::fuse_gelu`]: GELU spelled out with Erf or Tanh into one `Gelu` node;
-//! 5. [`epilogue::fuse_epilogues`]: bias Add and activations into Conv/Gemm/MatMul;
-//! 6. [`dead::remove_dead_nodes`]: nodes whose outputs nobody reads.
+//! 4. [`attention::fuse_attention`] (opt-in): `MatMul → scale → mask → Softmax →
+//!    MatMul` into one `Attention` node;
+//! 5. [`gelu::fuse_gelu`]: GELU spelled out with Erf or Tanh into one `Gelu` node;
+//! 6. [`epilogue::fuse_epilogues`]: bias Add and activations into Conv/Gemm/MatMul;
+//! 7. [`dead::remove_dead_nodes`]: nodes whose outputs nobody reads.
 //!
 //! Graph inputs and outputs keep their ONNX names through every pass: callers ask
 //! for outputs by name. A graph output may end up a constant (when everything it
@@ -25,6 +27,7 @@
 //! [`memory`] plans one arena for a graph's intermediate values from their
 //! lifetimes.
 
+pub mod attention;
 pub mod cleanup;
 mod consts;
 pub mod conv_bn;

@@ -2,7 +2,7 @@
 
 use crate::cleanup::prune_values;
 use crate::fold::{fold_constants, DEFAULT_MAX_FOLDED_BYTES};
-use crate::{conv_bn, dead, epilogue, gelu, identity, ConstEval, PassError};
+use crate::{attention, conv_bn, dead, epilogue, gelu, identity, ConstEval, PassError};
 use smelt_ir::Graph;
 use std::fmt;
 
@@ -19,11 +19,14 @@ pub struct OptimizeOptions {
     /// Fuse bias additions and activations into Conv/Gemm/MatMul. Turned off for
     /// backends whose kernels have no fused epilogue.
     pub fuse_epilogues: bool,
+    /// Fuse `MatMul → scale → mask → Softmax → MatMul` into one `Attention` node.
+    /// Off by default: only backends with an attention kernel turn it on.
+    pub fuse_attention: bool,
 }
 
 impl Default for OptimizeOptions {
     fn default() -> Self {
-        OptimizeOptions { max_folded_bytes: DEFAULT_MAX_FOLDED_BYTES, fold_batch_norm: true, fuse_epilogues: true }
+        OptimizeOptions { max_folded_bytes: DEFAULT_MAX_FOLDED_BYTES, fold_batch_norm: true, fuse_epilogues: true, fuse_attention: false }
     }
 }
 
@@ -44,6 +47,8 @@ pub struct PassReport {
     pub activations_fused: usize,
     /// Decomposed GELU chains replaced by one `Gelu` node.
     pub gelus_fused: usize,
+    /// Attention chains replaced by one `Attention` node.
+    pub attentions_fused: usize,
     pub dead_nodes_removed: usize,
     /// Values (mostly constants that folding replaced) dropped from the graph.
     pub values_pruned: usize,
@@ -59,7 +64,7 @@ pub struct PassReport {
 }
 
 /// Runs the passes in order (constant folding, identity removal, Conv+BN folding,
-/// epilogue fusion, dead-node removal) until a round changes nothing, refreshing
+/// attention fusion when asked for, GELU and epilogue fusion, dead-node removal) until a round changes nothing, refreshing
 /// shape facts before each round, then drops unused values.
 ///
 /// Every change removes at least one node, so the loop ends. Value ids are
@@ -87,6 +92,13 @@ pub fn optimize(graph: &mut Graph, eval: &dyn ConstEval, opts: &OptimizeOptions)
             let folded = conv_bn::fold_conv_batchnorm(graph)?;
             report.batch_norms_folded += folded;
             changes += folded;
+        }
+        if opts.fuse_attention {
+            // Before epilogue fusion, which could otherwise fold a constant mask
+            // into the scores' MatMul and hide the chain.
+            let fused = attention::fuse_attention(graph)?;
+            report.attentions_fused += fused;
+            changes += fused;
         }
         if opts.fuse_epilogues {
             // GELU first, so the Gelu it makes is fused into its MatMul this round.
@@ -133,6 +145,7 @@ impl fmt::Display for PassReport {
             (self.batch_norms_folded, "batch norms folded"),
             (self.biases_fused, "biases fused"),
             (self.gelus_fused, "GELUs fused"),
+            (self.attentions_fused, "attentions fused"),
             (self.activations_fused, "activations fused"),
             (self.dead_nodes_removed, "dead nodes removed"),
             (self.too_large_to_fold, "too large to fold"),

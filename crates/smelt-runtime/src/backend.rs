@@ -10,6 +10,11 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> String;
     /// Compiles an optimised graph. Its node order, facts and constants are final.
     fn compile(&self, graph: &Graph) -> Result<Box<dyn Plan>>;
+    /// The graph passes to run for this backend: fusions whose fused op only
+    /// some backends have a kernel for are turned on here.
+    fn optimize_options(&self) -> smelt_passes::OptimizeOptions {
+        smelt_passes::OptimizeOptions::default()
+    }
 }
 
 /// A compiled graph, ready to run.

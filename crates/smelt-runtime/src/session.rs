@@ -74,19 +74,19 @@ impl Session {
 
     /// Prepares a graph: shape inference, passes, compilation.
     pub fn from_graph(graph: Graph, options: &SessionOptions) -> Result<Session> {
-        let (graph, pass_report) = prepare_graph(graph, options.optimize)?;
         let backend: Box<dyn Backend> = match options.device {
             Device::Cpu => Box::new(CpuBackend::new(options.threads)?),
             Device::Gpu(ordinal) => Box::new(GpuBackend::new(ordinal)?),
         };
-        Session::compile(graph, pass_report, backend.as_ref())
+        Session::from_graph_on(graph, backend.as_ref(), options)
     }
 
     /// Prepares a graph for a backend the caller keeps, so that many models share
     /// one opened GPU (its device, buffer pool and compiled pipelines) instead of
     /// opening their own; `options.device` is not consulted.
     pub fn from_graph_on(graph: Graph, backend: &dyn Backend, options: &SessionOptions) -> Result<Session> {
-        let (graph, pass_report) = prepare_graph(graph, options.optimize)?;
+        let passes = options.optimize.then(|| backend.optimize_options());
+        let (graph, pass_report) = prepare_graph(graph, passes.as_ref())?;
         Session::compile(graph, pass_report, backend)
     }
 
@@ -256,13 +256,17 @@ fn io_info(graph: &Graph, v: usize) -> IoInfo {
     IoInfo { name: graph.name(v).to_string(), dtype: fact.dtype, shape: fact.shape.clone() }
 }
 
-/// Shape inference, then (optionally) the optimisation passes, then inference again
-/// so every fact reflects the rewritten graph.
-pub fn prepare_graph(mut graph: Graph, optimize: bool) -> Result<(Graph, Option<smelt_passes::PassReport>)> {
+/// Shape inference, then the optimisation passes `passes` selects (none for
+/// `None`; a backend's choice is [`Backend::optimize_options`]), then inference
+/// again so every fact reflects the rewritten graph.
+pub fn prepare_graph(
+    mut graph: Graph,
+    passes: Option<&smelt_passes::OptimizeOptions>,
+) -> Result<(Graph, Option<smelt_passes::PassReport>)> {
     graph.infer_facts()?;
     let mut report = None;
-    if optimize {
-        let r = smelt_passes::optimize(&mut graph, &CpuConstEval, &smelt_passes::OptimizeOptions::default())
+    if let Some(passes) = passes {
+        let r = smelt_passes::optimize(&mut graph, &CpuConstEval, passes)
             .map_err(|e| RuntimeError::Passes(e.to_string()))?;
         graph.infer_facts()?;
         report = Some(r);

@@ -1,6 +1,7 @@
 //! Kernels, one module per op family.
 
 pub mod activation;
+pub mod attention;
 pub mod broadcast;
 pub mod conv;
 pub mod einsum;

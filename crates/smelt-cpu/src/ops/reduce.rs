@@ -9,7 +9,7 @@
 mod arg;
 mod cumsum;
 mod reduction;
-mod softmax;
+pub(crate) mod softmax;
 mod topk;
 
 use super::elementwise::checked::{input, output};

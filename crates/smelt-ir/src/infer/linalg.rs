@@ -1,8 +1,8 @@
-//! Matrix products: MatMul (numpy semantics) and Gemm.
+//! Matrix products: MatMul (numpy semantics), Gemm and fused attention.
 
 use super::dims::{broadcast_dims, check_broadcasts_to, unify};
 use super::{dims_of_rank, Args};
-use crate::{Dim, Fact, Shape};
+use crate::{AttentionAttrs, AttentionMask, DType, Dim, Fact, Shape};
 
 pub(super) fn matmul(inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, String> {
     let a = Args::new(inputs, &["A", "B", "bias"], 2)?;
@@ -39,6 +39,51 @@ pub(super) fn matmul_shape(a: &Shape, b: &Shape) -> Result<Shape, String> {
     Ok(Shape::new(out))
 }
 
+/// `softmax(scale · q·kᵀ ⊕ mask) · v`: two products, so the shape rules are
+/// MatMul's for `q·kᵀ` and then for `· v`; the mask must broadcast to the scores.
+pub(super) fn attention(attrs: &AttentionAttrs, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, String> {
+    let a = Args::new(inputs, &["Q", "K", "V", "mask"], 3)?;
+    let dtype = a.same_dtype(&[0, 1, 2])?;
+    if !dtype.is_float() {
+        return Err(format!("Q, K and V must be floating point, got {dtype}"));
+    }
+    let (q, k, v) = (&a.req(0).shape, &a.req(1).shape, &a.req(2).shape);
+    for (shape, name) in [(q, "Q"), (k, "K"), (v, "V")] {
+        if shape.dims().is_some_and(|d| d.len() < 2) {
+            return Err(format!("{name} must have rank 2 or more, got shape {shape}"));
+        }
+    }
+    let keys_as_rhs = if attrs.keys_transposed { k.clone() } else { swap_last_two(k) };
+    let scores = matmul_shape(q, &keys_as_rhs).map_err(|e| format!("Q·Kᵀ: {e}"))?;
+    let out = matmul_shape(&scores, v).map_err(|e| format!("scores·V: {e}"))?;
+    match (attrs.mask, a.opt(3)) {
+        (AttentionMask::None, None) => {}
+        (AttentionMask::None, Some(_)) => return Err("a mask input is given, but the mask kind is none".into()),
+        (_, None) => return Err("the mask input is missing".into()),
+        (AttentionMask::Add, Some(mask)) if mask.dtype != dtype => {
+            return Err(format!("an additive mask must have the dtype of Q ({dtype}), got {}", mask.dtype))
+        }
+        (AttentionMask::Select { .. }, Some(mask)) if mask.dtype != DType::Bool => {
+            return Err(format!("a selecting mask must be bool, got {}", mask.dtype))
+        }
+        (_, Some(mask)) => check_broadcasts_to(&mask.shape, &scores, "mask")?,
+    }
+    Ok(vec![Fact::new(dtype, out)])
+}
+
+/// The shape with its last two dims exchanged (rank ≥ 2, or unknown).
+fn swap_last_two(shape: &Shape) -> Shape {
+    match shape.dims() {
+        Some(d) => {
+            let mut d = d.to_vec();
+            let r = d.len();
+            d.swap(r - 2, r - 1);
+            Shape::new(d)
+        }
+        None => Shape::unknown(),
+    }
+}
+
 pub(super) fn gemm(trans_a: bool, trans_b: bool, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, String> {
     let a = Args::new(inputs, &["A", "B", "C"], 2)?;
     let dtype = a.same_dtype(&[0, 1, 2])?;
@@ -69,7 +114,7 @@ pub(super) fn gemm(trans_a: bool, trans_b: bool, inputs: &[Option<&Fact>]) -> Re
 #[cfg(test)]
 mod tests {
     use super::super::test_util::*;
-    use crate::{Op, Shape};
+    use crate::{AttentionAttrs, AttentionMask, DType, Op, Shape};
 
     fn mm() -> Op {
         Op::MatMul { activation: None }
@@ -110,6 +155,40 @@ mod tests {
         assert!(e.contains("K = 3") && e.contains("K = 4"), "{e}");
         assert!(err(&mm(), &[&f32(shape![2, 2, 3]), &f32(shape![3, 3, 4])]).contains("batch"));
         assert!(err(&mm(), &[&f32(shape![]), &f32(shape![3])]).contains("rank 1"));
+    }
+
+    fn attention(keys_transposed: bool, mask: AttentionMask) -> Op {
+        Op::Attention(AttentionAttrs { scale: 0.125, keys_transposed, mask })
+    }
+
+    #[test]
+    fn attention_shapes_follow_its_two_products() {
+        let q = f32(shape!["batch", 12, "seq", 64]);
+        let kt = f32(shape!["batch", 12, 64, "seq"]);
+        let k = f32(shape!["batch", 12, "seq", 64]);
+        let v = f32(shape!["batch", 12, "seq", 32]);
+        let mask = f32(shape!["batch", 1, 1, "seq"]);
+        let out = one(&attention(true, AttentionMask::Add), &[&q, &kt, &v, &mask]);
+        assert_eq!(out.shape, shape!["batch", 12, "seq", 32]);
+        assert_eq!(one(&attention(false, AttentionMask::None), &[&q, &k, &v]).shape, out.shape);
+        let causal = fact(DType::Bool, shape![1, 1, "seq", "seq"]);
+        let select = AttentionMask::Select { fill: -1e9 };
+        assert_eq!(one(&attention(false, select), &[&q, &k, &v, &causal]).shape, out.shape);
+    }
+
+    #[test]
+    fn attention_rejects_mismatches_by_name() {
+        let q = f32(shape![2, 4, 8]);
+        let k = f32(shape![2, 5, 8]);
+        let v = f32(shape![2, 5, 3]);
+        assert!(err(&attention(false, AttentionMask::None), &[&q, &f32(shape![2, 5, 7]), &v]).contains("Q·Kᵀ"));
+        assert!(err(&attention(false, AttentionMask::None), &[&q, &k, &f32(shape![2, 6, 3])]).contains("scores·V"));
+        let e = err(&attention(false, AttentionMask::Add), &[&q, &k, &v, &f32(shape![2, 4, 6])]);
+        assert!(e.contains("mask") && e.contains("does not broadcast"), "{e}");
+        let e = err(&attention(false, AttentionMask::Select { fill: 0.0 }), &[&q, &k, &v, &f32(shape![4, 5])]);
+        assert!(e.contains("bool"), "{e}");
+        assert!(err(&attention(false, AttentionMask::Add), &[&q, &k, &v]).contains("missing"));
+        assert!(err(&attention(false, AttentionMask::None), &[&f32(shape![8]), &k, &v]).contains("rank 2"));
     }
 
     #[test]

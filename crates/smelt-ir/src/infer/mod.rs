@@ -68,6 +68,7 @@ pub fn infer(op: &Op, inputs: &[Option<&Fact>], n_outputs: usize) -> Result<Vec<
         Op::MatMul { .. } => linalg::matmul(inputs)?,
         Op::Gemm { trans_a, trans_b, .. } => linalg::gemm(*trans_a, *trans_b, inputs)?,
         Op::Einsum { equation } => einsum::einsum(equation, inputs)?,
+        Op::Attention(attrs) => linalg::attention(attrs, inputs)?,
         Op::Conv(attrs) => conv::conv(attrs, inputs)?,
         Op::ConvTranspose(attrs) => conv::conv_transpose(attrs, inputs)?,
         Op::MaxPool(attrs) => conv::pool(attrs, true, inputs)?,

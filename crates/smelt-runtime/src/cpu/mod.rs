@@ -60,6 +60,12 @@ impl CpuBackend {
         Ok(CpuBackend { pool: Arc::new(pool) })
     }
 
+    /// The graph passes for CPU plans: the defaults, and attention fusion (the
+    /// CPU has a fused attention kernel).
+    pub fn passes() -> smelt_passes::OptimizeOptions {
+        smelt_passes::OptimizeOptions { fuse_attention: true, ..Default::default() }
+    }
+
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
     }
@@ -68,6 +74,10 @@ impl CpuBackend {
 impl Backend for CpuBackend {
     fn name(&self) -> String {
         "cpu".to_string()
+    }
+
+    fn optimize_options(&self) -> smelt_passes::OptimizeOptions {
+        CpuBackend::passes()
     }
 
     fn compile(&self, graph: &Graph) -> Result<Box<dyn Plan>> {

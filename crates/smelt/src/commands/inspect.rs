@@ -63,12 +63,18 @@ pub fn main(args: Args) -> Result<()> {
     }
 
     let model = smelt_onnx::load_model(&args.model)?;
-    let (graph, report) = smelt_runtime::prepare_graph(model.graph, true)?;
+    let device = args.device.as_deref().map(str::parse::<smelt_runtime::Device>).transpose()?;
+    // The passes of the backend the graph is shown for.
+    let passes = match device {
+        Some(smelt_runtime::Device::Gpu(_)) => smelt_passes::OptimizeOptions::default(),
+        _ => smelt_runtime::CpuBackend::passes(),
+    };
+    let (graph, report) = smelt_runtime::prepare_graph(model.graph, Some(&passes))?;
     if let Some(r) = &report {
         println!("optimised  {} nodes after passes ({})", graph.nodes.len(), r);
     }
-    if let Some(device) = &args.device {
-        match device.parse::<smelt_runtime::Device>()? {
+    if let Some(device) = device {
+        match device {
             smelt_runtime::Device::Gpu(ordinal) => {
                 let backend = smelt_runtime::GpuBackend::new(ordinal)?;
                 println!("placement on {}", smelt_runtime::Backend::name(&backend));

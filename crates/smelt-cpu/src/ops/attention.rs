@@ -1,0 +1,317 @@
+//! Fused scaled dot-product attention, `softmax(scale · q·kᵀ ⊕ mask) · v`.
+//!
+//! The work is cut into tasks of one batch entry (one head) and a block of query
+//! rows. A task computes its block's scores `[rows, L]` into a tile of its
+//! worker's scratch, masks them and takes the softmax in place, then multiplies
+//! the tile by `v` straight into its output rows. Only a tile of scores exists at
+//! a time (at most [`TILE_ELEMENTS`] per worker, so it stays in L2), instead of
+//! the `[.., S, L]` score tensor written and read by four separate nodes.
+//!
+//! Rounding matches the unfused chain to within the scale's: `q·kᵀ` is the same
+//! GEMM, the scale is applied as GEMM's alpha (a multiply where the chain may
+//! divide), the mask and the softmax are the same arithmetic as `Add`/`Where` and
+//! `Softmax`.
+
+use crate::ops::gemm::{sgemm, Layout, Parallelism};
+use crate::ops::reduce::softmax::{row_max, row_sum, SoftFloat};
+use crate::{CpuError, Result, Scratch};
+use rayon::prelude::*;
+use smallvec::SmallVec;
+use smelt_ir::{AttentionAttrs, AttentionMask, DType, TensorView, TensorViewMut};
+
+const OP: &str = "Attention";
+
+/// Scores per worker tile: 16 Ki floats (64 KiB) stays in L2 beside the keys and
+/// values the task reads.
+const TILE_ELEMENTS: usize = 16 * 1024;
+
+/// Below this many multiply-adds in all, one thread does everything: handing
+/// tasks to rayon costs more than it saves.
+const PARALLEL_MIN_WORK: usize = 1 << 18;
+
+type Strides = SmallVec<[usize; 6]>;
+
+/// Where each batch entry's matrices start in every operand.
+struct Batches {
+    /// Output batch dims (the broadcast of q's, k's and v's).
+    dims: Strides,
+    /// Per operand (q, k, v, mask), the element stride of each output batch dim
+    /// (0 where the operand broadcasts).
+    strides: [Strides; 4],
+}
+
+impl Batches {
+    /// Element offsets of batch entry `b` in q, k, v and the mask.
+    fn offsets(&self, mut b: usize) -> [usize; 4] {
+        let mut offsets = [0; 4];
+        for (axis, &dim) in self.dims.iter().enumerate().rev() {
+            let i = b % dim;
+            b /= dim;
+            for (offset, strides) in offsets.iter_mut().zip(&self.strides) {
+                *offset += i * strides[axis];
+            }
+        }
+        offsets
+    }
+}
+
+/// The problem's sizes, checked against every operand's shape.
+struct Geometry {
+    batches: Batches,
+    /// Query rows, keys, the q/k depth and v's width.
+    s: usize,
+    l: usize,
+    d: usize,
+    dv: usize,
+    /// kᵀ (`D`×`L`) as laid out in k's buffer.
+    keys: Layout,
+    /// Mask element (i, j) of a batch entry is at `i·row + j·col` past its offset.
+    mask: Layout,
+}
+
+pub fn eval(
+    attrs: &AttentionAttrs,
+    inputs: &[Option<TensorView>],
+    outputs: &mut [TensorViewMut],
+    scratch: &mut Scratch,
+) -> Result<()> {
+    let input = |i: usize, name: &str| {
+        inputs.get(i).copied().flatten().ok_or_else(|| CpuError::invalid(OP, format!("input {name} is missing")))
+    };
+    let (q, k, v) = (input(0, "Q")?, input(1, "K")?, input(2, "V")?);
+    let mask = match attrs.mask {
+        AttentionMask::None => None,
+        _ => Some(input(3, "mask")?),
+    };
+    let [out] = outputs else { return Err(CpuError::invalid(OP, "expects one output")) };
+    if q.dtype != DType::F32 || k.dtype != DType::F32 || v.dtype != DType::F32 {
+        return Err(CpuError::UnsupportedDType { op: OP, dtype: q.dtype });
+    }
+    let geometry = geometry(attrs, &q, &k, &v, mask.as_ref(), out.shape)?;
+    let mask = match (attrs.mask, mask) {
+        (AttentionMask::Add, Some(m)) if m.dtype == DType::F32 => Mask::Add(m.as_slice::<f32>()?),
+        (AttentionMask::Select { fill }, Some(m)) if m.dtype == DType::Bool => Mask::Select(m.data, fill),
+        (AttentionMask::None, _) => Mask::None,
+        (_, m) => {
+            let dtype = m.map_or(DType::F32, |m| m.dtype);
+            return Err(CpuError::invalid(OP, format!("the mask's dtype {dtype} does not fit its kind")));
+        }
+    };
+    let operands = Operands { q: q.as_slice()?, k: k.as_slice()?, v: v.as_slice()?, mask, scale: attrs.scale };
+    run(&geometry, &operands, out.as_mut_slice()?, scratch);
+    Ok(())
+}
+
+/// Sizes and strides from the shapes, with an error naming the operand that does
+/// not fit (shape inference has checked them; this keeps the kernel safe alone).
+fn geometry(
+    attrs: &AttentionAttrs,
+    q: &TensorView,
+    k: &TensorView,
+    v: &TensorView,
+    mask: Option<&TensorView>,
+    out: &[usize],
+) -> Result<Geometry> {
+    let matrix = |shape: &[usize], name: &str| match shape {
+        [batch @ .., rows, cols] => Ok((batch.len(), *rows, *cols)),
+        _ => Err(CpuError::invalid(OP, format!("{name} must have rank 2 or more, got {shape:?}"))),
+    };
+    let (_, s, d) = matrix(q.shape, "Q")?;
+    let (_, k_rows, k_cols) = matrix(k.shape, "K")?;
+    let (kd, l) = if attrs.keys_transposed { (k_rows, k_cols) } else { (k_cols, k_rows) };
+    let (_, vl, dv) = matrix(v.shape, "V")?;
+    let (out_batch, out_s, out_dv) = matrix(out, "the output")?;
+    if kd != d || vl != l || out_s != s || out_dv != dv {
+        return Err(CpuError::invalid(
+            OP,
+            format!("shapes do not fit: Q {:?}, K {:?}, V {:?}, output {out:?}", q.shape, k.shape, v.shape),
+        ));
+    }
+    let dims: Strides = out[..out_batch].iter().copied().collect();
+    let operand = |shape: &[usize], name: &str| -> Result<Strides> {
+        let batch = &shape[..shape.len() - 2];
+        broadcast_strides(batch, &dims, shape[shape.len() - 2] * shape[shape.len() - 1])
+            .ok_or_else(|| CpuError::invalid(OP, format!("{name} {shape:?} does not broadcast to output {out:?}")))
+    };
+    let (q_strides, k_strides, v_strides) = (operand(q.shape, "Q")?, operand(k.shape, "K")?, operand(v.shape, "V")?);
+    let (mask_strides, mask_layout) = match mask {
+        None => (SmallVec::from_elem(0, dims.len()), Layout { row: 0, col: 0 }),
+        Some(m) => {
+            // The mask broadcasts to the scores [.., S, L]: strides over all of them.
+            let mut scores: Strides = dims.clone();
+            scores.extend([s, l]);
+            let strides = broadcast_strides(m.shape, &scores, 1).ok_or_else(|| {
+                CpuError::invalid(OP, format!("mask {:?} does not broadcast to the scores {scores:?}", m.shape))
+            })?;
+            let layout = Layout { row: strides[dims.len()], col: strides[dims.len() + 1] };
+            (strides[..dims.len()].iter().copied().collect(), layout)
+        }
+    };
+    let keys = if attrs.keys_transposed { Layout::row_major(l) } else { Layout::row_major(d).transposed() };
+    Ok(Geometry {
+        batches: Batches { dims, strides: [q_strides, k_strides, v_strides, mask_strides] },
+        s,
+        l,
+        d,
+        dv,
+        keys,
+        mask: mask_layout,
+    })
+}
+
+/// Per dim of `target`, the element stride of `shape` (aligned to its end, each
+/// element `inner` elements long) or 0 where `shape` broadcasts; `None` when it
+/// does not broadcast to `target`.
+fn broadcast_strides(shape: &[usize], target: &[usize], inner: usize) -> Option<Strides> {
+    let extra = shape.len().saturating_sub(target.len());
+    if shape[..extra].iter().any(|&d| d != 1) {
+        return None;
+    }
+    let shape = &shape[extra..];
+    let pad = target.len() - shape.len();
+    let mut strides: Strides = SmallVec::from_elem(0, target.len());
+    let mut step = inner;
+    for (i, &d) in shape.iter().enumerate().rev() {
+        match (d, target[pad + i]) {
+            (1, _) => {}
+            (d, t) if d == t => strides[pad + i] = step,
+            _ => return None,
+        }
+        step *= d;
+    }
+    Some(strides)
+}
+
+/// The mask's values.
+#[derive(Clone, Copy)]
+enum Mask<'a> {
+    None,
+    Add(&'a [f32]),
+    /// Bools (one byte each) and the fill where they are false.
+    Select(&'a [u8], f32),
+}
+
+struct Operands<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    mask: Mask<'a>,
+    scale: f32,
+}
+
+/// Query rows per task: as many as fit a tile, fewer when that leaves too few
+/// tasks to share between the threads.
+fn block_rows(g: &Geometry, batch_count: usize, threads: usize) -> usize {
+    let fit = (TILE_ELEMENTS / g.l.max(1)).clamp(1, g.s.max(1));
+    let wanted_tasks = threads * 4;
+    let per_batch = wanted_tasks.div_ceil(batch_count.max(1));
+    fit.min(g.s.div_ceil(per_batch).max(1))
+}
+
+fn run(g: &Geometry, ops: &Operands, out: &mut [f32], scratch: &mut Scratch) {
+    let batch_count: usize = g.batches.dims.iter().product();
+    if batch_count == 0 || g.s == 0 || g.dv == 0 {
+        return;
+    }
+    if g.l == 0 {
+        // No keys: the product with an empty probability row is zero, as the
+        // unfused `[S, 0] · [0, Dv]` MatMul gives.
+        out.fill(0.0);
+        return;
+    }
+    let work = batch_count * g.s * g.l * (g.d + g.dv);
+    let threads = if work < PARALLEL_MIN_WORK { 1 } else { rayon::current_num_threads().max(1) };
+    let rows = block_rows(g, batch_count, threads);
+    let blocks = g.s.div_ceil(rows);
+    let tasks = batch_count * blocks;
+    let workers = threads.min(tasks);
+    let tile = rows * g.l;
+    let tiles = scratch.f32s(tile.max(1) * workers);
+
+    // Output rows of task t, in order: tasks [t0, t1) write one contiguous range.
+    let first_row = |t: usize| (t / blocks) * g.s + ((t % blocks) * rows).min(g.s);
+    let run_tasks = |tasks: std::ops::Range<usize>, tile: &mut [f32], out: &mut [f32]| {
+        let base = first_row(tasks.start);
+        for t in tasks {
+            let (b, start) = (t / blocks, (t % blocks) * rows);
+            let n = rows.min(g.s - start);
+            let at = (first_row(t) - base) * g.dv;
+            attend_block(g, ops, b, start, n, tile, &mut out[at..at + n * g.dv]);
+        }
+    };
+    if workers <= 1 {
+        run_tasks(0..tasks, tiles, out);
+        return;
+    }
+    let per = tasks.div_ceil(workers);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    tiles.par_chunks_mut(tile).enumerate().for_each(|(worker, tile)| {
+        let (t0, t1) = ((worker * per).min(tasks), ((worker + 1) * per).min(tasks));
+        let (r0, r1) = (first_row(t0), first_row(t1));
+        // SAFETY: workers' task ranges are disjoint, so are their output rows
+        // [r0, r1), all inside `out` (`first_row(tasks)` is its row count).
+        let out = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(r0 * g.dv), (r1 - r0) * g.dv) };
+        run_tasks(t0..t1, tile, out);
+    });
+}
+
+/// A pointer workers write disjoint parts through.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: each worker writes only its own rows (see `run`).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Rows `start .. start + n` of batch entry `b`: scores into `tile`, mask and
+/// softmax in place, then `tile · v` into `out` (those rows, `n`×`Dv`).
+fn attend_block(g: &Geometry, ops: &Operands, b: usize, start: usize, n: usize, tile: &mut [f32], out: &mut [f32]) {
+    let [q_at, k_at, v_at, mask_at] = g.batches.offsets(b);
+    let scores = &mut tile[..n * g.l];
+    let q = &ops.q[q_at + start * g.d..];
+    sgemm(n, g.l, g.d, q, Layout::row_major(g.d), &ops.k[k_at..], g.keys, scores, Layout::row_major(g.l), ops.scale, 0.0, Parallelism::None);
+    let mask_rows = mask_at + start * g.mask.row;
+    crate::ops::wide::run(|| {
+        for (i, row) in scores.chunks_exact_mut(g.l).enumerate() {
+            let at = mask_rows + i * g.mask.row;
+            match ops.mask {
+                Mask::None => {}
+                Mask::Add(m) => {
+                    for (j, x) in row.iter_mut().enumerate() {
+                        *x += m[at + j * g.mask.col];
+                    }
+                }
+                Mask::Select(keep, fill) => {
+                    for (j, x) in row.iter_mut().enumerate() {
+                        if keep[at + j * g.mask.col] == 0 {
+                            *x = fill;
+                        }
+                    }
+                }
+            }
+            softmax_in_place(row);
+        }
+    });
+    sgemm(n, g.dv, g.l, scores, Layout::row_major(g.l), &ops.v[v_at..], Layout::row_major(g.dv), out, Layout::row_major(g.dv), 1.0, 0.0, Parallelism::None);
+}
+
+/// The softmax of a row, written over it (as `Softmax` computes it).
+#[inline(always)]
+fn softmax_in_place(row: &mut [f32]) {
+    let m = row_max(row);
+    for x in row.iter_mut() {
+        *x = (*x - m).exp_fast();
+    }
+    let inv = 1.0 / row_sum(row);
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+}
+
+#[cfg(test)]
+mod tests;
