@@ -336,7 +336,8 @@ pub enum Op {
         trans_b: bool,
         activation: Option<UnaryOp>,
     },
-    /// Inputs: `X, W, B?`.
+    /// Inputs: `X, W, B?, Z?`. `Z`, of the output's shape, is added before the
+    /// activation (a residual connection); like `activation`, set by fusion only.
     Conv(ConvAttrs),
     /// Inputs: `X, W, B?`.
     ConvTranspose(ConvTransposeAttrs),

@@ -36,12 +36,8 @@ pub fn fuse_attention(graph: &mut Graph) -> Result<usize, PassError> {
         let last = &graph.nodes[chain.last];
         let mut inputs = vec![Some(chain.q), Some(chain.k), Some(chain.v)];
         inputs.extend(chain.mask_input.map(Some));
-        let node = Node {
-            name: last.name.clone(),
-            op: Op::Attention(chain.attrs),
-            inputs,
-            outputs: last.outputs.clone(),
-        };
+        let node =
+            Node { name: last.name.clone(), op: Op::Attention(chain.attrs), inputs, outputs: last.outputs.clone() };
         patch.replace_node(chain.last, node);
         for &n in chain.nodes.iter().filter(|&&n| n != chain.last) {
             patch.remove_node(n);
@@ -185,7 +181,9 @@ fn scaling(graph: &Graph, node: &Node) -> Option<(ValueId, f32)> {
 fn swaps_last_two(node: &Node) -> bool {
     let (Op::Transpose { perm: Some(perm) }, [Some(_)]) = (&node.op, &node.inputs[..]) else { return false };
     match perm[..] {
-        [ref leading @ .., a, b] => leading.iter().enumerate().all(|(i, &p)| p == i) && a == perm.len() - 1 && b == a - 1,
+        [ref leading @ .., a, b] => {
+            leading.iter().enumerate().all(|(i, &p)| p == i) && a == perm.len() - 1 && b == a - 1
+        }
         _ => false,
     }
 }

@@ -14,9 +14,10 @@
 //! 3. [`conv_bn::fold_conv_batchnorm`]: BatchNormalization into the Conv before it;
 //! 4. [`attention::fuse_attention`] (opt-in): `MatMul → scale → mask → Softmax →
 //!    MatMul` into one `Attention` node;
-//! 5. [`gelu::fuse_gelu`]: GELU spelled out with Erf or Tanh into one `Gelu` node;
-//! 6. [`epilogue::fuse_epilogues`]: bias Add and activations into Conv/Gemm/MatMul;
-//! 7. [`dead::remove_dead_nodes`]: nodes whose outputs nobody reads.
+//! 5. [`residual::fuse_residual`] (opt-in): `Add(Conv(x), z)` into the Conv;
+//! 6. [`gelu::fuse_gelu`]: GELU spelled out with Erf or Tanh into one `Gelu` node;
+//! 7. [`epilogue::fuse_epilogues`]: bias Add and activations into Conv/Gemm/MatMul;
+//! 8. [`dead::remove_dead_nodes`]: nodes whose outputs nobody reads.
 //!
 //! Graph inputs and outputs keep their ONNX names through every pass: callers ask
 //! for outputs by name. A graph output may end up a constant (when everything it
@@ -39,6 +40,7 @@ pub mod identity;
 pub mod memory;
 mod optimize;
 mod patch;
+pub mod residual;
 #[cfg(test)]
 mod testing;
 mod uses;

@@ -2,7 +2,7 @@
 
 use crate::cleanup::prune_values;
 use crate::fold::{fold_constants, DEFAULT_MAX_FOLDED_BYTES};
-use crate::{attention, conv_bn, dead, epilogue, gelu, identity, ConstEval, PassError};
+use crate::{attention, conv_bn, dead, epilogue, gelu, identity, residual, ConstEval, PassError};
 use smelt_ir::Graph;
 use std::fmt;
 
@@ -22,11 +22,20 @@ pub struct OptimizeOptions {
     /// Fuse `MatMul → scale → mask → Softmax → MatMul` into one `Attention` node.
     /// Off by default: only backends with an attention kernel turn it on.
     pub fuse_attention: bool,
+    /// Fuse a residual `Add(Conv(x), z)` into the Conv as its input `Z`. Off by
+    /// default: only backends whose Conv kernel reads `Z` turn it on.
+    pub fuse_residual: bool,
 }
 
 impl Default for OptimizeOptions {
     fn default() -> Self {
-        OptimizeOptions { max_folded_bytes: DEFAULT_MAX_FOLDED_BYTES, fold_batch_norm: true, fuse_epilogues: true, fuse_attention: false }
+        OptimizeOptions {
+            max_folded_bytes: DEFAULT_MAX_FOLDED_BYTES,
+            fold_batch_norm: true,
+            fuse_epilogues: true,
+            fuse_attention: false,
+            fuse_residual: false,
+        }
     }
 }
 
@@ -49,6 +58,8 @@ pub struct PassReport {
     pub gelus_fused: usize,
     /// Attention chains replaced by one `Attention` node.
     pub attentions_fused: usize,
+    /// Residual Adds folded into the Conv before them.
+    pub residuals_fused: usize,
     pub dead_nodes_removed: usize,
     /// Values (mostly constants that folding replaced) dropped from the graph.
     pub values_pruned: usize,
@@ -64,7 +75,7 @@ pub struct PassReport {
 }
 
 /// Runs the passes in order (constant folding, identity removal, Conv+BN folding,
-/// attention fusion when asked for, GELU and epilogue fusion, dead-node removal) until a round changes nothing, refreshing
+/// attention and residual fusion when asked for, GELU and epilogue fusion, dead-node removal) until a round changes nothing, refreshing
 /// shape facts before each round, then drops unused values.
 ///
 /// Every change removes at least one node, so the loop ends. Value ids are
@@ -98,6 +109,13 @@ pub fn optimize(graph: &mut Graph, eval: &dyn ConstEval, opts: &OptimizeOptions)
             // into the scores' MatMul and hide the chain.
             let fused = attention::fuse_attention(graph)?;
             report.attentions_fused += fused;
+            changes += fused;
+        }
+        if opts.fuse_residual {
+            // Before epilogue fusion, so the activation after the sum joins the
+            // Conv that now computes the sum.
+            let fused = residual::fuse_residual(graph)?;
+            report.residuals_fused += fused;
             changes += fused;
         }
         if opts.fuse_epilogues {
@@ -146,6 +164,7 @@ impl fmt::Display for PassReport {
             (self.biases_fused, "biases fused"),
             (self.gelus_fused, "GELUs fused"),
             (self.attentions_fused, "attentions fused"),
+            (self.residuals_fused, "residual adds fused"),
             (self.activations_fused, "activations fused"),
             (self.dead_nodes_removed, "dead nodes removed"),
             (self.too_large_to_fold, "too large to fold"),

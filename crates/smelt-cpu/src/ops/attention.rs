@@ -274,7 +274,20 @@ fn attend_block(g: &Geometry, ops: &Operands, b: usize, start: usize, n: usize, 
     let [q_at, k_at, v_at, mask_at] = g.batches.offsets(b);
     let scores = &mut tile[..n * g.l];
     let q = &ops.q[q_at + start * g.d..];
-    sgemm(n, g.l, g.d, q, Layout::row_major(g.d), &ops.k[k_at..], g.keys, scores, Layout::row_major(g.l), ops.scale, 0.0, Parallelism::None);
+    sgemm(
+        n,
+        g.l,
+        g.d,
+        q,
+        Layout::row_major(g.d),
+        &ops.k[k_at..],
+        g.keys,
+        scores,
+        Layout::row_major(g.l),
+        ops.scale,
+        0.0,
+        Parallelism::None,
+    );
     let mask_rows = mask_at + start * g.mask.row;
     crate::ops::wide::run(|| {
         for (i, row) in scores.chunks_exact_mut(g.l).enumerate() {
@@ -297,7 +310,20 @@ fn attend_block(g: &Geometry, ops: &Operands, b: usize, start: usize, n: usize, 
             softmax_in_place(row);
         }
     });
-    sgemm(n, g.dv, g.l, scores, Layout::row_major(g.l), &ops.v[v_at..], Layout::row_major(g.dv), out, Layout::row_major(g.dv), 1.0, 0.0, Parallelism::None);
+    sgemm(
+        n,
+        g.dv,
+        g.l,
+        scores,
+        Layout::row_major(g.l),
+        &ops.v[v_at..],
+        Layout::row_major(g.dv),
+        out,
+        Layout::row_major(g.dv),
+        1.0,
+        0.0,
+        Parallelism::None,
+    );
 }
 
 /// The softmax of a row, written over it (as `Softmax` computes it).

@@ -14,6 +14,7 @@
 //!
 //! ConvTranspose is GEMM (`Wᵀ · X` per image and group) followed by col2im.
 
+use super::broadcast::for_each_chunk;
 use super::gemm::{gemm, gemm_raw, parallelism, Float, Layout, PackedLhs, Parallelism};
 use super::operands::{expect_dtype, expect_shape, first_output, optional, required};
 use super::winograd::{WinogradConv, WinogradShape, WinogradTile};
@@ -34,8 +35,8 @@ pub fn eval(
         Op::Conv(attrs) => {
             let x = required("Conv", inputs, 0)?;
             let w = required("Conv", inputs, 1)?;
-            let bias = optional(inputs, 2);
-            conv(attrs, x, w, None, bias, first_output("Conv", outputs)?, scratch)
+            let (bias, residual) = (optional(inputs, 2), optional(inputs, RESIDUAL_INPUT));
+            conv(attrs, x, w, None, bias, residual, first_output("Conv", outputs)?, scratch)
         }
         Op::ConvTranspose(attrs) => conv_transpose(attrs, inputs, outputs, scratch),
         other => Err(CpuError::invalid(other.name(), "is not a convolution")),
@@ -157,6 +158,7 @@ impl Kernel for PreparedConv {
             Some(b) => Some(b.view()),
             None => optional(inputs, 2),
         };
+        let residual = optional(inputs, RESIDUAL_INPUT);
         let y = first_output("Conv", outputs)?;
         if let (Some(winograd), DType::F32) = (&self.winograd, x.dtype) {
             let geo = ConvGeometry::new(&self.attrs, x.shape, self.weight.shape())?;
@@ -165,26 +167,30 @@ impl Kernel for PreparedConv {
                 WinogradPolicy::Fixed(tile) => tile,
             };
             if let Some(tile) = tile {
-                return conv_winograd(&self.attrs, &geo, winograd.get(tile, &self.weight)?, x, bias, y, scratch);
+                let wino = winograd.get(tile, &self.weight)?;
+                return conv_winograd(&self.attrs, &geo, wino, x, bias, residual, y, scratch);
             }
         }
-        conv(&self.attrs, x, self.weight.view(), self.packed.as_deref(), bias, y, scratch)
+        conv(&self.attrs, x, self.weight.view(), self.packed.as_deref(), bias, residual, y, scratch)
     }
 }
 
 /// A 3×3 stride-1 Conv through the Winograd weights `wino`.
+#[allow(clippy::too_many_arguments)]
 fn conv_winograd(
     attrs: &ConvAttrs,
     geo: &ConvGeometry,
     wino: &WinogradConv,
     x: TensorView,
     bias: Option<TensorView>,
+    residual: Option<TensorView>,
     y: &mut TensorViewMut,
     scratch: &mut Scratch,
 ) -> Result<()> {
     const OP: &str = "Conv";
     expect_shape(OP, "output", y.shape, &geo.out_shape())?;
     expect_dtype(OP, "output", y.dtype, DType::F32)?;
+    let residual = checked_residual(residual, y)?.map(|z| z.as_slice::<f32>()).transpose()?;
     let bias = match bias {
         Some(b) => {
             expect_dtype(OP, "B", b.dtype, DType::F32)?;
@@ -210,8 +216,64 @@ fn conv_winograd(
         pad_left: geo.pads[1],
     };
     let buf = scratch.f32s(wino.scratch_len(&shape));
-    wino.run(&shape, x.as_slice()?, bias, attrs.activation.as_ref(), y.as_mut_slice()?, buf);
+    let y = y.as_mut_slice()?;
+    let activation = attrs.activation.as_ref();
+    match residual {
+        None => wino.run(&shape, x.as_slice()?, bias, activation, y, buf),
+        Some(residual) => {
+            // The transforms write whole tiles: the residual and the activation
+            // follow in one pass over the output.
+            wino.run(&shape, x.as_slice()?, bias, None, y, buf);
+            let epilogue = Epilogue { bias: None, residual: Some(residual), activation };
+            // Without a bias the channel does not matter: chunks may span channels.
+            for_each_chunk(y, |start, chunk| epilogue.apply(0, start, chunk));
+        }
+    }
     Ok(())
+}
+
+/// The residual input `Z`, checked to have the output's dtype and shape.
+fn checked_residual<'a>(residual: Option<TensorView<'a>>, y: &TensorViewMut) -> Result<Option<TensorView<'a>>> {
+    if let Some(z) = &residual {
+        expect_dtype("Conv", "Z", z.dtype, y.dtype)?;
+        expect_shape("Conv", "Z", z.shape, y.shape)?;
+    }
+    Ok(residual)
+}
+
+/// Conv's input holding the residual that fusion adds (`X, W, B?, Z?`).
+const RESIDUAL_INPUT: usize = 3;
+
+/// What a Conv kernel applies to its output after the window sums, in this
+/// order: the bias, the residual, the activation.
+#[derive(Clone, Copy)]
+struct Epilogue<'a, T> {
+    bias: Option<&'a [T]>,
+    /// Of the output's shape; element `i` is added to output element `i`.
+    residual: Option<&'a [T]>,
+    activation: Option<&'a UnaryOp>,
+}
+
+impl<T: Float> Epilogue<'_, T> {
+    fn is_empty(&self) -> bool {
+        self.bias.is_none() && self.residual.is_none() && self.activation.is_none()
+    }
+
+    /// Applies the epilogue to `row`, output elements `at..at + row.len()`, all
+    /// of output channel `channel`.
+    fn apply(&self, channel: usize, at: usize, row: &mut [T]) {
+        if let Some(b) = self.bias {
+            let bv = b[channel];
+            super::wide::run(|| row.iter_mut().for_each(|v| *v = *v + bv));
+        }
+        if let Some(z) = self.residual {
+            let z = &z[at..at + row.len()];
+            super::wide::run(|| row.iter_mut().zip(z).for_each(|(v, &r)| *v = *v + r));
+        }
+        if let Some(act) = self.activation {
+            T::activate(row, act);
+        }
+    }
 }
 
 /// The Winograd variant a 3×3 stride-1 Conv of this geometry runs fastest with,
@@ -414,12 +476,14 @@ impl ConvGeometry {
 
 // ── Conv ───────────────────────────────────────────────────────────────────
 
+#[allow(clippy::too_many_arguments)]
 fn conv(
     attrs: &ConvAttrs,
     x: TensorView,
     w: TensorView,
     packed: Option<&[PackedLhs]>,
     bias: Option<TensorView>,
+    residual: Option<TensorView>,
     y: &mut TensorViewMut,
     scratch: &mut Scratch,
 ) -> Result<()> {
@@ -437,21 +501,26 @@ fn conv(
             ));
         }
     }
-    let act = attrs.activation.as_ref();
+    let residual = checked_residual(residual, y)?;
+    let activation = attrs.activation.as_ref();
     match x.dtype {
         DType::F32 => {
             let plan = TilePlan::new(&geo);
             let buf = scratch.f32s(plan.scratch_len());
             let bias = bias.map(|b| b.as_slice::<f32>()).transpose()?;
+            let residual = residual.map(|z| z.as_slice::<f32>()).transpose()?;
             let w = ConvWeights { plain: w.as_slice()?, packed };
-            conv_float(&geo, &plan, x.as_slice()?, w, bias, act, y.as_mut_slice()?, buf);
+            let epilogue = Epilogue { bias, residual, activation };
+            conv_float(&geo, &plan, x.as_slice()?, w, epilogue, y.as_mut_slice()?, buf);
         }
         DType::F64 => {
             let plan = TilePlan::new(&geo);
             let mut buf = vec![0f64; plan.scratch_len()];
             let bias = bias.map(|b| b.as_slice::<f64>()).transpose()?;
+            let residual = residual.map(|z| z.as_slice::<f64>()).transpose()?;
             let w = ConvWeights { plain: w.as_slice()?, packed: None };
-            conv_float(&geo, &plan, x.as_slice()?, w, bias, act, y.as_mut_slice()?, &mut buf);
+            let epilogue = Epilogue { bias, residual, activation };
+            conv_float(&geo, &plan, x.as_slice()?, w, epilogue, y.as_mut_slice()?, &mut buf);
         }
         DType::F16 => {
             // Through f32: half-precision accumulation over C·k·k terms loses too much.
@@ -459,10 +528,12 @@ fn conv(
             let x32 = widen(x.as_slice::<f16>()?);
             let w32 = widen(w.as_slice::<f16>()?);
             let b32 = bias.map(|b| b.as_slice::<f16>().map(widen)).transpose()?;
+            let z32 = residual.map(|z| z.as_slice::<f16>().map(widen)).transpose()?;
             let mut y32 = vec![0f32; y.len()];
             let buf = scratch.f32s(plan.scratch_len());
             let w = ConvWeights { plain: &w32, packed: None };
-            conv_float(&geo, &plan, &x32, w, b32.as_deref(), act, &mut y32, buf);
+            let epilogue = Epilogue { bias: b32.as_deref(), residual: z32.as_deref(), activation };
+            conv_float(&geo, &plan, &x32, w, epilogue, &mut y32, buf);
             narrow(&y32, y.as_mut_slice()?);
         }
         dtype => return Err(CpuError::UnsupportedDType { op: OP, dtype }),
@@ -601,8 +672,7 @@ fn conv_float<T: Float>(
     plan: &TilePlan,
     x: &[T],
     weights: ConvWeights<T>,
-    bias: Option<&[T]>,
-    act: Option<&UnaryOp>,
+    epilogue: Epilogue<T>,
     y: &mut [T],
     buf: &mut [T],
 ) {
@@ -611,7 +681,7 @@ fn conv_float<T: Float>(
     }
     let w = weights.plain;
     if plan.depthwise {
-        return depthwise(geo, x, w, bias, act, y);
+        return depthwise(geo, x, w, epilogue, y);
     }
     let s = geo.out_size();
     let in_size = geo.in_size();
@@ -668,16 +738,11 @@ fn conv_float<T: Float>(
                     plan.gemm_par,
                 );
             }
-            if bias.is_some() || act.is_some() {
+            // While the tile is in cache.
+            if !epilogue.is_empty() {
                 for m in 0..cout_g {
                     let row = std::slice::from_raw_parts_mut(c.add(m * s), width);
-                    if let Some(b) = bias {
-                        let bv = b[g * cout_g + m];
-                        super::wide::run(|| row.iter_mut().for_each(|v| *v = *v + bv));
-                    }
-                    if let Some(act) = act {
-                        T::activate(row, act);
-                    }
+                    epilogue.apply(g * cout_g + m, y_offset + m * s, row);
                 }
             }
         }
@@ -787,7 +852,7 @@ fn valid_range(len: usize, start: usize, count: usize, stride: usize, shift: isi
 
 /// One input channel per group: each output plane is a weighted sum of shifted
 /// copies of one input plane, done directly, plane by plane, in parallel.
-fn depthwise<T: Float>(geo: &ConvGeometry, x: &[T], w: &[T], bias: Option<&[T]>, act: Option<&UnaryOp>, y: &mut [T]) {
+fn depthwise<T: Float>(geo: &ConvGeometry, x: &[T], w: &[T], epilogue: Epilogue<T>, y: &mut [T]) {
     // 1-D is 2-D with a height of one.
     let two_d = |v: &[usize], one: usize| if v.len() == 2 { [v[0], v[1]] } else { [one, v[0]] };
     let [ih, iw] = two_d(&geo.input, 1);
@@ -802,7 +867,7 @@ fn depthwise<T: Float>(geo: &ConvGeometry, x: &[T], w: &[T], bias: Option<&[T]>,
         let (n, m) = (p / geo.out_channels, p % geo.out_channels);
         let xp = &x[(n * geo.in_channels + m / cout_g) * in_size..][..in_size];
         let wp = &w[m * ksize..][..ksize];
-        yp.fill(bias.map_or(T::zero(), |b| b[m]));
+        yp.fill(T::zero());
         for ky in 0..kh {
             for oy in 0..oh {
                 let iy = (oy * sh + ky * dh) as isize - ph as isize;
@@ -831,9 +896,7 @@ fn depthwise<T: Float>(geo: &ConvGeometry, x: &[T], w: &[T], bias: Option<&[T]>,
                 }
             }
         }
-        if let Some(act) = act {
-            T::activate(yp, act);
-        }
+        epilogue.apply(m, p * out_size, yp);
     };
     let planes = geo.batch * geo.out_channels;
     if rayon::current_num_threads() > 1 && planes > 1 && planes * out_size * ksize >= 1 << 16 {
@@ -1215,6 +1278,69 @@ mod tests {
                 assert_close(&run_prepared(&kernel, &x, &w, Some(&b)), &want, 1e-4);
             }
         }
+    }
+
+    /// A fused residual `Z` is added after the bias and before the activation, on
+    /// every path: im2col + GEMM, 1×1, depthwise, both Winograd variants, the
+    /// unprepared reference, f64 and f16.
+    #[test]
+    fn residual_is_added_before_the_activation_on_every_path() {
+        use AutoPad::*;
+        let relu = |mut a: ConvAttrs| {
+            a.activation = Some(UnaryOp::Relu);
+            a
+        };
+        let cases: &[(ConvAttrs, &[usize], &[usize])] = &[
+            (relu(attrs(1, &[2, 2], &[1, 1, 1, 1], &[], NotSet)), &[2, 5, 9, 11], &[7, 5, 3, 3]),
+            (relu(attrs(1, &[], &[], &[], NotSet)), &[1, 16, 6, 5], &[24, 16, 1, 1]),
+            (relu(attrs(6, &[], &[1, 1, 1, 1], &[], NotSet)), &[2, 6, 7, 7], &[6, 1, 3, 3]),
+            (relu(attrs(1, &[], &[1, 1, 1, 1], &[], NotSet)), &[2, 8, 6, 6], &[8, 8, 3, 3]),
+            (attrs(1, &[], &[], &[], NotSet), &[1, 4, 5, 5], &[3, 4, 1, 1]),
+        ];
+        for (seed, (a, xs, ws)) in cases.iter().enumerate() {
+            let seed = 300 + 4 * seed as u64;
+            let x = random(DType::F32, xs, seed);
+            let w = random(DType::F32, ws, seed + 1);
+            let b = random(DType::F32, &[ws[0]], seed + 2);
+            let geo = ConvGeometry::new(a, xs, ws).unwrap();
+            let shape = geo.out_shape();
+            let z = random(DType::F32, &shape, seed + 3);
+            let mut want = naive_conv(&geo, &x.to_f64_vec(), &w.to_f64_vec(), Some(&b.to_f64_vec()));
+            want.iter_mut().zip(z.to_f64_vec()).for_each(|(v, r)| *v += r);
+            if a.activation.is_some() {
+                want.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            let op = Op::Conv(a.clone());
+            let inputs = [Some(&x), Some(&w), Some(&b), Some(&z)];
+            assert_close(&run_op(&op, &inputs, &[(DType::F32, &shape)])[0], &want, 1e-4);
+            let policies: &[WinogradPolicy] = if WinogradWeights::eligible(a, ws) {
+                &[
+                    WinogradPolicy::Fixed(None),
+                    WinogradPolicy::Fixed(Some(WinogradTile::F2)),
+                    WinogradPolicy::Fixed(Some(WinogradTile::F4)),
+                ]
+            } else {
+                &[WinogradPolicy::CostModel]
+            };
+            for &policy in policies {
+                let kernel = kernel_with_policy(a, &w, Some(&b), policy);
+                let got = run_kernel(&kernel, &inputs, &[(DType::F32, &shape)]);
+                assert_close(&got[0], &want, 1e-4);
+            }
+            for dtype in [DType::F64, DType::F16] {
+                let cast = |t: &Tensor| crate::ops::testing::from_f64(dtype, t.shape(), &t.to_f64_vec());
+                let (x, w, b, z) = (cast(&x), cast(&w), cast(&b), cast(&z));
+                let got = run_op(&op, &[Some(&x), Some(&w), Some(&b), Some(&z)], &[(dtype, &shape)]);
+                let tol = if dtype == DType::F16 { 2e-2 } else { 1e-4 };
+                assert_close(&got[0], &want, tol);
+            }
+        }
+        // A residual of another shape is refused, naming Z.
+        let a = attrs(1, &[], &[], &[], NotSet);
+        let (x, w) = (random(DType::F32, &[1, 4, 5, 5], 1), random(DType::F32, &[3, 4, 1, 1], 2));
+        let z = random(DType::F32, &[1, 3, 5, 4], 3);
+        let e = try_run_op(&Op::Conv(a), &[Some(&x), Some(&w), None, Some(&z)], &[(DType::F32, &[1, 3, 5, 5])]);
+        assert!(e.unwrap_err().to_string().contains("Z"));
     }
 
     #[test]

@@ -110,7 +110,27 @@ fn spatial_rank(x: &Shape, what: &str) -> Result<Option<usize>, String> {
     }
 }
 
+/// Conv, with the residual input `Z` that fusion adds: it must have the output's
+/// dtype and shape.
 pub(super) fn conv(attrs: &ConvAttrs, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, String> {
+    if inputs.len() > 4 {
+        return Err(format!("expects 2 to 4 input(s) (X, W, B, Z), got {}", inputs.len()));
+    }
+    let facts = conv_output(attrs, &inputs[..inputs.len().min(3)])?;
+    if let (Some(z), [y]) = (inputs.get(3).copied().flatten(), &facts[..]) {
+        if z.dtype != y.dtype {
+            return Err(format!("Z must have the output's dtype {}, got {}", y.dtype, z.dtype));
+        }
+        if let (Some(zd), Some(yd)) = (z.shape.dims(), y.shape.dims()) {
+            if zd.len() != yd.len() || zd.iter().zip(yd).any(|(a, b)| unify(a, b).is_none()) {
+                return Err(format!("Z {} must have the output's shape {}", z.shape, y.shape));
+            }
+        }
+    }
+    Ok(facts)
+}
+
+fn conv_output(attrs: &ConvAttrs, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, String> {
     let a = Args::new(inputs, &["X", "W", "B"], 2)?;
     let dtype = a.same_dtype(&[0, 1, 2])?;
     let (x, w) = (&a.req(0).shape, &a.req(1).shape);
@@ -394,6 +414,17 @@ mod tests {
         assert_eq!(one(&same, &[&x, &w]).shape, shape!["N", 64, "H", "W"]);
         let strided = Op::Conv(conv(&[], &[2, 2], &[1, 1, 1, 1], &[], 1, AutoPad::NotSet));
         assert_eq!(one(&strided, &[&x, &w]).shape, shape!["N", 64, "?", "?"]);
+    }
+
+    #[test]
+    fn conv_residual_must_match_the_output() {
+        let c = Op::Conv(conv(&[], &[], &[1, 1, 1, 1], &[], 1, AutoPad::NotSet));
+        let (x, w, b) = (f32(shape!["N", 4, 6, 6]), f32(shape![8, 4, 3, 3]), f32(shape![8]));
+        assert_eq!(one(&c, &[&x, &w, &b, &f32(shape!["N", 8, 6, 6])]).shape, shape!["N", 8, 6, 6]);
+        let e = err(&c, &[&x, &w, &b, &f32(shape!["N", 8, 1, 6])]);
+        assert!(e.contains("Z") && e.contains("output's shape"), "{e}");
+        let e = err(&c, &[&x, &w, &b, &fact(DType::F64, shape!["N", 8, 6, 6])]);
+        assert!(e.contains("Z") && e.contains("dtype"), "{e}");
     }
 
     #[test]

@@ -60,10 +60,10 @@ impl CpuBackend {
         Ok(CpuBackend { pool: Arc::new(pool) })
     }
 
-    /// The graph passes for CPU plans: the defaults, and attention fusion (the
-    /// CPU has a fused attention kernel).
+    /// The graph passes for CPU plans: the defaults, plus attention and residual
+    /// fusion (the CPU has an attention kernel, and its Conv adds a residual).
     pub fn passes() -> smelt_passes::OptimizeOptions {
-        smelt_passes::OptimizeOptions { fuse_attention: true, ..Default::default() }
+        smelt_passes::OptimizeOptions { fuse_attention: true, fuse_residual: true, ..Default::default() }
     }
 
     pub fn threads(&self) -> usize {

@@ -130,12 +130,16 @@ fn long_keys_split_the_queries_into_blocks_on_several_threads() {
 /// The fused node computes what the chain it replaces computes.
 #[test]
 fn matches_the_unfused_chain() {
-    let (q, kt, v) =
-        (random(DType::F32, &[1, 2, 6, 8], 70), random(DType::F32, &[1, 2, 8, 6], 71), random(DType::F32, &[1, 2, 6, 8], 72));
+    let (q, kt, v) = (
+        random(DType::F32, &[1, 2, 6, 8], 70),
+        random(DType::F32, &[1, 2, 8, 6], 71),
+        random(DType::F32, &[1, 2, 6, 8], 72),
+    );
     let mask = random(DType::F32, &[1, 1, 1, 6], 73);
     let scores = &run_op(&Op::MatMul { activation: None }, &[Some(&q), Some(&kt)], &[(DType::F32, &[1, 2, 6, 6])])[0];
     let divisor = Tensor::scalar(8f32.sqrt());
-    let scaled = &run_op(&Op::Binary(BinaryOp::Div), &[Some(scores), Some(&divisor)], &[(DType::F32, &[1, 2, 6, 6])])[0];
+    let scaled =
+        &run_op(&Op::Binary(BinaryOp::Div), &[Some(scores), Some(&divisor)], &[(DType::F32, &[1, 2, 6, 6])])[0];
     let masked = &run_op(&Op::Binary(BinaryOp::Add), &[Some(scaled), Some(&mask)], &[(DType::F32, &[1, 2, 6, 6])])[0];
     let softmax = Op::Softmax { axis: -1, coerce_2d: false };
     let probs = &run_op(&softmax, &[Some(masked)], &[(DType::F32, &[1, 2, 6, 6])])[0];
