@@ -13,7 +13,7 @@
 //! `Softmax`.
 
 use crate::ops::gemm::{sgemm, Layout, Parallelism};
-use crate::ops::reduce::softmax::{row_max, row_sum, SoftFloat};
+use crate::ops::reduce::softmax::{row_max, row_sum, SoftFloat, EXP_FLUSH_BELOW};
 use crate::{CpuError, Result, Scratch};
 use rayon::prelude::*;
 use smallvec::SmallVec;
@@ -199,14 +199,20 @@ struct Operands<'a> {
     scale: f32,
 }
 
-/// Query rows per task: as many as fit a tile, fewer when that leaves too few
-/// tasks to share between the threads.
+/// Query rows per task: as many as fit a tile, at most [`MAX_BLOCK_ROWS`], and
+/// fewer when that leaves too few tasks to share between the threads.
 fn block_rows(g: &Geometry, batch_count: usize, threads: usize) -> usize {
-    let fit = (TILE_ELEMENTS / g.l.max(1)).clamp(1, g.s.max(1));
+    let fit = (TILE_ELEMENTS / g.l.max(1)).clamp(1, MAX_BLOCK_ROWS);
     let wanted_tasks = threads * 4;
     let per_batch = wanted_tasks.div_ceil(batch_count.max(1));
     fit.min(g.s.div_ceil(per_batch).max(1))
 }
+
+/// A multiple of the GEMM's 12-row tile, small enough that a causal mask hides
+/// keys from most blocks (at 128 queries: blocks of 48, 48 and 32 rows see 48,
+/// 96 and 128 keys, two thirds of the work) with no more row tiles than one
+/// block of 128 has.
+const MAX_BLOCK_ROWS: usize = 48;
 
 fn run(g: &Geometry, ops: &Operands, out: &mut [f32], scratch: &mut Scratch) {
     let batch_count: usize = g.batches.dims.iter().product();
@@ -270,61 +276,85 @@ impl SendPtr {
 
 /// Rows `start .. start + n` of batch entry `b`: scores into `tile`, mask and
 /// softmax in place, then `tile · v` into `out` (those rows, `n`×`Dv`).
+///
+/// Keys that a selecting mask hides from every row of the block past some point
+/// (a causal mask hides all keys after the block's last row) are skipped: only
+/// the first `keys` columns are computed. That is exact when each row's largest
+/// score exceeds the fill by [`VANISHING_BELOW_MAX`], below which the softmax's
+/// exponential is exactly zero, so the skipped columns would add exactly zero;
+/// a block where some row falls short is computed in full.
 fn attend_block(g: &Geometry, ops: &Operands, b: usize, start: usize, n: usize, tile: &mut [f32], out: &mut [f32]) {
     let [q_at, k_at, v_at, mask_at] = g.batches.offsets(b);
-    let scores = &mut tile[..n * g.l];
-    let q = &ops.q[q_at + start * g.d..];
-    sgemm(
-        n,
-        g.l,
-        g.d,
-        q,
-        Layout::row_major(g.d),
-        &ops.k[k_at..],
-        g.keys,
-        scores,
-        Layout::row_major(g.l),
-        ops.scale,
-        0.0,
-        Parallelism::None,
-    );
     let mask_rows = mask_at + start * g.mask.row;
+    let mut keys = match ops.mask {
+        Mask::Select(keep, _) => (0..n).map(|i| kept_prefix(keep, mask_rows + i * g.mask.row, g.mask.col, g.l)).max(),
+        _ => None,
+    }
+    .unwrap_or(g.l);
+    if keys < g.l && !masked_scores(g, ops, q_at + start * g.d, k_at, mask_rows, n, keys, tile) {
+        keys = g.l;
+    }
+    if keys == g.l {
+        masked_scores(g, ops, q_at + start * g.d, k_at, mask_rows, n, keys, tile);
+    }
+    let scores = &mut tile[..n * keys];
+    crate::ops::wide::run(|| scores.chunks_exact_mut(keys).for_each(softmax_in_place));
+    let v = &ops.v[v_at..];
+    let (p, v_layout, out_layout) = (Layout::row_major(keys), Layout::row_major(g.dv), Layout::row_major(g.dv));
+    sgemm(n, g.dv, keys, scores, p, v, v_layout, out, out_layout, 1.0, 0.0, Parallelism::None);
+}
+
+/// Columns up to and including the last key that `keep` (a mask row starting at
+/// `at`, `col` apart) keeps: the keys the row can see.
+fn kept_prefix(keep: &[u8], at: usize, col: usize, keys: usize) -> usize {
+    (0..keys).rev().find(|&j| keep[at + j * col] != 0).map_or(0, |j| j + 1)
+}
+
+/// The scaled and masked scores of `n` query rows (from element `q_at` of q)
+/// against the first `keys` keys, into `tile` as `n` rows of `keys`. With fewer
+/// than all keys, returns whether every row's maximum is more than
+/// [`VANISHING_BELOW_MAX`] above the selecting mask's fill (the skipped columns then vanish from the softmax).
+#[allow(clippy::too_many_arguments)]
+fn masked_scores(
+    g: &Geometry,
+    ops: &Operands,
+    q_at: usize,
+    k_at: usize,
+    mask_rows: usize,
+    n: usize,
+    keys: usize,
+    tile: &mut [f32],
+) -> bool {
+    let scores = &mut tile[..n * keys];
+    if keys == 0 {
+        return true;
+    }
+    let (q, k) = (&ops.q[q_at..], &ops.k[k_at..]);
+    let (q_layout, s_layout) = (Layout::row_major(g.d), Layout::row_major(keys));
+    sgemm(n, keys, g.d, q, q_layout, k, g.keys, scores, s_layout, ops.scale, 0.0, Parallelism::None);
+    let partial = keys < g.l;
     crate::ops::wide::run(|| {
-        for (i, row) in scores.chunks_exact_mut(g.l).enumerate() {
+        let mut exact = true;
+        for (i, row) in scores.chunks_exact_mut(keys).enumerate() {
             let at = mask_rows + i * g.mask.row;
             match ops.mask {
                 Mask::None => {}
-                Mask::Add(m) => {
-                    for (j, x) in row.iter_mut().enumerate() {
-                        *x += m[at + j * g.mask.col];
-                    }
-                }
+                Mask::Add(m) => row.iter_mut().enumerate().for_each(|(j, x)| *x += m[at + j * g.mask.col]),
                 Mask::Select(keep, fill) => {
-                    for (j, x) in row.iter_mut().enumerate() {
-                        if keep[at + j * g.mask.col] == 0 {
-                            *x = fill;
-                        }
-                    }
+                    row.iter_mut().enumerate().filter(|(j, _)| keep[at + j * g.mask.col] == 0).for_each(|(_, x)| *x = fill);
+                    // Not `>=`: a NaN maximum must take the full path too.
+                    exact &= !partial || fill < row_max(row) - VANISHING_BELOW_MAX;
                 }
             }
-            softmax_in_place(row);
         }
-    });
-    sgemm(
-        n,
-        g.dv,
-        g.l,
-        scores,
-        Layout::row_major(g.l),
-        &ops.v[v_at..],
-        Layout::row_major(g.dv),
-        out,
-        Layout::row_major(g.dv),
-        1.0,
-        0.0,
-        Parallelism::None,
-    );
+        exact
+    })
 }
+
+/// Scores this far below their row's maximum get exactly zero from the softmax:
+/// its exponential flushes below e^-87 ([`EXP_FLUSH_BELOW`]), and one more
+/// keeps rounding in `score - max` from crossing that line.
+const VANISHING_BELOW_MAX: f32 = -EXP_FLUSH_BELOW + 1.0;
 
 /// The softmax of a row, written over it (as `Softmax` computes it).
 #[inline(always)]

@@ -127,6 +127,24 @@ fn long_keys_split_the_queries_into_blocks_on_several_threads() {
     });
 }
 
+/// With several query blocks, a causal mask hides the later keys from the
+/// earlier blocks, which then skip them; a fill too close to the scores for that
+/// to be exact (-5) takes the full path. Both agree with the definition.
+#[test]
+fn causal_blocks_skip_the_keys_they_cannot_see() {
+    for (seed, fill) in [f32::MIN, -1e9, f32::NEG_INFINITY, -5.0].into_iter().enumerate() {
+        let a = attrs(0.5, true, AttentionMask::Select { fill });
+        let seed = 90 + 3 * seed as u64;
+        check(a, &[1, 1, 300, 8], &[1, 1, 8, 300], &[1, 1, 300, 4], Some(causal(300, 300)), &[1, 1, 300, 4], seed);
+    }
+    // A row that sees no key at all: every score is the fill, the softmax uniform.
+    let mut keep = causal(40, 40).to_f64_vec();
+    keep[..40].iter_mut().for_each(|k| *k = 0.0);
+    let keep: Vec<bool> = keep.iter().map(|&k| k != 0.0).collect();
+    let keep = Tensor::from_bools(&[1, 1, 40, 40], &keep).unwrap();
+    check(attrs(1.0, true, AttentionMask::Select { fill: f32::MIN }), &[1, 1, 40, 8], &[1, 1, 8, 40], &[1, 1, 40, 8], Some(keep), &[1, 1, 40, 8], 99);
+}
+
 /// The fused node computes what the chain it replaces computes.
 #[test]
 fn matches_the_unfused_chain() {

@@ -36,6 +36,9 @@ pub(crate) trait SoftFloat: Float + Send + Sync + 'static {
     fn exp_fast(self) -> Self;
 }
 
+/// [`SoftFloat::exp_fast`] of f32 is exactly zero below this exponent.
+pub(crate) const EXP_FLUSH_BELOW: f32 = -87.0;
+
 impl SoftFloat for f32 {
     /// e^x, flushed to zero below e^-87 (1.6e-38): the exponents here are
     /// `x - max`, and a masked attention score (x = -3.4e38, or -inf) would
@@ -44,10 +47,9 @@ impl SoftFloat for f32 {
     /// that way. The flushed terms are below 1.6e-38 of the row's largest.
     #[inline(always)]
     fn exp_fast(self) -> f32 {
-        const FLUSH_BELOW: f32 = -87.0;
         // Not `max`: a NaN must reach exp_f32 and come out NaN.
-        let e = exp_f32(if self < FLUSH_BELOW { FLUSH_BELOW } else { self });
-        if self < FLUSH_BELOW {
+        let e = exp_f32(if self < EXP_FLUSH_BELOW { EXP_FLUSH_BELOW } else { self });
+        if self < EXP_FLUSH_BELOW {
             0.0
         } else {
             e
