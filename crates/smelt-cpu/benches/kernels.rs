@@ -13,7 +13,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use smelt_cpu::{Kernel, Scratch};
-use smelt_ir::{AutoPad, ConvAttrs, Op, Tensor, TensorView, TensorViewMut, UnaryOp};
+use smelt_ir::{AttentionAttrs, AttentionMask, AutoPad, ConvAttrs, Op, Tensor, TensorView, TensorViewMut, UnaryOp};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,8 +163,10 @@ fn gelu(c: &mut Criterion) {
     }
 }
 
-/// softmax(Q·Kᵀ)·V at BERT shapes (12 heads of 64, sequence 128), as the three
-/// kernels a plan runs for it; no fused attention kernel is assumed.
+/// softmax(Q·Kᵀ/√d + mask)·V at BERT and GPT-2 shapes (12 heads of 64, sequence
+/// 128): unfused, as the three kernels a plan without attention fusion runs
+/// (mask left out), and as the fused `Attention` kernel with BERT's additive
+/// padding mask and GPT-2's causal one.
 fn attention(c: &mut Criterion) {
     let (heads, seq, dim) = (12, 128, 64);
     let mut scores = Case::new(
@@ -195,6 +197,16 @@ fn attention(c: &mut Criterion) {
             std::mem::swap(&mut context.inputs[0], &mut probs.outputs[0]);
         })
     });
+    let (q, kt, v) =
+        (random(&[1, heads, seq, dim], 11), random(&[1, heads, dim, seq], 12), random(&[1, heads, seq, dim], 13));
+    let fused = |mask| Op::Attention(AttentionAttrs { scale: 0.125, keys_transposed: true, mask });
+    let padding = Tensor::from_vec(&[1, 1, 1, seq], vec![0f32; seq]).expect("mask shape");
+    let mut bert = Case::new(fused(AttentionMask::Add), vec![q.clone(), kt.clone(), v.clone(), padding], &[false; 4]);
+    g.bench_function("fused bert 12x128x64", |b| b.iter(|| bert.run()));
+    let causal: Vec<bool> = (0..seq * seq).map(|e| e % seq <= e / seq).collect();
+    let causal = Tensor::from_bools(&[1, 1, seq, seq], &causal).expect("mask shape");
+    let mut gpt2 = Case::new(fused(AttentionMask::Select { fill: f32::MIN }), vec![q, kt, v, causal], &[false; 4]);
+    g.bench_function("fused gpt2 causal 12x128x64", |b| b.iter(|| gpt2.run()));
     g.finish();
 }
 

@@ -341,7 +341,10 @@ fn masked_scores(
                 Mask::None => {}
                 Mask::Add(m) => row.iter_mut().enumerate().for_each(|(j, x)| *x += m[at + j * g.mask.col]),
                 Mask::Select(keep, fill) => {
-                    row.iter_mut().enumerate().filter(|(j, _)| keep[at + j * g.mask.col] == 0).for_each(|(_, x)| *x = fill);
+                    row.iter_mut()
+                        .enumerate()
+                        .filter(|(j, _)| keep[at + j * g.mask.col] == 0)
+                        .for_each(|(_, x)| *x = fill);
                     // Not `>=`: a NaN maximum must take the full path too.
                     exact &= !partial || fill < row_max(row) - VANISHING_BELOW_MAX;
                 }

@@ -378,14 +378,24 @@ unsafe fn band_with(p: &Problem, i0: usize, i1: usize, j0: usize, j1: usize, pa:
                     // of this one each pull half of it toward L2, so the tiles of
                     // the next panel do not start on a cache miss.
                     let next = matches!(p.b, B::Packed(_) | B::Strided(..)) && jr + NR < nc;
+                    let a_packed = matches!(p.a, A::Packed(_));
                     for ir in (0..mc).step_by(MR) {
                         let rows = MR.min(mc - ir);
                         let a = a0.add(ir / MR * a_panel);
                         let c = p.c.add((ic + ir) * p.ldc + jc + jr);
-                        // Elsewhere the prefetch goes to this panel, already in L1:
-                        // cheaper than a branch in the kernel's loop.
+                        // A packed A (constant weights) comes from memory on the
+                        // first pass over its block, and its micro-panels lie
+                        // `k·MR` apart, so the hardware prefetcher starts each one
+                        // cold: there the other tiles pull the next micro-panel
+                        // (`kc` steps of `MR` values, under one line per step)
+                        // toward L2. Elsewhere the prefetch goes to this B panel,
+                        // already in L1: cheaper than a branch in the kernel's loop.
                         let prefetch = match ir / MR {
                             t @ 0..=1 if next => b.add(b_panel + t * kc * NR / 2),
+                            // Past the last panel it points outside A: a prefetch of
+                            // any address is harmless, and `wrapping_add` keeps the
+                            // pointer arithmetic defined.
+                            _ if a_packed && jr == 0 => a.wrapping_add(a_panel),
                             _ => b,
                         };
                         let padded = !matches!(p.b, B::Direct(..));

@@ -142,7 +142,15 @@ fn causal_blocks_skip_the_keys_they_cannot_see() {
     keep[..40].iter_mut().for_each(|k| *k = 0.0);
     let keep: Vec<bool> = keep.iter().map(|&k| k != 0.0).collect();
     let keep = Tensor::from_bools(&[1, 1, 40, 40], &keep).unwrap();
-    check(attrs(1.0, true, AttentionMask::Select { fill: f32::MIN }), &[1, 1, 40, 8], &[1, 1, 8, 40], &[1, 1, 40, 8], Some(keep), &[1, 1, 40, 8], 99);
+    check(
+        attrs(1.0, true, AttentionMask::Select { fill: f32::MIN }),
+        &[1, 1, 40, 8],
+        &[1, 1, 8, 40],
+        &[1, 1, 40, 8],
+        Some(keep),
+        &[1, 1, 40, 8],
+        99,
+    );
 }
 
 /// The fused node computes what the chain it replaces computes.
