@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod broadcast;
 pub mod conv;
+pub mod dims;
 pub mod einsum;
 pub mod elementwise;
 pub mod gather;
