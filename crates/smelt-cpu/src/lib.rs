@@ -3,7 +3,8 @@
 //! [`eval`] is the reference path: every op, every dtype it is defined for, writing
 //! into outputs whose shapes come from `smelt_ir::infer`. [`prepare`] builds a
 //! [`Kernel`] for one node, which may do work once at compile time (pre-packing
-//! constant weights, fusing bias and activation) and falls back to [`eval`].
+//! constant weights, fusing bias and activation, casting constant normalisation
+//! parameters) and falls back to [`eval`].
 
 mod error;
 pub mod ops;
@@ -34,7 +35,9 @@ impl Kernel for ReferenceKernel {
 /// Builds the kernel for a node. `constants[i]` is input i's value when it is a
 /// compile-time constant (weights), so kernels can pre-pack it once.
 pub fn prepare(op: &Op, constants: &[Option<&Arc<Tensor>>]) -> Box<dyn Kernel> {
-    ops::linalg::prepare(op, constants).unwrap_or_else(|| Box::new(ReferenceKernel(op.clone())))
+    ops::linalg::prepare(op, constants)
+        .or_else(|| ops::norm::prepare(op, constants))
+        .unwrap_or_else(|| Box::new(ReferenceKernel(op.clone())))
 }
 
 /// Reference evaluation of one op into pre-shaped outputs.
@@ -66,7 +69,7 @@ pub fn eval(
         Attention(attrs) => ops::attention::eval(attrs, inputs, outputs, scratch),
         Conv(_) | ConvTranspose(_) => ops::conv::eval(op, inputs, outputs, scratch),
         MaxPool(_) | AveragePool(_) | LpPool { .. } | GlobalAveragePool | GlobalMaxPool => {
-            ops::pool::eval(op, inputs, outputs)
+            ops::pool::eval(op, inputs, outputs, scratch)
         }
         Resize(_) | DepthToSpace { .. } | SpaceToDepth { .. } => ops::resize::eval(op, inputs, outputs),
         Reshape { .. }

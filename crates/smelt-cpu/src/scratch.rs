@@ -1,5 +1,6 @@
-//! Reusable scratch memory for kernels (im2col buffers, transposed operands).
-//! It grows to the largest request and is kept, so steady-state runs allocate nothing.
+//! Reusable scratch memory for kernels (im2col buffers, transposed operands,
+//! pooling windows). It grows to the largest request and is kept, so steady-state
+//! runs allocate nothing.
 
 use smelt_ir::AlignedBytes;
 
@@ -15,7 +16,13 @@ impl Scratch {
 
     /// A zero-length-checked f32 buffer of `n` elements. Contents are unspecified.
     pub fn f32s(&mut self, n: usize) -> &mut [f32] {
-        self.bytes.resize(n * 4);
+        self.slice(n)
+    }
+
+    /// A buffer of `n` elements of any plain-data type (alignment up to 64 bytes).
+    /// Contents are unspecified.
+    pub fn slice<T: bytemuck::Pod>(&mut self, n: usize) -> &mut [T] {
+        self.bytes.resize(n * std::mem::size_of::<T>());
         bytemuck::cast_slice_mut(self.bytes.as_mut_slice())
     }
 

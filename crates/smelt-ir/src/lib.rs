@@ -20,7 +20,7 @@ pub use error::IrError;
 pub use graph::{Fact, Graph, Node, Value, ValueId};
 pub use op::*;
 pub use shape::{Dim, Shape};
-pub use tensor::{num_elements, strides_of, AlignedBytes, Tensor, TensorView, TensorViewMut};
+pub use tensor::{num_elements, strides_of, write_strides, AlignedBytes, Tensor, TensorView, TensorViewMut};
 
 /// Re-exported so `dispatch_dtype!` works in dependent crates without naming `half`.
 pub use half;

@@ -245,12 +245,29 @@ impl<'a> TensorView<'a> {
         })
     }
 
+    /// Every element as i64, for shape-like tensors (ints, bools; floats truncated).
     pub fn to_i64_vec(&self) -> Vec<i64> {
+        let mut values = vec![0; self.data.len() / self.dtype.size()];
+        self.write_i64s(&mut values);
+        values
+    }
+
+    /// [`TensorView::to_i64_vec`] into the caller's buffer (which may live on the
+    /// stack), so kernels reading a `shape` or `axes` input allocate nothing. Writes
+    /// as many elements as `out` and the tensor both hold.
+    pub fn write_i64s(&self, out: &mut [i64]) {
         match self.dtype {
-            DType::I64 => bytemuck::cast_slice::<u8, i64>(self.data).to_vec(),
-            DType::I32 => bytemuck::cast_slice::<u8, i32>(self.data).iter().map(|&v| v as i64).collect(),
-            DType::U64 => bytemuck::cast_slice::<u8, u64>(self.data).iter().map(|&v| v as i64).collect(),
-            _ => self.to_f64_vec().into_iter().map(|v| v as i64).collect(),
+            DType::I64 => out.iter_mut().zip(bytemuck::cast_slice::<u8, i64>(self.data)).for_each(|(o, &v)| *o = v),
+            DType::I32 => {
+                out.iter_mut().zip(bytemuck::cast_slice::<u8, i32>(self.data)).for_each(|(o, &v)| *o = v as i64)
+            }
+            DType::U64 => {
+                out.iter_mut().zip(bytemuck::cast_slice::<u8, u64>(self.data)).for_each(|(o, &v)| *o = v as i64)
+            }
+            _ => crate::dispatch_dtype!(self.dtype, T => {
+                let s: &[T] = bytemuck::cast_slice(self.data);
+                out.iter_mut().zip(s).for_each(|(o, v)| *o = v.to_f64() as i64)
+            }),
         }
     }
 }
@@ -289,10 +306,23 @@ impl<'a> TensorViewMut<'a> {
 /// Row-major strides (in elements) of a shape.
 pub fn strides_of(shape: &[usize]) -> Vec<usize> {
     let mut strides = vec![1; shape.len()];
+    write_strides(shape, &mut strides);
+    strides
+}
+
+/// [`strides_of`] into the caller's buffer (which may live on the stack), so
+/// kernels that walk strides allocate nothing.
+///
+/// # Panics
+/// If `strides` does not have one entry per dim of `shape`.
+pub fn write_strides(shape: &[usize], strides: &mut [usize]) {
+    assert_eq!(strides.len(), shape.len(), "one stride per dim");
+    if let Some(last) = strides.last_mut() {
+        *last = 1;
+    }
     for i in (0..shape.len().saturating_sub(1)).rev() {
         strides[i] = strides[i + 1] * shape[i + 1];
     }
-    strides
 }
 
 #[cfg(test)]
@@ -324,5 +354,21 @@ mod tests {
     fn strides_are_row_major() {
         assert_eq!(strides_of(&[2, 3, 4]), vec![12, 4, 1]);
         assert!(strides_of(&[]).is_empty());
+        let mut on_stack = [0; 3];
+        write_strides(&[2, 3, 4], &mut on_stack);
+        assert_eq!(on_stack, [12, 4, 1]);
+    }
+
+    #[test]
+    fn i64_values_of_every_dtype() {
+        let ints = Tensor::from_vec(&[3], vec![-1i32, 0, 7]).unwrap();
+        let floats = Tensor::from_vec(&[3], vec![-1.5f32, 0.25, 7.9]).unwrap();
+        let big = Tensor::from_vec(&[1], vec![u64::MAX]).unwrap();
+        for (t, want) in [(&ints, vec![-1, 0, 7]), (&floats, vec![-1, 0, 7]), (&big, vec![-1])] {
+            assert_eq!(t.to_i64_vec(), want);
+            let mut out = [0i64; 3];
+            t.view().write_i64s(&mut out);
+            assert_eq!(out[..want.len()], want[..]);
+        }
     }
 }

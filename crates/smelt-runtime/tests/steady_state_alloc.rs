@@ -1,6 +1,9 @@
 //! Steady state allocates nothing: once a session has run a set of input shapes,
 //! further runs of those shapes through `Session::run_into` make no heap
-//! allocation, on the calling thread or on the CPU pool's workers.
+//! allocation, on the calling thread or on the CPU pool's workers: not in the
+//! runtime, not in any kernel the graphs below run (a CNN with pooling, im2col
+//! and Winograd convolutions and a GEMM large enough to split across threads; a
+//! transformer block with Gather, LayerNorm, attention and Softmax).
 //!
 //! A counting global allocator wraps the system one. While a measurement is on,
 //! every allocation (alloc, alloc_zeroed, realloc) made by the calling thread or
@@ -17,10 +20,8 @@
 //! class, with the rarer allocations of crossbeam's epoch collector (rayon's
 //! deques defer frees through it; a full bag of 64 is sealed into a new node).
 //!
-//! Kernels that still allocate per run are listed in `KNOWN_KERNEL_ALLOCATIONS`
-//! with what allocates; their allocations are printed (run with `--nocapture`)
-//! but tolerated until they are removed. Every other allocation fails the test,
-//! with a count per allocating line and the first one's full stack.
+//! Every other allocation fails the test, with a count per allocating line (its
+//! innermost Smelt function) and the first one's full stack.
 
 use smelt_ir::{AutoPad, BinaryOp, ConvAttrs, DType, Dim, Fact, Graph, Op, PoolAttrs, Shape, Tensor, UnaryOp};
 use smelt_runtime::{Session, SessionOptions};
@@ -99,32 +100,10 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// Tests in this binary run one at a time: the count is process-wide.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Kernel files that still allocate per run, each with what allocates there.
-/// Allocations whose innermost Smelt frame is in one of these files are counted
-/// and printed, not failed. KNOWN, NOT FIXED: each entry is a bug to remove; an
-/// allocation anywhere else (the runtime, other kernels) fails the test.
-const KNOWN_KERNEL_ALLOCATIONS: &[(&str, &str)] = &[
-    ("smelt-cpu/src/ops/conv.rs", "per-call Vecs for dims, pads, output shape, im2col tile bookkeeping"),
-    ("smelt-cpu/src/ops/winograd.rs", "per-tile Vecs in the Winograd transforms (being written)"),
-    ("smelt-cpu/src/ops/norm.rs", "LayerNorm: per-call f64 copies of scale/bias, Vec of cast values"),
-    ("smelt-cpu/src/ops/reduce/softmax.rs", "per-call Vec of the outer/inner extents"),
-    ("smelt-cpu/src/ops/sgemm_avx512.rs", "band_with: a Vec per parallel band split"),
-    ("smelt-cpu/src/ops/pool.rs", "MaxPool/GlobalAveragePool: per-call Vecs of dims, pads, output shape"),
-    ("smelt-cpu/src/ops/broadcast.rs", "broadcast_shape returns a Vec (binary ops check their output shape)"),
-    ("smelt-cpu/src/ops/linalg.rs", "MatMul without pre-packed weights: Vecs of batch shapes and strides"),
-    ("smelt-ir/src/tensor.rs", "strides_of and to_i64_vec, called by linalg, reshape and gather"),
-    ("smelt-cpu/src/ops/movement.rs", "Reshape/Unsqueeze read their shape/axes input into a Vec"),
-    ("smelt-cpu/src/ops/movement/transpose.rs", "Vecs of permuted shape and strides"),
-    ("smelt-cpu/src/ops/layout.rs", "axis simplification for transpose walks"),
-    ("smelt-cpu/src/ops/gather.rs", "index values read into a Vec"),
-];
-
 /// What one measurement saw, by source.
 struct Allocations {
     /// Pushes onto rayon's injector queue (see the file's doc).
     rayon_injector: usize,
-    /// Allocations in [`KNOWN_KERNEL_ALLOCATIONS`], by site.
-    known: Vec<String>,
     /// Everything else, with its resolved call stack.
     unexpected: Vec<String>,
 }
@@ -146,14 +125,11 @@ fn measure(f: impl FnOnce()) -> Allocations {
     }
     let stacks = std::mem::take(&mut *STACKS.lock().unwrap());
     assert_eq!(stacks.len(), ALLOCATIONS.load(Ordering::Relaxed), "every counted allocation has a stack");
-    let mut result = Allocations { rayon_injector: 0, known: Vec::new(), unexpected: Vec::new() };
+    let mut result = Allocations { rayon_injector: 0, unexpected: Vec::new() };
     for stack in stacks {
         let text = stack.to_string();
-        let site = allocation_site(&text);
         if is_rayon_injection(&text) {
             result.rayon_injector += 1;
-        } else if KNOWN_KERNEL_ALLOCATIONS.iter().any(|(file, _)| site.contains(file)) {
-            result.known.push(site);
         } else {
             result.unexpected.push(text);
         }
@@ -218,19 +194,10 @@ fn assert_steady(what: &str, runs: usize, allocations: &Allocations) {
     // block that was already partly used when the measurement began.
     let injector_allowance = runs.div_ceil(63) + 2;
     eprintln!(
-        "{what}: {runs} runs, {} unexpected allocations, {} known kernel allocations, \
-         {} rayon injector blocks (allowed {injector_allowance})",
+        "{what}: {runs} runs, {} allocations, {} rayon injector blocks (allowed {injector_allowance})",
         allocations.unexpected.len(),
-        allocations.known.len(),
         allocations.rayon_injector
     );
-    if !allocations.known.is_empty() {
-        eprintln!(
-            "{what}: KNOWN kernel allocations still to remove ({:.1} per run):\n{}",
-            allocations.known.len() as f64 / runs as f64,
-            count_sites(allocations.known.iter().cloned())
-        );
-    }
     if let Some(first) = allocations.unexpected.first() {
         panic!(
             "{what}: {} allocation(s) in {runs} steady-state runs, by innermost Smelt function:\n{}\n\
@@ -360,6 +327,41 @@ fn cnn() -> Graph {
     b.finish(&[logits])
 }
 
+/// Channels of the wide CNN: enough that the cost model runs its 3×3 layer as
+/// Winograd F(4,3) on a 16×16 image.
+const WIDE: usize = 128;
+/// Width of the wide CNN's hidden fully connected layer: at batch 2 and up its
+/// GEMM reaches the parallel threshold (2·128·1024 multiply-adds) and splits
+/// into bands across the pool's threads.
+const WIDE_FC: usize = 1024;
+
+/// features [batch, WIDE, 16, 16] → logits [batch, 10]: a 3×3 Conv+Relu (the
+/// Winograd path), a pointwise Conv+Relu (large enough to spread its tasks over
+/// the threads), GlobalAveragePool, and two Gemms, the first split into bands.
+fn wide_cnn() -> Graph {
+    let mut b = GraphBuilder::new();
+    let dims = vec![Dim::Sym("batch".into()), Dim::Fixed(WIDE), Dim::Fixed(16), Dim::Fixed(16)];
+    let x = b.input("features", DType::F32, dims);
+    let w = b.weight("winograd.w", &[WIDE, WIDE, 3, 3], 0.05);
+    let bias = b.weight("winograd.b", &[WIDE], 0.1);
+    let y = b.node("winograd.conv", conv(1), &[x, w, bias]);
+    let y = b.node("winograd.relu", Op::Unary(UnaryOp::Relu), &[y]);
+    let w = b.weight("pointwise.w", &[WIDE, WIDE, 1, 1], 0.1);
+    let y = b.node("pointwise.conv", conv(0), &[y, w]);
+    let y = b.node("pointwise.relu", Op::Unary(UnaryOp::Relu), &[y]);
+    let gap = b.node("gap", Op::GlobalAveragePool, &[y]);
+    let flat = b.node("flatten", Op::Flatten { axis: 1 }, &[gap]);
+    let gemm = || Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true, activation: None };
+    let fc_w = b.weight("fc1.w", &[WIDE_FC, WIDE], 0.1);
+    let fc_b = b.weight("fc1.b", &[WIDE_FC], 0.1);
+    let hidden = b.node("fc1", gemm(), &[flat, fc_w, fc_b]);
+    let hidden = b.node("fc1.relu", Op::Unary(UnaryOp::Relu), &[hidden]);
+    let out_w = b.weight("fc2.w", &[10, WIDE_FC], 0.05);
+    let out_b = b.weight("fc2.b", &[10], 0.1);
+    let logits = b.node("fc2", gemm(), &[hidden, out_w, out_b]);
+    b.finish(&[logits])
+}
+
 const VOCAB: usize = 50;
 const HIDDEN: usize = 16;
 const HEADS: usize = 2;
@@ -452,6 +454,10 @@ fn image(batch: usize, seed: u64) -> Tensor {
     Tensor::from_vec(&[batch, 3, 16, 16], values(batch * 3 * 16 * 16, seed, 1.0)).unwrap()
 }
 
+fn features(batch: usize, seed: u64) -> Tensor {
+    Tensor::from_vec(&[batch, WIDE, 16, 16], values(batch * WIDE * 16 * 16, seed, 1.0)).unwrap()
+}
+
 /// Token ids inside the vocabulary, and a mask with padding at the end of odd rows.
 fn tokens(batch: usize, seq: usize) -> (Tensor, Tensor) {
     let ids: Vec<i64> = (0..batch * seq).map(|i| ((i * 7 + 3) % VOCAB) as i64).collect();
@@ -520,6 +526,16 @@ fn cnn_steady_state_allocates_nothing() {
 }
 
 #[test]
+fn wide_cnn_steady_state_allocates_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let session = session(wide_cnn(), true);
+    for batch in [2, 4] {
+        let x = features(batch, batch as u64);
+        check_steady(&format!("wide cnn batch {batch}"), &session, &[("features", &x)]);
+    }
+}
+
+#[test]
 fn transformer_steady_state_allocates_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let session = session(transformer_block(), true);
@@ -564,6 +580,10 @@ fn optimised_graphs_match_unoptimised() {
     let fast = session(cnn(), true).run(&[("image", &x)]).unwrap();
     let plain = session(cnn(), false).run(&[("image", &x)]).unwrap();
     assert_close("cnn", &fast[0].1, &plain[0].1);
+    let x = features(2, 7);
+    let fast = session(wide_cnn(), true).run(&[("features", &x)]).unwrap();
+    let plain = session(wide_cnn(), false).run(&[("features", &x)]).unwrap();
+    assert_close("wide cnn", &fast[0].1, &plain[0].1);
     let (ids, mask) = tokens(2, 9);
     let inputs = [("input_ids", &ids), ("attention_mask", &mask)];
     let fast = session(transformer_block(), true).run(&inputs).unwrap();

@@ -8,13 +8,11 @@
 //! channel plane (`[N, C, H, W]` with `[C, 1, 1]`). Kernels write one tight loop per
 //! segment kind and leave the index arithmetic here.
 
+use super::dims::Dims;
 use rayon::prelude::*;
 use smallvec::{smallvec, SmallVec};
 use std::ops::Range;
 
-/// Per-dim numbers of one tensor, on the stack up to rank 8, so that planning and
-/// walking a broadcast allocates nothing in steady-state runs.
-type Dims = SmallVec<[usize; 8]>;
 /// One entry per input, on the stack up to 4 inputs.
 type PerInput<T> = SmallVec<[T; 4]>;
 
@@ -23,9 +21,9 @@ pub const PARALLEL_MIN_ELEMENTS: usize = 32 * 1024;
 
 /// The shape all of `shapes` broadcast to, or `None` when two dims disagree and
 /// neither is 1.
-pub fn broadcast_shape(shapes: &[&[usize]]) -> Option<Vec<usize>> {
+pub fn broadcast_shape(shapes: &[&[usize]]) -> Option<Dims> {
     let rank = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
-    let mut out = vec![1; rank];
+    let mut out: Dims = smallvec![1; rank];
     for shape in shapes {
         let pad = rank - shape.len();
         for (o, &d) in out[pad..].iter_mut().zip(shape.iter()) {
@@ -286,11 +284,12 @@ mod tests {
 
     #[test]
     fn shapes_broadcast_like_numpy() {
-        assert_eq!(broadcast_shape(&[&[2, 1, 4], &[3, 1]]), Some(vec![2, 3, 4]));
-        assert_eq!(broadcast_shape(&[&[], &[5]]), Some(vec![5]));
-        assert_eq!(broadcast_shape(&[&[0, 3], &[1, 3]]), Some(vec![0, 3]));
-        assert_eq!(broadcast_shape(&[&[2], &[3]]), None);
-        assert_eq!(broadcast_shape(&[]), Some(vec![]));
+        let shape = |shapes: &[&[usize]]| broadcast_shape(shapes).map(|s| s.to_vec());
+        assert_eq!(shape(&[&[2, 1, 4], &[3, 1]]), Some(vec![2, 3, 4]));
+        assert_eq!(shape(&[&[], &[5]]), Some(vec![5]));
+        assert_eq!(shape(&[&[0, 3], &[1, 3]]), Some(vec![0, 3]));
+        assert_eq!(shape(&[&[2], &[3]]), None);
+        assert_eq!(shape(&[]), Some(vec![]));
     }
 
     #[test]

@@ -15,12 +15,14 @@
 //! ConvTranspose is GEMM (`Wᵀ · X` per image and group) followed by col2im.
 
 use super::broadcast::for_each_chunk;
+use super::dims::{explicit_pads, per_dim, Dims};
 use super::gemm::{gemm, gemm_raw, parallelism, Float, Layout, PackedLhs, Parallelism};
 use super::operands::{expect_dtype, expect_shape, first_output, optional, required};
 use super::winograd::{WinogradConv, WinogradShape, WinogradTile};
 use crate::{CpuError, Kernel, Result, Scratch};
 use half::f16;
 use rayon::prelude::*;
+use smallvec::smallvec;
 use smelt_ir::semantics::conv_transpose::{spatial_geometry, SpatialGeometry};
 use smelt_ir::{AutoPad, ConvAttrs, ConvTransposeAttrs, DType, Op, Tensor, TensorView, TensorViewMut, UnaryOp};
 use std::sync::{Arc, OnceLock};
@@ -36,7 +38,9 @@ pub fn eval(
             let x = required("Conv", inputs, 0)?;
             let w = required("Conv", inputs, 1)?;
             let (bias, residual) = (optional(inputs, 2), optional(inputs, RESIDUAL_INPUT));
-            conv(attrs, x, w, None, bias, residual, first_output("Conv", outputs)?, scratch)
+            let y = first_output("Conv", outputs)?;
+            let geo = ConvGeometry::new(attrs, None, x.shape, w.shape)?;
+            conv(attrs, &geo, x, w, None, bias, residual, y, scratch)
         }
         Op::ConvTranspose(attrs) => conv_transpose(attrs, inputs, outputs, scratch),
         other => Err(CpuError::invalid(other.name(), "is not a convolution")),
@@ -47,13 +51,17 @@ pub fn eval(
 /// is the row-major `[group][M/g][C/g·k1·…·kn]` matrix the GEMM reads as its left
 /// operand; each group's block is packed once into the GEMM kernel's panel
 /// layout (where the CPU has that kernel), and the plain weight is kept, shared
-/// with the graph, for every other path. A constant bias is checked once. At run
-/// time only im2col, GEMM and the bias + activation epilogue remain.
+/// with the graph, for every other path. A constant bias is checked once, and the
+/// window attributes are resolved once. At run time only im2col, GEMM and the
+/// bias + activation epilogue remain.
 pub fn prepare(attrs: &ConvAttrs, constants: &[Option<&Arc<Tensor>>]) -> Option<Box<dyn Kernel>> {
     let weight = constants.get(1).copied().flatten()?;
     if weight.dtype() != DType::F32 || weight.rank() < 3 {
         return None;
     }
+    // Attributes that do not fit the weight's rank fail every run: the reference
+    // kernel reports that.
+    let window = ConvWindow::new(attrs, weight.rank() - 2).ok()?;
     let bias = match constants.get(2).copied().flatten() {
         Some(b) if b.dtype() == DType::F32 && b.len() == weight.shape()[0] => Some(Arc::clone(b)),
         Some(_) => return None,
@@ -74,6 +82,7 @@ pub fn prepare(attrs: &ConvAttrs, constants: &[Option<&Arc<Tensor>>]) -> Option<
     let winograd = WinogradWeights::eligible(attrs, shape).then(WinogradWeights::default);
     Some(Box::new(PreparedConv {
         attrs: attrs.clone(),
+        window,
         weight: Arc::clone(weight),
         packed,
         bias,
@@ -84,6 +93,7 @@ pub fn prepare(attrs: &ConvAttrs, constants: &[Option<&Arc<Tensor>>]) -> Option<
 
 struct PreparedConv {
     attrs: ConvAttrs,
+    window: ConvWindow,
     weight: Arc<Tensor>,
     /// Per group, the weight block packed for the GEMM kernel.
     packed: Option<Vec<PackedLhs>>,
@@ -160,8 +170,8 @@ impl Kernel for PreparedConv {
         };
         let residual = optional(inputs, RESIDUAL_INPUT);
         let y = first_output("Conv", outputs)?;
+        let geo = ConvGeometry::new(&self.attrs, Some(&self.window), x.shape, self.weight.shape())?;
         if let (Some(winograd), DType::F32) = (&self.winograd, x.dtype) {
-            let geo = ConvGeometry::new(&self.attrs, x.shape, self.weight.shape())?;
             let tile = match self.policy {
                 WinogradPolicy::CostModel => winograd_tile_for(&geo),
                 WinogradPolicy::Fixed(tile) => tile,
@@ -171,7 +181,7 @@ impl Kernel for PreparedConv {
                 return conv_winograd(&self.attrs, &geo, wino, x, bias, residual, y, scratch);
             }
         }
-        conv(&self.attrs, x, self.weight.view(), self.packed.as_deref(), bias, residual, y, scratch)
+        conv(&self.attrs, &geo, x, self.weight.view(), self.packed.as_deref(), bias, residual, y, scratch)
     }
 }
 
@@ -327,21 +337,27 @@ const TILE_TRANSFORM_COST: f64 = 4_200.0;
 
 // ── geometry ───────────────────────────────────────────────────────────────
 
-/// One attribute list per spatial dim: empty means `default` everywhere.
-fn per_dim(op: &'static str, name: &str, values: &[usize], rank: usize, default: usize) -> Result<Vec<usize>> {
-    match values.len() {
-        0 => Ok(vec![default; rank]),
-        n if n == rank => Ok(values.to_vec()),
-        n => Err(CpuError::invalid(op, format!("{name} has {n} values for {rank} spatial dims"))),
-    }
+/// A Conv's window attributes with one entry per spatial dim and the defaults
+/// filled in. They depend on the attributes alone, so a prepared Conv resolves
+/// them once.
+#[derive(Clone, Debug, PartialEq)]
+struct ConvWindow {
+    strides: Dims,
+    dilations: Dims,
+    /// The `pads` attribute's begin and end pads (auto_pad may replace them).
+    pad_begin: Dims,
+    pad_end: Dims,
 }
 
-/// Begin and end pads from the `pads` attribute (`[b1, .., bn, e1, .., en]`).
-fn explicit_pads(op: &'static str, pads: &[usize], rank: usize) -> Result<(Vec<usize>, Vec<usize>)> {
-    match pads.len() {
-        0 => Ok((vec![0; rank], vec![0; rank])),
-        n if n == 2 * rank => Ok((pads[..rank].to_vec(), pads[rank..].to_vec())),
-        n => Err(CpuError::invalid(op, format!("pads has {n} values for {rank} spatial dims"))),
+impl ConvWindow {
+    fn new(attrs: &ConvAttrs, rank: usize) -> Result<ConvWindow> {
+        let strides = per_dim("Conv", "strides", &attrs.strides, rank, 1)?;
+        let dilations = per_dim("Conv", "dilations", &attrs.dilations, rank, 1)?;
+        let (pad_begin, pad_end) = explicit_pads("Conv", &attrs.pads, rank)?;
+        if strides.contains(&0) || dilations.contains(&0) {
+            return Err(CpuError::invalid("Conv", "strides and dilations must be positive"));
+        }
+        Ok(ConvWindow { strides, dilations, pad_begin, pad_end })
     }
 }
 
@@ -353,13 +369,13 @@ struct ConvGeometry {
     in_channels: usize,
     out_channels: usize,
     group: usize,
-    input: Vec<usize>,
-    kernel: Vec<usize>,
-    output: Vec<usize>,
-    strides: Vec<usize>,
-    dilations: Vec<usize>,
+    input: Dims,
+    kernel: Dims,
+    output: Dims,
+    strides: Dims,
+    dilations: Dims,
     /// Padding before each spatial dim (the end padding only shapes `output`).
-    pads: Vec<usize>,
+    pads: Dims,
 }
 
 /// Output size and begin padding of one spatial dim of a Conv or pool window.
@@ -386,7 +402,9 @@ pub(crate) fn window_output(
 }
 
 impl ConvGeometry {
-    fn new(attrs: &ConvAttrs, x: &[usize], w: &[usize]) -> Result<ConvGeometry> {
+    /// The geometry of `attrs` on input `x` and weight `w`, with the window
+    /// attributes a prepared kernel resolved (`window`) or resolved here (`None`).
+    fn new(attrs: &ConvAttrs, window: Option<&ConvWindow>, x: &[usize], w: &[usize]) -> Result<ConvGeometry> {
         let bad = |why: String| CpuError::invalid("Conv", why);
         if x.len() < 3 || w.len() != x.len() {
             return Err(bad(format!("X {x:?} and W {w:?} must both be [N, C, spatial..] with the same rank")));
@@ -397,20 +415,23 @@ impl ConvGeometry {
         if in_channels % group != 0 || out_channels % group != 0 || w[1] * group != in_channels {
             return Err(bad(format!("W {w:?} does not fit X {x:?} with {group} groups")));
         }
-        let kernel = w[2..].to_vec();
+        let kernel = Dims::from_slice(&w[2..]);
         if let Some(ks) = &attrs.kernel_shape {
-            if ks != &kernel {
+            if ks[..] != kernel[..] {
                 return Err(bad(format!("kernel_shape {ks:?} differs from W's spatial dims {kernel:?}")));
             }
         }
-        let strides = per_dim("Conv", "strides", &attrs.strides, rank, 1)?;
-        let dilations = per_dim("Conv", "dilations", &attrs.dilations, rank, 1)?;
-        let (begin, end) = explicit_pads("Conv", &attrs.pads, rank)?;
-        if strides.contains(&0) || dilations.contains(&0) {
-            return Err(bad("strides and dilations must be positive".into()));
-        }
-        let mut output = Vec::with_capacity(rank);
-        let mut pads = Vec::with_capacity(rank);
+        let resolved;
+        let window = match window {
+            Some(window) => window,
+            None => {
+                resolved = ConvWindow::new(attrs, rank)?;
+                &resolved
+            }
+        };
+        let ConvWindow { strides, dilations, pad_begin: begin, pad_end: end } = window;
+        let mut output = Dims::with_capacity(rank);
+        let mut pads = Dims::with_capacity(rank);
         for d in 0..rank {
             let (o, p) = window_output(attrs.auto_pad, x[d + 2], kernel[d], strides[d], dilations[d], begin[d], end[d])
                 .ok_or_else(|| bad(format!("the dilated kernel {kernel:?} is larger than the padded input {x:?}")))?;
@@ -422,19 +443,17 @@ impl ConvGeometry {
             in_channels,
             out_channels,
             group,
-            input: x[2..].to_vec(),
+            input: Dims::from_slice(&x[2..]),
             kernel,
             output,
-            strides,
-            dilations,
+            strides: strides.clone(),
+            dilations: dilations.clone(),
             pads,
         })
     }
 
-    fn out_shape(&self) -> Vec<usize> {
-        let mut s = vec![self.batch, self.out_channels];
-        s.extend_from_slice(&self.output);
-        s
+    fn out_shape(&self) -> Dims {
+        [self.batch, self.out_channels].into_iter().chain(self.output.iter().copied()).collect()
     }
 
     fn in_size(&self) -> usize {
@@ -476,9 +495,11 @@ impl ConvGeometry {
 
 // ── Conv ───────────────────────────────────────────────────────────────────
 
+/// Conv of geometry `geo` by im2col + GEMM (or the depthwise and pointwise paths).
 #[allow(clippy::too_many_arguments)]
 fn conv(
     attrs: &ConvAttrs,
+    geo: &ConvGeometry,
     x: TensorView,
     w: TensorView,
     packed: Option<&[PackedLhs]>,
@@ -488,7 +509,6 @@ fn conv(
     scratch: &mut Scratch,
 ) -> Result<()> {
     const OP: &str = "Conv";
-    let geo = ConvGeometry::new(attrs, x.shape, w.shape)?;
     expect_shape(OP, "output", y.shape, &geo.out_shape())?;
     expect_dtype(OP, "W", w.dtype, x.dtype)?;
     expect_dtype(OP, "output", y.dtype, x.dtype)?;
@@ -505,26 +525,26 @@ fn conv(
     let activation = attrs.activation.as_ref();
     match x.dtype {
         DType::F32 => {
-            let plan = TilePlan::new(&geo);
+            let plan = TilePlan::new(geo);
             let buf = scratch.f32s(plan.scratch_len());
             let bias = bias.map(|b| b.as_slice::<f32>()).transpose()?;
             let residual = residual.map(|z| z.as_slice::<f32>()).transpose()?;
             let w = ConvWeights { plain: w.as_slice()?, packed };
             let epilogue = Epilogue { bias, residual, activation };
-            conv_float(&geo, &plan, x.as_slice()?, w, epilogue, y.as_mut_slice()?, buf);
+            conv_float(geo, &plan, x.as_slice()?, w, epilogue, y.as_mut_slice()?, buf);
         }
         DType::F64 => {
-            let plan = TilePlan::new(&geo);
-            let mut buf = vec![0f64; plan.scratch_len()];
+            let plan = TilePlan::new(geo);
+            let buf = scratch.slice::<f64>(plan.scratch_len());
             let bias = bias.map(|b| b.as_slice::<f64>()).transpose()?;
             let residual = residual.map(|z| z.as_slice::<f64>()).transpose()?;
             let w = ConvWeights { plain: w.as_slice()?, packed: None };
             let epilogue = Epilogue { bias, residual, activation };
-            conv_float(&geo, &plan, x.as_slice()?, w, epilogue, y.as_mut_slice()?, &mut buf);
+            conv_float(geo, &plan, x.as_slice()?, w, epilogue, y.as_mut_slice()?, buf);
         }
         DType::F16 => {
             // Through f32: half-precision accumulation over C·k·k terms loses too much.
-            let plan = TilePlan::new(&geo);
+            let plan = TilePlan::new(geo);
             let x32 = widen(x.as_slice::<f16>()?);
             let w32 = widen(w.as_slice::<f16>()?);
             let b32 = bias.map(|b| b.as_slice::<f16>().map(widen)).transpose()?;
@@ -533,7 +553,7 @@ fn conv(
             let buf = scratch.f32s(plan.scratch_len());
             let w = ConvWeights { plain: &w32, packed: None };
             let epilogue = Epilogue { bias: b32.as_deref(), residual: z32.as_deref(), activation };
-            conv_float(&geo, &plan, &x32, w, epilogue, &mut y32, buf);
+            conv_float(geo, &plan, &x32, w, epilogue, &mut y32, buf);
             narrow(&y32, y.as_mut_slice()?);
         }
         dtype => return Err(CpuError::UnsupportedDType { op: OP, dtype }),
@@ -643,13 +663,16 @@ impl TilePlan {
 /// Mean over maximum of the panels each thread computes when `tasks` tasks
 /// (tiles of `panels / tiles` panels, round-robin over images) go to `threads`.
 fn balance(panels: usize, tiles: usize, tasks: usize, threads: usize) -> f64 {
-    let mut load = vec![0usize; threads];
-    for task in 0..tasks {
-        let t = task % tiles;
-        load[task % threads] += (t + 1) * panels / tiles - t * panels / tiles;
-    }
-    let max = load.iter().copied().max().unwrap_or(0).max(1);
-    load.iter().sum::<usize>() as f64 / (threads * max) as f64
+    // Thread `thread` computes tasks thread, thread + threads, ...
+    let load = |thread: usize| -> usize {
+        (thread..tasks)
+            .step_by(threads)
+            .map(|task| task % tiles)
+            .map(|t| (t + 1) * panels / tiles - t * panels / tiles)
+            .sum()
+    };
+    let (total, max) = (0..threads).map(load).fold((0, 0), |(total, max), l| (total + l, max.max(l)));
+    total as f64 / (threads * max.max(1)) as f64
 }
 
 /// A pointer that may cross threads; every use documents why the accesses
@@ -773,7 +796,7 @@ fn im2col_tile<T: Float>(geo: &ConvGeometry, x_g: &[T], c0: usize, s0: usize, wi
     let ksize = geo.kernel_size();
     let (ow, iw) = (geo.output[last], geo.input[last]);
     let (sw, dw, pw) = (geo.strides[last], geo.dilations[last], geo.pads[last] as isize);
-    let mut koff = vec![0usize; nd];
+    let mut koff: Dims = smallvec![0; nd];
     let channels = col.len() / (ksize * width).max(1);
     for c in 0..channels {
         let xc = &x_g[(c0 + c) * in_size..][..in_size];
@@ -954,10 +977,8 @@ impl TransposeGeometry {
         })
     }
 
-    fn out_shape(&self) -> Vec<usize> {
-        let mut s = vec![self.batch, self.out_channels];
-        s.extend_from_slice(&self.output);
-        s
+    fn out_shape(&self) -> Dims {
+        [self.batch, self.out_channels].into_iter().chain(self.output.iter().copied()).collect()
     }
 }
 
@@ -995,9 +1016,9 @@ fn conv_transpose(
             conv_transpose_float(&geo, workers, x.as_slice()?, w.as_slice()?, bias, act, y.as_mut_slice()?, buf);
         }
         DType::F64 => {
-            let mut buf = vec![0f64; col_len * workers];
+            let buf = scratch.slice::<f64>(col_len * workers);
             let bias = bias.map(|b| b.as_slice::<f64>()).transpose()?;
-            conv_transpose_float(&geo, workers, x.as_slice()?, w.as_slice()?, bias, act, y.as_mut_slice()?, &mut buf);
+            conv_transpose_float(&geo, workers, x.as_slice()?, w.as_slice()?, bias, act, y.as_mut_slice()?, buf);
         }
         DType::F16 => {
             let x32 = widen(x.as_slice::<f16>()?);
@@ -1102,7 +1123,7 @@ fn col2im_channel<T: Float>(geo: &TransposeGeometry, col: &[T], y: &mut [T]) {
     let (iw, ow) = (geo.input[last], geo.output[last]);
     let (sw, dw) = (geo.strides[last], geo.dilations[last]);
     let in_rows = in_size / iw.max(1);
-    let mut koff = vec![0usize; nd];
+    let mut koff: Dims = smallvec![0; nd];
     for kk in 0..ksize {
         let mut rem = kk;
         for d in (0..nd).rev() {
@@ -1211,7 +1232,7 @@ mod tests {
         let x = random(DType::F32, x_shape, seed);
         let w = random(DType::F32, w_shape, seed + 1);
         let b = with_bias.then(|| random(DType::F32, &[w_shape[0]], seed + 2));
-        let geo = ConvGeometry::new(attrs, x_shape, w_shape).unwrap();
+        let geo = ConvGeometry::new(attrs, None, x_shape, w_shape).unwrap();
         let bv = b.as_ref().map(|b| b.to_f64_vec());
         let mut want = naive_conv(&geo, &x.to_f64_vec(), &w.to_f64_vec(), bv.as_deref());
         if attrs.activation.is_some() {
@@ -1237,6 +1258,7 @@ mod tests {
         let packed = PackedLhs::new(rows, cols, w.as_slice::<f32>().unwrap(), Layout::row_major(cols)).map(|p| vec![p]);
         PreparedConv {
             attrs: attrs.clone(),
+            window: ConvWindow::new(attrs, w.rank() - 2).unwrap(),
             weight: w_arc,
             packed,
             bias: b.cloned().map(Arc::new),
@@ -1246,7 +1268,7 @@ mod tests {
     }
 
     fn run_prepared(kernel: &PreparedConv, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
-        let shape = ConvGeometry::new(&kernel.attrs, x.shape(), w.shape()).unwrap().out_shape();
+        let shape = ConvGeometry::new(&kernel.attrs, None, x.shape(), w.shape()).unwrap().out_shape();
         run_kernel(kernel, &[Some(x), Some(w), b], &[(DType::F32, &shape)]).remove(0)
     }
 
@@ -1267,7 +1289,7 @@ mod tests {
             let x = random(DType::F32, xs, seed);
             let w = random(DType::F32, ws, seed + 1);
             let b = random(DType::F32, &[ws[0]], seed + 2);
-            let geo = ConvGeometry::new(a, xs, ws).unwrap();
+            let geo = ConvGeometry::new(a, None, xs, ws).unwrap();
             let mut want = naive_conv(&geo, &x.to_f64_vec(), &w.to_f64_vec(), Some(&b.to_f64_vec()));
             if a.activation.is_some() {
                 want.iter_mut().for_each(|v| *v = v.max(0.0));
@@ -1380,7 +1402,7 @@ mod tests {
                     }
                     times.push(best);
                 }
-                let geo = ConvGeometry::new(&a, x.shape(), w.shape()).unwrap();
+                let geo = ConvGeometry::new(&a, None, x.shape(), w.shape()).unwrap();
                 println!(
                     "b{batch} C=K={c} {hw}x{hw}: direct {:.2} ms, F2 {:.2} ms, F4 {:.2} ms; model picks {:?}",
                     times[0],
@@ -1450,7 +1472,7 @@ mod tests {
         for dtype in [DType::F64, DType::F16] {
             let x = random(dtype, &[1, 4, 6, 7], 1);
             let w = random(dtype, &[4, 2, 3, 2], 2);
-            let geo = ConvGeometry::new(&a, x.shape(), w.shape()).unwrap();
+            let geo = ConvGeometry::new(&a, None, x.shape(), w.shape()).unwrap();
             let want = naive_conv(&geo, &x.to_f64_vec(), &w.to_f64_vec(), None);
             let got = run_op(&Op::Conv(a.clone()), &[Some(&x), Some(&w)], &[(dtype, &geo.out_shape())]).remove(0);
             assert_close(&got, &want, if dtype == DType::F16 { 1e-2 } else { 1e-12 });

@@ -14,6 +14,7 @@ mod unary;
 
 use crate::{CpuError, Result};
 use checked::{expect_dtype, expect_shape, input, output};
+use smallvec::SmallVec;
 use smelt_ir::{DType, Op, TensorView, TensorViewMut};
 
 pub use cast::cast;
@@ -28,7 +29,7 @@ pub fn eval(op: &Op, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut
                 .iter()
                 .enumerate()
                 .map(|(i, t)| t.ok_or_else(|| CpuError::invalid(name, format!("input {i} is missing"))))
-                .collect::<Result<Vec<_>>>()?;
+                .collect::<Result<SmallVec<[_; 4]>>>()?;
             nary::variadic(*v, &ins, output(name, outputs, 0)?)
         }
         Op::Clip => nary::clip(
@@ -60,8 +61,8 @@ pub fn eval(op: &Op, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut
             // Inference: nothing is dropped, so the mask is all true.
             if let Some(mask) = outputs.get_mut(1) {
                 expect_dtype(name, "mask output", mask.dtype, DType::Bool)?;
-                let shape = inputs[0].map(|x| x.shape.to_vec()).unwrap_or_default();
-                expect_shape(name, "mask output", mask.shape, &shape)?;
+                let shape = inputs[0].map_or(&[][..], |x| x.shape);
+                expect_shape(name, "mask output", mask.shape, shape)?;
                 checked::slice_mut::<u8>(name, "mask output", mask)?.fill(1);
             }
             Ok(())

@@ -7,6 +7,7 @@
 //! elements as bytes, so one path serves every dtype; scatters with a reduction
 //! combine values and so dispatch on the dtype.
 
+use super::dims::Dims;
 use super::layout;
 use super::movement::{normalize_axis, output, required};
 use crate::{CpuError, Result};
@@ -24,12 +25,43 @@ pub fn eval(op: &Op, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut
     }
 }
 
-/// The values of an index tensor, which must be i32 or i64.
-fn index_values(op: &'static str, indices: TensorView) -> Result<Vec<i64>> {
-    match indices.dtype {
-        DType::I64 => Ok(indices.as_slice::<i64>()?.to_vec()),
-        DType::I32 => Ok(indices.as_slice::<i32>()?.iter().map(|&i| i as i64).collect()),
-        other => Err(CpuError::invalid(op, format!("indices must be int32 or int64, got {other}"))),
+/// The values of an index tensor, which must be i32 or i64, read in place (a
+/// copy would be an allocation per run).
+#[derive(Clone, Copy)]
+enum IndexValues<'a> {
+    I64(&'a [i64]),
+    I32(&'a [i32]),
+}
+
+impl<'a> IndexValues<'a> {
+    fn of(op: &'static str, indices: TensorView<'a>) -> Result<IndexValues<'a>> {
+        match indices.dtype {
+            DType::I64 => Ok(IndexValues::I64(indices.as_slice()?)),
+            DType::I32 => Ok(IndexValues::I32(indices.as_slice()?)),
+            other => Err(CpuError::invalid(op, format!("indices must be int32 or int64, got {other}"))),
+        }
+    }
+
+    fn len(self) -> usize {
+        match self {
+            IndexValues::I64(v) => v.len(),
+            IndexValues::I32(v) => v.len(),
+        }
+    }
+
+    fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(self, i: usize) -> i64 {
+        match self {
+            IndexValues::I64(v) => v[i],
+            IndexValues::I32(v) => v[i] as i64,
+        }
+    }
+
+    fn iter(self) -> impl Iterator<Item = i64> + 'a {
+        (0..self.len()).map(move |i| self.get(i))
     }
 }
 
@@ -37,12 +69,17 @@ fn index_values(op: &'static str, indices: TensorView) -> Result<Vec<i64>> {
 /// the end.
 fn resolve(op: &'static str, index: i64, axis: usize, size: usize) -> Result<usize> {
     let size_i = size as i64;
-    let i = if index < 0 { index + size_i } else { index };
-    if (0..size_i).contains(&i) {
-        Ok(i as usize)
+    if (-size_i..size_i).contains(&index) {
+        Ok(position(index, size))
     } else {
         Err(CpuError::invalid(op, format!("index {index} is out of range for axis {axis} of size {size}")))
     }
+}
+
+/// The position of an `index` already [`resolve`]d along an axis of `size`.
+#[inline]
+fn position(index: i64, size: usize) -> usize {
+    (if index < 0 { index + size as i64 } else { index }) as usize
 }
 
 fn gather(axis: i64, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Result<()> {
@@ -51,29 +88,32 @@ fn gather(axis: i64, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut
     let indices = required(OP, inputs, 1)?;
     let axis = normalize_axis(OP, axis, data.rank())?;
     let size = data.shape[axis];
-    let rows =
-        index_values(OP, indices)?.into_iter().map(|i| resolve(OP, i, axis, size)).collect::<Result<Vec<usize>>>()?;
-    let shape: Vec<usize> =
-        data.shape[..axis].iter().chain(indices.shape).chain(&data.shape[axis + 1..]).copied().collect();
+    let values = IndexValues::of(OP, indices)?;
+    for index in values.iter() {
+        resolve(OP, index, axis, size)?;
+    }
+    // Every index is in range: from here on `position` turns each into its row.
+    let row = |j: usize| position(values.get(j), size);
+    let shape: Dims = data.shape[..axis].iter().chain(indices.shape).chain(&data.shape[axis + 1..]).copied().collect();
     let out = output(OP, outputs, data.dtype, &shape)?;
     if out.data.is_empty() {
         return Ok(());
     }
     // Seen as [outer, size, inner], each output block [o, j] is input block
-    // [o, rows[j]]: for axis 0 that is an embedding lookup of whole rows.
+    // [o, row(j)]: for axis 0 that is an embedding lookup of whole rows.
     let es = data.dtype.size();
     let inner = data.shape[axis + 1..].iter().product::<usize>();
     let block = inner * es;
-    let n = rows.len();
+    let n = values.len();
     let copy_block = |(b, dst): (usize, &mut [u8])| {
         let (o, j) = (b / n, b % n);
-        let src = (o * size + rows[j]) * block;
+        let src = (o * size + row(j)) * block;
         dst.copy_from_slice(&data.data[src..src + block]);
     };
     if inner == 1 {
         // Single elements: a typed move per index instead of a memcpy call each.
         let outer: usize = data.shape[..axis].iter().product();
-        let positions = (0..outer).flat_map(|o| rows.iter().map(move |&r| o * size + r));
+        let positions = (0..outer).flat_map(|o| (0..n).map(move |j| o * size + row(j)));
         move_elements(es, out.data, data.data, positions);
         return Ok(());
     }
@@ -124,18 +164,18 @@ fn element_positions(op: &'static str, data: TensorView, indices: TensorView, ax
             format!("indices of shape {:?} do not fit data of shape {:?} off axis {axis}", indices.shape, data.shape),
         ));
     }
-    let values = index_values(op, indices)?;
+    let values = IndexValues::of(op, indices)?;
     if values.is_empty() {
         return Ok(Vec::new());
     }
-    let strides = smelt_ir::strides_of(data.shape);
+    let strides = super::dims::strides_of(data.shape);
     let size = data.shape[axis];
     // Walk the indices' coordinates with an odometer, keeping the data offset of
     // the coordinates other than `axis` up to date.
-    let mut coords = vec![0usize; rank];
+    let mut coords: Dims = smallvec::smallvec![0; rank];
     let mut base = 0usize;
     let mut positions = Vec::with_capacity(values.len());
-    for &v in &values {
+    for v in values.iter() {
         positions.push(base + resolve(op, v, axis, size)? * strides[axis]);
         for k in (0..rank).rev() {
             coords[k] += 1;
@@ -190,8 +230,8 @@ fn nd_slices(op: &'static str, data: TensorView, indices: TensorView, batch_dims
             ),
         ));
     }
-    let values = index_values(op, indices)?;
-    let strides = smelt_ir::strides_of(data.shape);
+    let values = IndexValues::of(op, indices)?;
+    let strides = super::dims::strides_of(data.shape);
     let slice_dims = data.shape[batch_dims + k..].to_vec();
     let slice: usize = slice_dims.iter().product();
     let batch_size: usize = data.shape[batch_dims..].iter().product();
@@ -200,8 +240,8 @@ fn nd_slices(op: &'static str, data: TensorView, indices: TensorView, batch_dims
     let mut offsets = Vec::with_capacity(tuples);
     for t in 0..tuples {
         let mut offset = t / per_batch * batch_size;
-        for (j, &v) in values[t * k..(t + 1) * k].iter().enumerate() {
-            let axis = batch_dims + j;
+        for j in 0..k {
+            let (axis, v) = (batch_dims + j, values.get(t * k + j));
             offset += resolve(op, v, axis, data.shape[axis])? * strides[axis];
         }
         offsets.push(offset);

@@ -16,8 +16,10 @@
 //! Elements move as `[u8; N]`, which has alignment 1, so one monomorphised loop
 //! serves every dtype of that size whatever the buffer's alignment.
 
+use super::dims::{self, Dims, SignedDims};
 use crate::{CpuError, Result};
 use rayon::prelude::*;
+use smallvec::{smallvec, SmallVec};
 
 /// Where element `[0, .., 0]` of a strided operand lies and how far one step along
 /// each dimension moves, both in elements.
@@ -30,6 +32,9 @@ pub struct Strided<'a> {
 /// A copy of this many bytes or more into a contiguous destination is split
 /// across threads; below it rayon's hand-off costs more than it saves.
 const PARALLEL_BYTES: usize = 1 << 18;
+
+/// The dimensions of a copy after simplification, inline up to rank 8.
+type Axes = SmallVec<[Axis; 8]>;
 
 /// One dimension of a copy after simplification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,8 +50,8 @@ pub fn worth_parallel(bytes: usize) -> bool {
 }
 
 /// Row-major strides of `shape`, as the signed strides [`Strided`] takes.
-pub fn row_major(shape: &[usize]) -> Vec<isize> {
-    smelt_ir::strides_of(shape).into_iter().map(|s| s as isize).collect()
+pub fn row_major(shape: &[usize]) -> SignedDims {
+    dims::strides_of(shape).into_iter().map(|s| s as isize).collect()
 }
 
 /// Copies the elements of `src` addressed by `src_at` over `shape` into `dst`, which
@@ -156,9 +161,9 @@ fn dispatch(
         n => {
             // An element of unusual size is a contiguous run of n bytes: one more,
             // innermost dimension.
-            let scale = |s: &[isize]| s.iter().map(|&s| s * n as isize).chain([1]).collect::<Vec<_>>();
+            let scale = |s: &[isize]| s.iter().map(|&s| s * n as isize).chain([1]).collect::<SignedDims>();
             let (dst_strides, src_strides) = (scale(dst_at.strides), scale(src_at.strides));
-            let shape: Vec<usize> = shape.iter().copied().chain([n]).collect();
+            let shape: Dims = shape.iter().copied().chain([n]).collect();
             let dst_at = Strided { offset: dst_at.offset * n, strides: &dst_strides };
             let src_at = Strided { offset: src_at.offset * n, strides: &src_strides };
             run::<1>(op, &shape, dst, dst_at, src, src_at, parallel)
@@ -228,8 +233,8 @@ fn check_bounds(op: &'static str, what: &str, shape: &[usize], at: Strided, len:
 
 /// Drops dimensions of length 1 and merges each dimension into its outer neighbour
 /// when one step of the outer equals a full sweep of the inner on both sides.
-fn simplify(shape: &[usize], src: &[isize], dst: &[isize]) -> Vec<Axis> {
-    let mut axes: Vec<Axis> = Vec::with_capacity(shape.len());
+fn simplify(shape: &[usize], src: &[isize], dst: &[isize]) -> Axes {
+    let mut axes = Axes::new();
     for ((&len, &src), &dst) in shape.iter().zip(src).zip(dst) {
         if len == 1 {
             continue;
@@ -273,15 +278,15 @@ fn walk<T: Copy>(axes: &[Axis], dst: &mut [T], dst_off: isize, src: &[T], src_of
         Some(t) if last.dst == 1 => Inner::Blocked { tile: rest[t], last },
         _ => Inner::Strided(last),
     };
-    let outer: Vec<Axis> = match inner {
+    let outer: Axes = match inner {
         Inner::Blocked { .. } => {
             let t = tile.expect("Blocked is only chosen with a tile axis");
             rest.iter().enumerate().filter(|&(i, _)| i != t).map(|(_, a)| *a).collect()
         }
-        _ => rest.to_vec(),
+        _ => Axes::from_slice(rest),
     };
 
-    let mut index = vec![0usize; outer.len()];
+    let mut index: Dims = smallvec![0; outer.len()];
     let (mut d, mut s) = (dst_off, src_off);
     loop {
         let (du, su) = (d as usize, s as usize);

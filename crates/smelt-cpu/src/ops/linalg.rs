@@ -2,6 +2,7 @@
 //! fusion adds), Gemm, Einsum (in [`super::einsum`]), and the prepared kernels
 //! that put constant weights into the layout the product reads, once.
 
+use super::dims::Dims;
 use super::gemm::{
     self, bias_cols_then_activate, gemm, gemm_wrapping, parallelism, Float, Layout, PackedRhs, Parallelism,
 };
@@ -9,6 +10,7 @@ use super::operands::{expect_dtype, expect_shape, first_output, optional, requir
 use crate::{CpuError, Kernel, Result, Scratch};
 use half::{bf16, f16};
 use rayon::prelude::*;
+use smallvec::smallvec;
 use smelt_ir::{DType, Element, Op, Tensor, TensorView, TensorViewMut, UnaryOp};
 use std::sync::Arc;
 
@@ -97,12 +99,12 @@ struct MatMulPlan {
     m: usize,
     n: usize,
     k: usize,
-    out_shape: Vec<usize>,
+    out_shape: Dims,
     /// The broadcast batch shape and, per batch dim, A's and B's element strides
     /// (0 where that operand is broadcast).
-    batch_shape: Vec<usize>,
-    a_batch_strides: Vec<usize>,
-    b_batch_strides: Vec<usize>,
+    batch_shape: Dims,
+    a_batch_strides: Dims,
+    b_batch_strides: Dims,
     batches: usize,
 }
 
@@ -120,9 +122,9 @@ impl MatMulPlan {
         let a_batch = &a[..a.len().saturating_sub(2)];
         let b_batch = &b[..b.len().saturating_sub(2)];
         let rank = a_batch.len().max(b_batch.len());
-        let mut batch_shape = vec![1; rank];
-        let mut a_batch_strides = vec![0; rank];
-        let mut b_batch_strides = vec![0; rank];
+        let mut batch_shape: Dims = smallvec![1; rank];
+        let mut a_batch_strides: Dims = smallvec![0; rank];
+        let mut b_batch_strides: Dims = smallvec![0; rank];
         let (mut a_stride, mut b_stride) = (m * k, k * n);
         for i in (0..rank).rev() {
             let da = (i + a_batch.len()).checked_sub(rank).map_or(1, |j| a_batch[j]);
@@ -705,7 +707,7 @@ mod tests {
     }
 
     /// numpy matmul on f64 vectors, by promoting 1-D operands and broadcasting batches.
-    fn reference_matmul(a: &Tensor, b: &Tensor) -> (Vec<usize>, Vec<f64>) {
+    fn reference_matmul(a: &Tensor, b: &Tensor) -> (Dims, Vec<f64>) {
         let plan = MatMulPlan::new(a.shape(), b.shape()).unwrap();
         let (av, bv) = (a.to_f64_vec(), b.to_f64_vec());
         let mut out = Vec::new();

@@ -4,6 +4,7 @@ pub mod activation;
 pub mod attention;
 pub mod broadcast;
 pub mod conv;
+pub mod dims;
 pub mod einsum;
 pub mod elementwise;
 pub mod gather;

@@ -15,6 +15,7 @@ mod trilu;
 #[cfg(test)]
 pub(crate) mod testing;
 
+use super::dims::{self, Dims, IntValues};
 use super::layout;
 use crate::{CpuError, Result};
 use smelt_ir::{DType, Op, Tensor, TensorView, TensorViewMut};
@@ -80,9 +81,9 @@ fn checked<'a>(op: &'static str, index: usize, input: TensorView<'a>) -> Result<
 }
 
 /// The values of an integer input such as `axes` or `pads` (int64 or int32).
-pub(crate) fn int_values(op: &'static str, what: &str, t: TensorView) -> Result<Vec<i64>> {
+pub(crate) fn int_values(op: &'static str, what: &str, t: TensorView) -> Result<IntValues> {
     match t.dtype {
-        DType::I64 | DType::I32 => Ok(t.to_i64_vec()),
+        DType::I64 | DType::I32 => Ok(dims::i64_values(t)),
         other => Err(CpuError::invalid(op, format!("{what} must be int64 or int32, got {other}"))),
     }
 }
@@ -157,7 +158,7 @@ fn reshape(allowzero: bool, inputs: &[Option<TensorView>], outputs: &mut [Tensor
     const OP: &str = "Reshape";
     let data = required(OP, inputs, 0)?;
     let spec = int_values(OP, "shape", required(OP, inputs, 1)?)?;
-    let mut shape = Vec::with_capacity(spec.len());
+    let mut shape = Dims::with_capacity(spec.len());
     let mut inferred = None;
     for (i, &v) in spec.iter().enumerate() {
         match v {
@@ -216,8 +217,8 @@ fn flatten(axis: i64, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMu
 }
 
 /// Normalised, duplicate-free axes from an `axes` input, for a tensor of `rank`.
-fn axes_of(op: &'static str, axes: &[i64], rank: usize) -> Result<Vec<usize>> {
-    let mut out = Vec::with_capacity(axes.len());
+fn axes_of(op: &'static str, axes: &[i64], rank: usize) -> Result<Dims> {
+    let mut out = Dims::with_capacity(axes.len());
     for &a in axes {
         let a = normalize_axis(op, a, rank)?;
         if out.contains(&a) {
@@ -232,7 +233,7 @@ fn squeeze(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Resu
     const OP: &str = "Squeeze";
     let data = required(OP, inputs, 0)?;
     // An empty `axes` means no axes were given, as in onnxruntime.
-    let shape: Vec<usize> = match optional(OP, inputs, 1)?.filter(|axes| !axes.is_empty()) {
+    let shape: Dims = match optional(OP, inputs, 1)?.filter(|axes| !axes.is_empty()) {
         None => data.shape.iter().copied().filter(|&d| d != 1).collect(),
         Some(axes) => {
             let axes = axes_of(OP, &int_values(OP, "axes", axes)?, data.rank())?;
@@ -255,7 +256,7 @@ fn unsqueeze(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Re
     let rank = data.rank() + axes.len();
     let axes = axes_of(OP, &axes, rank)?;
     let mut dims = data.shape.iter();
-    let shape: Vec<usize> =
+    let shape: Dims =
         (0..rank).map(|i| if axes.contains(&i) { 1 } else { *dims.next().expect("rank counts every dim") }).collect();
     copy_as(OP, data, outputs, &shape)
 }
@@ -267,9 +268,9 @@ fn shape(start: i64, end: Option<i64>, inputs: &[Option<TensorView>], outputs: &
     // Out-of-range start/end are clamped, not errors.
     let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
     let (start, end) = (clamp(start), clamp(end.unwrap_or(rank)));
-    let dims: Vec<i64> = data.shape[start..end.max(start)].iter().map(|&d| d as i64).collect();
+    let dims: IntValues = data.shape[start..end.max(start)].iter().map(|&d| d as i64).collect();
     let out = output(OP, outputs, DType::I64, &[dims.len()])?;
-    out.data.copy_from_slice(bytemuck::cast_slice(&dims));
+    out.data.copy_from_slice(bytemuck::cast_slice(&dims[..]));
     Ok(())
 }
 
@@ -287,7 +288,7 @@ fn constant_of_shape(value: &Tensor, inputs: &[Option<TensorView>], outputs: &mu
     let shape = dims
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| CpuError::invalid(OP, format!("shape {dims:?} has a negative dim"))))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Dims>>()?;
     if value.len() != 1 {
         return Err(CpuError::invalid(OP, format!("value must hold one element, got {}", value.len())));
     }

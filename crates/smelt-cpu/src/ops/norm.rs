@@ -4,15 +4,20 @@
 //! All compute in f32 (f64 for f64 input); f16/bf16 data is widened once, computed
 //! and rounded back. Statistics are two-pass (mean, then the mean of squared
 //! deviations), each pass a lane-parallel loop over a contiguous row.
+//!
+//! LayerNormalization with a constant Scale (and B) is prepared: the parameters
+//! are cast to the compute types once, not on every run.
 
 use super::broadcast::{for_each_row_block, Broadcast};
+use super::dims::Dims;
 use super::elementwise::checked::{
     expect_dtype, expect_shape, input, normalize_axis, optional_input, output, slice, slice_mut,
 };
-use crate::{CpuError, Result};
+use crate::{CpuError, Kernel, Result, Scratch};
 use half::{bf16, f16};
 use num_traits::Float;
-use smelt_ir::{dispatch_dtype, DType, Element, Op, TensorView, TensorViewMut};
+use smelt_ir::{dispatch_dtype, DType, Element, Op, Tensor, TensorView, TensorViewMut};
+use std::sync::Arc;
 
 pub fn eval(op: &Op, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Result<()> {
     let name = op.name();
@@ -68,7 +73,7 @@ pub fn eval(op: &Op, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut
             on_floats(name, &kernel, x, output(name, outputs, 0)?)?;
             Ok(())
         }
-        Op::LayerNormalization { axis, epsilon } => layer_norm(name, axis, epsilon, inputs, outputs),
+        Op::LayerNormalization { axis, epsilon } => layer_norm(name, axis, epsilon, None, inputs, outputs),
         Op::LpNormalization { axis, p } => {
             let axis = normalize_axis(name, axis, x.rank().max(1))?;
             if p != 1 && p != 2 {
@@ -112,11 +117,40 @@ fn per_channel_values(name: &'static str, what: &str, v: TensorView, n: usize) -
     values_f64(name, what, &v)
 }
 
+/// A normalisation kernel for `op` with its constant inputs prepared, or `None`
+/// to use the reference kernel.
+pub fn prepare(op: &Op, constants: &[Option<&Arc<Tensor>>]) -> Option<Box<dyn Kernel>> {
+    match *op {
+        Op::LayerNormalization { axis, epsilon } => {
+            PreparedLayerNorm::new(axis, epsilon, constants).map(|k| Box::new(k) as Box<dyn Kernel>)
+        }
+        _ => None,
+    }
+}
+
+/// The float types the kernels compute in: f32 (also for f16 and bf16 data) and f64.
+trait Compute: Float + Send + Sync {
+    /// This type's copy of LayerNorm's parameters.
+    fn affine(params: &LayerNormParams) -> &RowAffine<Self>;
+}
+
+impl Compute for f32 {
+    fn affine(params: &LayerNormParams) -> &RowAffine<f32> {
+        &params.f32
+    }
+}
+
+impl Compute for f64 {
+    fn affine(params: &LayerNormParams) -> &RowAffine<f64> {
+        &params.f64
+    }
+}
+
 /// A normalisation over float data, written once for f32 and f64.
 trait NormKernel: Sync {
     /// Computes `y` from `x` (same length). Returns per-row (mean, 1/stddev) when
     /// the kernel has rows and was asked for them, else nothing.
-    fn run<F: Float + Send + Sync>(&self, x: &[F], y: &mut [F]) -> Vec<(F, F)>;
+    fn run<F: Compute>(&self, x: &[F], y: &mut [F]) -> Vec<(F, F)>;
 }
 
 /// Runs `kernel` on `x` into `out` (same dtype and shape) in the compute type of
@@ -196,7 +230,7 @@ struct BatchNorm {
 }
 
 impl NormKernel for BatchNorm {
-    fn run<F: Float + Send + Sync>(&self, x: &[F], y: &mut [F]) -> Vec<(F, F)> {
+    fn run<F: Compute>(&self, x: &[F], y: &mut [F]) -> Vec<(F, F)> {
         // y = x * s + t per channel, with s and t folded once (in f64).
         let c = self.scale.len();
         let s: Vec<f64> = (0..c).map(|i| self.scale[i] / (self.var[i] + self.epsilon).sqrt()).collect();
@@ -229,7 +263,7 @@ struct GroupNorm {
 }
 
 impl NormKernel for GroupNorm {
-    fn run<F: Float + Send + Sync>(&self, x: &[F], y: &mut [F]) -> Vec<(F, F)> {
+    fn run<F: Compute>(&self, x: &[F], y: &mut [F]) -> Vec<(F, F)> {
         let per_group = self.channels / self.groups;
         let row = per_group * self.spatial;
         let (scale, bias): (Vec<F>, Vec<F>) = (cast(&self.scale), cast(&self.bias));
@@ -252,20 +286,110 @@ impl NormKernel for GroupNorm {
     }
 }
 
-struct LayerNorm {
+/// LayerNorm's scale and bias over one row of normalised elements, in one
+/// compute type; the bias is zeros when the node has none.
+struct RowAffine<F> {
+    scale: Vec<F>,
+    bias: Vec<F>,
+}
+
+impl<F: Float> RowAffine<F> {
+    fn cast(scale: &[f64], bias: Option<&[f64]>) -> RowAffine<F> {
+        let bias = bias.map(cast).unwrap_or_else(|| vec![F::zero(); scale.len()]);
+        RowAffine { scale: cast(scale), bias }
+    }
+}
+
+/// LayerNorm's scale and bias in both compute types.
+struct LayerNormParams {
+    f32: RowAffine<f32>,
+    f64: RowAffine<f64>,
+}
+
+impl LayerNormParams {
+    fn new(scale: &[f64], bias: Option<&[f64]>) -> LayerNormParams {
+        LayerNormParams { f32: RowAffine::cast(scale, bias), f64: RowAffine::cast(scale, bias) }
+    }
+
+    /// From the node's Scale and B inputs, broadcast (unidirectionally) to the
+    /// normalised dims `norm_shape`.
+    fn from_inputs(name: &'static str, norm_shape: &[usize], inputs: &[Option<TensorView>]) -> Result<LayerNormParams> {
+        let d: usize = norm_shape.iter().product();
+        let expand = |what: &str, v: TensorView| -> Result<Vec<f64>> {
+            let vals = values_f64(name, what, &v)?;
+            if v.shape == norm_shape {
+                return Ok(vals);
+            }
+            let plan = Broadcast::new(norm_shape, &[v.shape])
+                .map_err(|m| CpuError::invalid(name, format!("{what} does not broadcast to {norm_shape:?}: {m}")))?;
+            let mut out = vec![0.0; d];
+            crate::ops::elementwise::binary::zip_assign(&plan, &mut out, &vals, |_, v| v);
+            Ok(out)
+        };
+        let scale = expand("Scale", input(name, inputs, 1)?)?;
+        let bias = optional_input(inputs, 2).map(|b| expand("B", b)).transpose()?;
+        Ok(LayerNormParams::new(&scale, bias.as_deref()))
+    }
+}
+
+/// LayerNormalization whose Scale (and B, if the node has one) are constants.
+struct PreparedLayerNorm {
+    axis: i64,
+    epsilon: f32,
+    scale_shape: Vec<usize>,
+    bias_shape: Option<Vec<usize>>,
+    /// The parameters as given; they serve the runs whose normalised dims are
+    /// exactly their shape (which is how exporters write them).
+    params: LayerNormParams,
+}
+
+impl PreparedLayerNorm {
+    fn new(axis: i64, epsilon: f32, constants: &[Option<&Arc<Tensor>>]) -> Option<PreparedLayerNorm> {
+        const NAME: &str = "LayerNormalization";
+        let scale = constants.get(1).copied().flatten()?;
+        let bias = constants.get(2).copied().flatten();
+        let scale_values = values_f64(NAME, "Scale", &scale.view()).ok()?;
+        let bias_values = bias.map(|b| values_f64(NAME, "B", &b.view())).transpose().ok()?;
+        Some(PreparedLayerNorm {
+            axis,
+            epsilon,
+            scale_shape: scale.shape().to_vec(),
+            bias_shape: bias.map(|b| b.shape().to_vec()),
+            params: LayerNormParams::new(&scale_values, bias_values.as_deref()),
+        })
+    }
+
+    /// Whether the prepared parameters are what the node's inputs give for a run
+    /// normalising over `norm_shape`.
+    fn fits(&self, norm_shape: &[usize], inputs: &[Option<TensorView>]) -> bool {
+        let bias_fits = match (&self.bias_shape, optional_input(inputs, 2)) {
+            (Some(shape), _) => shape == norm_shape,
+            // A B input that is not a constant: not prepared.
+            (None, Some(_)) => false,
+            (None, None) => true,
+        };
+        self.scale_shape == norm_shape && bias_fits
+    }
+}
+
+impl Kernel for PreparedLayerNorm {
+    fn run(&self, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut], _scratch: &mut Scratch) -> Result<()> {
+        layer_norm("LayerNormalization", self.axis, self.epsilon, Some(self), inputs, outputs)
+    }
+}
+
+struct LayerNorm<'p> {
     /// Normalised elements per row.
     d: usize,
-    scale: Vec<f64>,
-    bias: Option<Vec<f64>>,
+    params: &'p LayerNormParams,
     epsilon: f64,
     want_stats: bool,
 }
 
-impl NormKernel for LayerNorm {
-    fn run<F: Float + Send + Sync>(&self, x: &[F], y: &mut [F]) -> Vec<(F, F)> {
+impl NormKernel for LayerNorm<'_> {
+    fn run<F: Compute>(&self, x: &[F], y: &mut [F]) -> Vec<(F, F)> {
         let d = self.d;
-        let scale: Vec<F> = cast(&self.scale);
-        let bias: Vec<F> = self.bias.as_deref().map(cast).unwrap_or_else(|| vec![F::zero(); d]);
+        let RowAffine { scale, bias } = F::affine(self.params);
         let eps = F::from(self.epsilon).unwrap_or_else(F::zero);
         let rows = x.len().checked_div(d).unwrap_or(0);
         let mut stats = vec![(F::zero(), F::zero()); if self.want_stats { rows } else { 0 }];
@@ -279,7 +403,7 @@ impl NormKernel for LayerNorm {
             crate::ops::wide::run(|| {
                 for (i, (xr, yr)) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)).enumerate() {
                     let (mean, inv) = row_stats(xr, eps);
-                    for (((y, &v), &s), &b) in yr.iter_mut().zip(xr).zip(&scale).zip(&bias) {
+                    for (((y, &v), &s), &b) in yr.iter_mut().zip(xr).zip(scale).zip(bias) {
                         *y = (v - mean) * inv * s + b;
                     }
                     if let Some(st) = stats.get_mut(i) {
@@ -297,10 +421,13 @@ impl NormKernel for LayerNorm {
     }
 }
 
+/// LayerNormalization, with the parameters `prepared` holds when they fit this
+/// run, else with parameters made from the inputs.
 fn layer_norm(
     name: &'static str,
     axis: i64,
     epsilon: f32,
+    prepared: Option<&PreparedLayerNorm>,
     inputs: &[Option<TensorView>],
     outputs: &mut [TensorViewMut],
 ) -> Result<()> {
@@ -308,25 +435,19 @@ fn layer_norm(
     let axis = normalize_axis(name, axis, x.rank())?;
     let norm_shape = &x.shape[axis..];
     let d: usize = norm_shape.iter().product();
-    // Scale and B broadcast (unidirectionally) to the normalised dims.
-    let expand = |what: &str, v: TensorView| -> Result<Vec<f64>> {
-        let vals = values_f64(name, what, &v)?;
-        if v.shape == norm_shape {
-            return Ok(vals);
+    let per_call;
+    let params = match prepared.filter(|p| p.fits(norm_shape, inputs)) {
+        Some(p) => &p.params,
+        None => {
+            per_call = LayerNormParams::from_inputs(name, norm_shape, inputs)?;
+            &per_call
         }
-        let plan = Broadcast::new(norm_shape, &[v.shape])
-            .map_err(|m| CpuError::invalid(name, format!("{what} does not broadcast to {norm_shape:?}: {m}")))?;
-        let mut out = vec![0.0; d];
-        crate::ops::elementwise::binary::zip_assign(&plan, &mut out, &vals, |_, v| v);
-        Ok(out)
     };
-    let scale = expand("Scale", input(name, inputs, 1)?)?;
-    let bias = optional_input(inputs, 2).map(|b| expand("B", b)).transpose()?;
     let want_stats = outputs.len() > 1;
-    let kernel = LayerNorm { d, scale, bias, epsilon: epsilon as f64, want_stats };
+    let kernel = LayerNorm { d, params, epsilon: epsilon as f64, want_stats };
     let stats = on_floats(name, &kernel, x, output(name, outputs, 0)?)?;
     // Mean and InvStdDev: the leading dims, then ones.
-    let stat_shape: Vec<usize> = x.shape.iter().enumerate().map(|(i, &n)| if i < axis { n } else { 1 }).collect();
+    let stat_shape: Dims = x.shape.iter().enumerate().map(|(i, &n)| if i < axis { n } else { 1 }).collect();
     for (k, out) in outputs.iter_mut().enumerate().skip(1).take(2) {
         let what = if k == 1 { "Mean output" } else { "InvStdDev output" };
         expect_shape(name, what, out.shape, &stat_shape)?;
@@ -357,7 +478,7 @@ struct LpNorm {
 }
 
 impl NormKernel for LpNorm {
-    fn run<F: Float + Send + Sync>(&self, x: &[F], y: &mut [F]) -> Vec<(F, F)> {
+    fn run<F: Compute>(&self, x: &[F], y: &mut [F]) -> Vec<(F, F)> {
         let (n, inner) = (self.n, self.inner);
         let block = n * inner;
         let p1 = self.p == 1;
@@ -519,6 +640,36 @@ mod tests {
         let (norm, _) = normalize_rows(&x.to_f64_vec(), 768, 1e-5);
         let want: Vec<f64> = norm.iter().enumerate().map(|(i, v)| v * scale[i % 768] as f64).collect();
         assert_close(&y.to_f64_vec(), &want, 2e-5);
+    }
+
+    /// The prepared kernel gives the reference kernel's bits, with its constants
+    /// used as they are, broadcast, or (B given at run time) not prepared at all.
+    #[test]
+    fn prepared_layer_norm_matches_the_reference() {
+        use crate::ops::testing::{random, run_kernel};
+        use std::sync::Arc;
+        let op = Op::LayerNormalization { axis: -2, epsilon: 1e-5 };
+        let x = random(DType::F32, &[3, 4, 5], 1);
+        let x64 = random(DType::F64, &[3, 4, 5], 1);
+        let stats: [(DType, &[usize]); 3] =
+            [(DType::F32, &[3, 4, 5]), (DType::F32, &[3, 1, 1]), (DType::F32, &[3, 1, 1])];
+        let scale = Arc::new(random(DType::F32, &[4, 5], 2));
+        let bias = Arc::new(random(DType::F32, &[4, 5], 3));
+        let row_bias = Arc::new(random(DType::F32, &[5], 4));
+        let cases = [
+            (vec![None, Some(&scale), Some(&bias)], Some(&bias)),
+            (vec![None, Some(&scale), Some(&row_bias)], Some(&row_bias)),
+            (vec![None, Some(&scale)], None),
+            (vec![None, Some(&scale), None], Some(&bias)),
+        ];
+        for (constants, b) in cases {
+            let kernel = crate::prepare(&op, &constants);
+            for (x, outputs) in [(&x, &stats[..]), (&x64, &[(DType::F64, &[3, 4, 5][..])][..])] {
+                let inputs = [Some(x), Some(&*scale), b.map(|b| &**b)];
+                let want = run(&op, &inputs, outputs).unwrap();
+                assert_eq!(run_kernel(kernel.as_ref(), &inputs, outputs), want, "{constants:?}");
+            }
+        }
     }
 
     #[test]

@@ -51,9 +51,9 @@ pub fn expect_dtype(op: &'static str, what: &str, found: smelt_ir::DType, expect
 }
 
 /// Reads an integer tensor (i64 or i32) such as `sizes` or `pads`.
-pub fn int_values(op: &'static str, what: &str, t: TensorView) -> Result<Vec<i64>> {
+pub fn int_values(op: &'static str, what: &str, t: TensorView) -> Result<super::dims::IntValues> {
     match t.dtype {
-        smelt_ir::DType::I64 | smelt_ir::DType::I32 => Ok(t.to_i64_vec()),
+        smelt_ir::DType::I64 | smelt_ir::DType::I32 => Ok(super::dims::i64_values(t)),
         other => Err(CpuError::invalid(op, format!("{what} must be int64, got {other}"))),
     }
 }

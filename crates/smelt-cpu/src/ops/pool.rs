@@ -7,22 +7,29 @@
 //! only with `count_include_pad` and only up to the end padding (the extra cells
 //! `ceil_mode` reaches past it never count).
 
+use super::dims::{explicit_pads, per_dim, Dims};
 use super::operands::{expect_dtype, expect_shape, first_output, required};
-use crate::{CpuError, Result};
+use crate::{CpuError, Result, Scratch};
 use half::{bf16, f16};
 use rayon::prelude::*;
+use smallvec::{smallvec, SmallVec};
 use smelt_ir::{AutoPad, DType, Element, Op, PoolAttrs, TensorView, TensorViewMut};
 
-pub fn eval(op: &Op, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Result<()> {
+pub fn eval(
+    op: &Op,
+    inputs: &[Option<TensorView>],
+    outputs: &mut [TensorViewMut],
+    scratch: &mut Scratch,
+) -> Result<()> {
     let name = op.name();
     let x = required(name, inputs, 0)?;
     if x.rank() < 3 {
         return Err(CpuError::invalid(name, format!("X must be [N, C, spatial..], got {:?}", x.shape)));
     }
     match op {
-        Op::MaxPool(attrs) => max_pool(attrs, x, outputs),
+        Op::MaxPool(attrs) => max_pool(attrs, x, outputs, scratch),
         Op::AveragePool(attrs) => {
-            let geo = PoolGeometry::new(name, attrs, x.shape)?;
+            let geo = PoolGeometry::new(name, attrs, x.shape, scratch)?;
             let kind = if attrs.count_include_pad { Reduction::AverageWithPad } else { Reduction::Average };
             float_pool(name, &geo, kind, x, first_output(name, outputs)?)
         }
@@ -30,11 +37,11 @@ pub fn eval(op: &Op, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut
             if *p < 1 {
                 return Err(CpuError::invalid(name, format!("p must be >= 1, got {p}")));
             }
-            let geo = PoolGeometry::new(name, attrs, x.shape)?;
+            let geo = PoolGeometry::new(name, attrs, x.shape, scratch)?;
             float_pool(name, &geo, Reduction::Lp(*p as i32), x, first_output(name, outputs)?)
         }
         Op::GlobalAveragePool | Op::GlobalMaxPool => {
-            let geo = PoolGeometry::global(x.shape);
+            let geo = PoolGeometry::global(x.shape, scratch);
             let y = first_output(name, outputs)?;
             if *op == Op::GlobalMaxPool {
                 max_pool_typed(name, &geo, x, y, None, 0)
@@ -49,7 +56,8 @@ pub fn eval(op: &Op, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut
 // ── geometry ───────────────────────────────────────────────────────────────
 
 /// The window one output position covers along one dim.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
 struct Window {
     /// Input index of the first cell inside the input.
     first: usize,
@@ -61,22 +69,16 @@ struct Window {
 
 /// Shapes and windows of one pooling call over `planes` = N·C independent planes.
 #[derive(Debug)]
-struct PoolGeometry {
+struct PoolGeometry<'s> {
     planes: usize,
-    input: Vec<usize>,
-    output: Vec<usize>,
-    dilations: Vec<usize>,
-    /// Per dim, the window of each output index.
-    windows: Vec<Vec<Window>>,
-    out_shape: Vec<usize>,
-}
-
-fn per_dim(op: &'static str, name: &str, values: &[usize], rank: usize, default: usize) -> Result<Vec<usize>> {
-    match values.len() {
-        0 => Ok(vec![default; rank]),
-        n if n == rank => Ok(values.to_vec()),
-        n => Err(CpuError::invalid(op, format!("{name} has {n} values for {rank} spatial dims"))),
-    }
+    input: Dims,
+    output: Dims,
+    dilations: Dims,
+    /// The window of each output index of each dim, dim after dim (see
+    /// [`PoolGeometry::windows`]), in the run's scratch memory: the tables are as
+    /// long as the output's dims.
+    windows: &'s [Window],
+    out_shape: Dims,
 }
 
 /// Output size of one dim with explicit pads, ceil_mode included.
@@ -100,8 +102,8 @@ fn explicit_output(
     Some(out)
 }
 
-impl PoolGeometry {
-    fn new(op: &'static str, attrs: &PoolAttrs, x: &[usize]) -> Result<PoolGeometry> {
+impl<'s> PoolGeometry<'s> {
+    fn new(op: &'static str, attrs: &PoolAttrs, x: &[usize], scratch: &'s mut Scratch) -> Result<PoolGeometry<'s>> {
         let rank = x.len() - 2;
         let kernel = &attrs.kernel_shape;
         if kernel.len() != rank || kernel.contains(&0) {
@@ -112,13 +114,9 @@ impl PoolGeometry {
         if strides.contains(&0) || dilations.contains(&0) {
             return Err(CpuError::invalid(op, "strides and dilations must be positive"));
         }
-        let (mut begin, mut end) = match attrs.pads.len() {
-            0 => (vec![0; rank], vec![0; rank]),
-            n if n == 2 * rank => (attrs.pads[..rank].to_vec(), attrs.pads[rank..].to_vec()),
-            n => return Err(CpuError::invalid(op, format!("pads has {n} values for {rank} spatial dims"))),
-        };
-        let input = x[2..].to_vec();
-        let mut output = Vec::with_capacity(rank);
+        let (mut begin, mut end) = explicit_pads(op, &attrs.pads, rank)?;
+        let input = Dims::from_slice(&x[2..]);
+        let mut output = Dims::with_capacity(rank);
         for d in 0..rank {
             let span = (kernel[d] - 1) * dilations[d] + 1;
             let out = match attrs.auto_pad {
@@ -140,40 +138,54 @@ impl PoolGeometry {
                 CpuError::invalid(op, format!("the dilated kernel {kernel:?} is larger than the padded input {x:?}"))
             })?);
         }
-        let windows = (0..rank)
-            .map(|d| {
-                (0..output[d])
-                    .map(|o| {
-                        let start = (o * strides[d]) as isize - begin[d] as isize;
-                        let (mut valid, mut counted, mut first) = (0, 0, None);
-                        for j in 0..kernel[d] {
-                            let pos = start + (j * dilations[d]) as isize;
-                            if pos >= 0 && (pos as usize) < input[d] {
-                                first.get_or_insert(pos as usize);
-                                valid += 1;
-                            }
-                            if pos < (input[d] + end[d]) as isize {
-                                counted += 1;
-                            }
-                        }
-                        Window { first: first.unwrap_or(0), valid, counted }
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut out_shape = x[..2].to_vec();
-        out_shape.extend_from_slice(&output);
+        let windows = scratch.slice::<Window>(output.iter().sum());
+        let mut table_start = 0;
+        for d in 0..rank {
+            let table = &mut windows[table_start..table_start + output[d]];
+            table_start += output[d];
+            for (o, window) in table.iter_mut().enumerate() {
+                let start = (o * strides[d]) as isize - begin[d] as isize;
+                let (mut valid, mut counted, mut first) = (0, 0, None);
+                for j in 0..kernel[d] {
+                    let pos = start + (j * dilations[d]) as isize;
+                    if pos >= 0 && (pos as usize) < input[d] {
+                        first.get_or_insert(pos as usize);
+                        valid += 1;
+                    }
+                    if pos < (input[d] + end[d]) as isize {
+                        counted += 1;
+                    }
+                }
+                *window = Window { first: first.unwrap_or(0), valid, counted };
+            }
+        }
+        let out_shape = x[..2].iter().chain(&output).copied().collect();
         Ok(PoolGeometry { planes: x[0] * x[1], input, output, dilations, windows, out_shape })
     }
 
     /// One window covering each whole plane.
-    fn global(x: &[usize]) -> PoolGeometry {
-        let input = x[2..].to_vec();
+    fn global(x: &[usize], scratch: &'s mut Scratch) -> PoolGeometry<'s> {
+        let input = Dims::from_slice(&x[2..]);
         let rank = input.len();
-        let windows = input.iter().map(|&n| vec![Window { first: 0, valid: n, counted: n }]).collect();
-        let mut out_shape = x[..2].to_vec();
-        out_shape.extend(std::iter::repeat_n(1, rank));
-        PoolGeometry { planes: x[0] * x[1], input, output: vec![1; rank], dilations: vec![1; rank], windows, out_shape }
+        let windows = scratch.slice::<Window>(rank);
+        for (window, &n) in windows.iter_mut().zip(&input) {
+            *window = Window { first: 0, valid: n, counted: n };
+        }
+        let out_shape = x[..2].iter().copied().chain(std::iter::repeat_n(1, rank)).collect();
+        PoolGeometry {
+            planes: x[0] * x[1],
+            input,
+            output: smallvec![1; rank],
+            dilations: smallvec![1; rank],
+            windows,
+            out_shape,
+        }
+    }
+
+    /// The windows of dim `d`, one per output index.
+    fn windows(&self, d: usize) -> &[Window] {
+        let start: usize = self.output[..d].iter().sum();
+        &self.windows[start..start + self.output[d]]
     }
 
     fn in_size(&self) -> usize {
@@ -191,7 +203,7 @@ impl PoolGeometry {
         match self.input.len() {
             1 => {
                 let d = self.dilations[0];
-                for (o, w) in self.windows[0].iter().enumerate() {
+                for (o, w) in self.windows(0).iter().enumerate() {
                     (0..w.valid).for_each(|t| r.cell(w.first + t * d));
                     r.finish(o, w.counted);
                 }
@@ -199,8 +211,8 @@ impl PoolGeometry {
             2 => {
                 let (iw, dy, dx) = (self.input[1], self.dilations[0], self.dilations[1]);
                 let mut o = 0;
-                for wy in &self.windows[0] {
-                    for wx in &self.windows[1] {
+                for wy in self.windows(0) {
+                    for wx in self.windows(1) {
                         for t in 0..wy.valid {
                             let row = (wy.first + t * dy) * iw + wx.first;
                             (0..wx.valid).for_each(|u| r.cell(row + u * dx));
@@ -216,16 +228,14 @@ impl PoolGeometry {
 
     fn visit_windows_nd<R: WindowReducer>(&self, r: &mut R) {
         let rank = self.input.len();
-        let mut strides = vec![1usize; rank];
-        for d in (0..rank.saturating_sub(1)).rev() {
-            strides[d] = strides[d + 1] * self.input[d + 1];
-        }
-        let mut o = vec![0usize; rank];
-        let mut t = vec![0usize; rank];
-        let mut ws = vec![Window { first: 0, valid: 0, counted: 0 }; rank];
+        let strides = super::dims::strides_of(&self.input);
+        let windows: SmallVec<[&[Window]; 8]> = (0..rank).map(|d| self.windows(d)).collect();
+        let mut o: Dims = smallvec![0; rank];
+        let mut t: Dims = smallvec![0; rank];
+        let mut ws: SmallVec<[Window; 8]> = smallvec![Window { first: 0, valid: 0, counted: 0 }; rank];
         for out in 0..self.out_size() {
             for d in 0..rank {
-                ws[d] = self.windows[d][o[d]];
+                ws[d] = windows[d][o[d]];
             }
             if ws.iter().all(|w| w.valid > 0) {
                 t.iter_mut().for_each(|v| *v = 0);
@@ -264,15 +274,15 @@ trait WindowReducer {
 
 /// Whether spreading planes over threads pays for the hand-off.
 fn parallel_planes(geo: &PoolGeometry) -> bool {
-    let cells: usize = geo.windows.iter().map(|w| w.first().map_or(1, |w| w.valid)).product();
+    let cells: usize = (0..geo.input.len()).map(|d| geo.windows(d).first().map_or(1, |w| w.valid)).product();
     rayon::current_num_threads() > 1 && geo.planes > 1 && geo.planes * geo.out_size() * cells >= 1 << 16
 }
 
 // ── MaxPool ────────────────────────────────────────────────────────────────
 
-fn max_pool(attrs: &PoolAttrs, x: TensorView, outputs: &mut [TensorViewMut]) -> Result<()> {
+fn max_pool(attrs: &PoolAttrs, x: TensorView, outputs: &mut [TensorViewMut], scratch: &mut Scratch) -> Result<()> {
     const OP: &str = "MaxPool";
-    let geo = PoolGeometry::new(OP, attrs, x.shape)?;
+    let geo = PoolGeometry::new(OP, attrs, x.shape, scratch)?;
     let (y, rest) = outputs.split_first_mut().ok_or_else(|| CpuError::invalid(OP, "the node has no output"))?;
     let indices = rest.first_mut();
     if attrs.storage_order != 0 && attrs.storage_order != 1 {
@@ -317,7 +327,7 @@ fn max_pool_typed(
 /// with `storage_order = 1`.
 fn column_major(offset: usize, dims: &[usize]) -> usize {
     let (mut rem, mut out, mut stride) = (offset, 0, 1);
-    let mut idx = vec![0usize; dims.len()];
+    let mut idx: Dims = smallvec![0; dims.len()];
     for d in (0..dims.len()).rev() {
         idx[d] = rem % dims[d];
         rem /= dims[d];
@@ -405,13 +415,13 @@ impl<T: Element> WindowReducer for MaxValueReducer<'_, T> {
 fn max_plane_2d<T: Element>(geo: &PoolGeometry, x: &[T], y: &mut [T], lowest: T) {
     let iw = geo.input[1];
     let ow = geo.output[1];
-    for (wy, y_row) in geo.windows[0].iter().zip(y.chunks_exact_mut(ow)) {
+    for (wy, y_row) in geo.windows(0).iter().zip(y.chunks_exact_mut(ow)) {
         if wy.valid == 0 {
             y_row.fill(lowest);
             continue;
         }
         let rows = &x[wy.first * iw..][..wy.valid * iw];
-        for (wx, out) in geo.windows[1].iter().zip(y_row.iter_mut()) {
+        for (wx, out) in geo.windows(1).iter().zip(y_row.iter_mut()) {
             if wx.valid == 0 {
                 *out = lowest;
                 continue;
@@ -473,7 +483,7 @@ fn max_pool_planes<T: Element>(
         None => {
             let values = |p: usize, yp: &mut [T]| {
                 let x = &x[p * in_size..][..in_size];
-                if geo.input.len() == 2 && geo.dilations == [1, 1] {
+                if geo.input.len() == 2 && geo.dilations[..] == [1, 1] {
                     max_plane_2d(geo, x, yp, lowest);
                 } else {
                     geo.visit_windows(&mut MaxValueReducer { x, y: yp, best: lowest, empty: true, lowest });
@@ -650,8 +660,7 @@ mod tests {
         ];
         for (i, (a, shape)) in cases.iter().enumerate() {
             let x = random(DType::F32, shape, 10 + i as u64);
-            let geo = PoolGeometry::new("MaxPool", a, shape).unwrap();
-            let out = geo.out_shape.clone();
+            let out = PoolGeometry::new("MaxPool", a, shape, &mut Scratch::new()).unwrap().out_shape.clone();
             let (want, want_idx) = naive_2d(&x, a, &out, "max");
             let got = run_op(&Op::MaxPool(a.clone()), &[Some(&x)], &[(DType::F32, &out), (DType::I64, &out)]);
             assert_close(&got[0], &want, 0.0);
@@ -681,7 +690,7 @@ mod tests {
         }
         let x = Tensor::from_vec(&[1, 2, 6, 6], v).unwrap();
         let a = pool_attrs(&[3, 3], &[2, 2], &[1, 1, 1, 1], &[]);
-        let out = PoolGeometry::new("MaxPool", &a, x.shape()).unwrap().out_shape.clone();
+        let out = PoolGeometry::new("MaxPool", &a, x.shape(), &mut Scratch::new()).unwrap().out_shape.clone();
         let both = run_op(&Op::MaxPool(a.clone()), &[Some(&x)], &[(DType::F32, &out), (DType::I64, &out)]);
         let values = run_op(&Op::MaxPool(a), &[Some(&x)], &[(DType::F32, &out)]);
         let bits = |t: &Tensor| t.to_f64_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();

@@ -12,6 +12,7 @@ mod reduction;
 pub(crate) mod softmax;
 mod topk;
 
+use super::dims::Dims;
 use super::elementwise::checked::{input, output};
 use crate::{CpuError, Result};
 use smelt_ir::{Op, TensorView, TensorViewMut};
@@ -83,8 +84,8 @@ fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
 }
 
 /// `shape` with `axis` set to `keep` (keepdims) or removed.
-fn reduced_shape(shape: &[usize], axis: usize, keepdims: bool, keep: usize) -> Vec<usize> {
-    let mut out = shape.to_vec();
+fn reduced_shape(shape: &[usize], axis: usize, keepdims: bool, keep: usize) -> Dims {
+    let mut out = Dims::from_slice(shape);
     if keepdims {
         out[axis] = keep;
     } else {

@@ -16,12 +16,14 @@
 //!   from memory. Edge tiles use smaller instances of the same kernel with
 //!   masked loads and stores, so nothing is computed twice or copied.
 //!
-//! Threads split C into column or row bands; each packs what its band needs into
-//! buffers kept per thread, so steady-state calls allocate nothing.
+//! Threads split C into column or row bands (handed out through rayon's
+//! fork-join, which keeps its jobs on the stack); each packs what its band needs
+//! into buffers kept per thread, so steady-state calls allocate nothing.
 
 #![cfg(target_arch = "x86_64")]
 
 use super::gemm::Layout;
+use rayon::prelude::*;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -49,6 +51,8 @@ pub fn available() -> bool {
 
 thread_local! {
     /// Packing buffers for A blocks and B blocks, kept per thread between calls.
+    /// Each is sized for the largest block the first time it is needed, so it
+    /// grows once per thread, whatever bands later calls deal to that thread.
     static PACK: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
@@ -291,19 +295,17 @@ fn run(m: usize, n: usize, p: Problem, threads: usize) {
     // that the operand every thread reads whole is the smaller one (column bands
     // share A, row bands share B).
     let (by_cols, by_rows) = (band_cost(m, cols.min(n)), band_cost(rows.min(m), n));
+    // Bands go out as a parallel range (jobs on the stack), not as scope spawns,
+    // which box every job: an allocation per band per call.
     if by_cols < by_rows || (by_cols == by_rows && m <= n) {
-        rayon::scope(|s| {
-            for j0 in (0..n).step_by(cols) {
-                let p = &p;
-                s.spawn(move |_| band(p, 0, m, j0, (j0 + cols).min(n)));
-            }
+        (0..n.div_ceil(cols)).into_par_iter().for_each(|b| {
+            let j0 = b * cols;
+            band(&p, 0, m, j0, (j0 + cols).min(n));
         });
     } else {
-        rayon::scope(|s| {
-            for i0 in (0..m).step_by(rows) {
-                let p = &p;
-                s.spawn(move |_| band(p, i0, (i0 + rows).min(m), 0, n));
-            }
+        (0..m.div_ceil(rows)).into_par_iter().for_each(|b| {
+            let i0 = b * rows;
+            band(&p, i0, (i0 + rows).min(m), 0, n);
         });
     }
 }
@@ -331,18 +333,11 @@ fn band(p: &Problem, i0: usize, i1: usize, j0: usize, j1: usize) {
 
 #[allow(clippy::too_many_arguments)]
 unsafe fn band_with(p: &Problem, i0: usize, i1: usize, j0: usize, j1: usize, pa: &mut Vec<f32>, pb: &mut Vec<f32>) {
-    let kc_max = KC.min(p.k);
-    if matches!(p.b, B::Strided(..)) {
-        let len = kc_max * NC.min((j1 - j0).next_multiple_of(NR));
-        if pb.len() < len {
-            pb.resize(len, 0.0);
-        }
+    if matches!(p.b, B::Strided(..)) && pb.len() < KC * NC {
+        pb.resize(KC * NC, 0.0);
     }
-    if matches!(p.a, A::Strided(..)) {
-        let len = kc_max * MC.min((i1 - i0).next_multiple_of(MR));
-        if pa.len() < len {
-            pa.resize(len, 0.0);
-        }
+    if matches!(p.a, A::Strided(..)) && pa.len() < KC * MC {
+        pa.resize(KC * MC, 0.0);
     }
     for jc in (j0..j1).step_by(NC) {
         let nc = NC.min(j1 - jc);

@@ -92,6 +92,9 @@ const F4_AT: [[f32; 6]; 4] = [
 
 const F2: Transforms = Transforms { m: 2, alpha: 4 };
 const F4: Transforms = Transforms { m: 4, alpha: 6 };
+/// The largest tile sides, F(4,3)'s: they size the per-group buffers on the stack.
+const MAX_ALPHA: usize = F4.alpha;
+const MAX_M: usize = F4.m;
 
 impl WinogradTile {
     fn transforms(self) -> &'static Transforms {
@@ -251,21 +254,25 @@ impl WinogradConv {
         let y_ptr = SharedMut(y.as_mut_ptr());
         for t0 in (0..tiles).step_by(block) {
             let nb = block.min(tiles - t0);
-            // Phase 1: V_ξ[c][0..nb] for every channel.
+            // Phase 1: V_ξ[c][0..nb] for every channel, one group of `LANES` tiles
+            // at a time, gathered into a patch buffer on the stack.
             let v_ptr = SharedMut(v.as_mut_ptr());
             for_each_index(c_n, |c| {
-                let mut patch = vec![0f32; a2 * nb];
-                for j in 0..nb {
-                    let (n, oy, ox) = locate(t0 + j);
-                    let xc = &x[(n * c_n + c) * in_plane..][..in_plane];
-                    gather_patch(xc, shape, alpha, oy, ox, &mut patch[j..], nb);
-                }
                 // SAFETY: channel c writes only V[ξ][c][0..nb] for each ξ (element
                 // offsets ξ·C·block + c·block + j, j < nb ≤ block), disjoint from
                 // every other channel's; the spans lie inside `v` (α²·C·block).
                 let dst =
                     unsafe { std::slice::from_raw_parts_mut(v_ptr.get().add(c * block), (a2 - 1) * c_n * block + nb) };
-                self.tile.input_transform(&patch, nb, dst, c_n * block);
+                let mut patch = [0f32; MAX_ALPHA * MAX_ALPHA * LANES];
+                for j0 in (0..nb).step_by(LANES) {
+                    let lanes = LANES.min(nb - j0);
+                    for j in 0..lanes {
+                        let (n, oy, ox) = locate(t0 + j0 + j);
+                        let xc = &x[(n * c_n + c) * in_plane..][..in_plane];
+                        gather_patch(xc, shape, alpha, oy, ox, &mut patch[j..], lanes);
+                    }
+                    self.tile.input_transform(&patch[..a2 * lanes], lanes, &mut dst[j0..], c_n * block);
+                }
             });
             // Phase 2: M_ξ = U_ξ · V_ξ.
             let m_ptr = SharedMut(mm.as_mut_ptr());
@@ -309,27 +316,31 @@ impl WinogradConv {
                     }
                 }
             });
-            // Phase 3: output tiles of every output channel.
+            // Phase 3: output tiles of every output channel, one group of `LANES`
+            // tiles at a time through buffers on the stack.
             let m_const = &*mm;
             for_each_index(k_n, |k| {
-                let mut src = vec![0f32; a2 * nb];
-                for xi in 0..a2 {
-                    src[xi * nb..][..nb].copy_from_slice(&m_const[(xi * k_n + k) * block..][..nb]);
-                }
-                let mut out = vec![0f32; m * m * nb];
-                self.tile.output_transform(&src, nb, &mut out, nb);
                 let b = bias.map_or(0.0, |b| b[k]);
-                for j in 0..nb {
-                    let (n, oy, ox) = locate(t0 + j);
-                    // SAFETY: output channel k writes only plane (n, k) of `y`,
-                    // which no other k touches; rows/columns are clipped to the plane.
-                    let plane = unsafe {
-                        std::slice::from_raw_parts_mut(y_ptr.get().add((n * k_n + k) * out_plane), out_plane)
-                    };
-                    for r in 0..m.min(shape.out_h - oy) {
-                        let row = &mut plane[(oy + r) * shape.out_w + ox..];
-                        for s in 0..m.min(shape.out_w - ox) {
-                            row[s] = out[(r * m + s) * nb + j] + b;
+                let mut src = [0f32; MAX_ALPHA * MAX_ALPHA * LANES];
+                let mut out = [0f32; MAX_M * MAX_M * LANES];
+                for j0 in (0..nb).step_by(LANES) {
+                    let lanes = LANES.min(nb - j0);
+                    for xi in 0..a2 {
+                        src[xi * lanes..][..lanes].copy_from_slice(&m_const[(xi * k_n + k) * block + j0..][..lanes]);
+                    }
+                    self.tile.output_transform(&src[..a2 * lanes], lanes, &mut out[..m * m * lanes], lanes);
+                    for j in 0..lanes {
+                        let (n, oy, ox) = locate(t0 + j0 + j);
+                        // SAFETY: output channel k writes only plane (n, k) of `y`,
+                        // which no other k touches; rows/columns are clipped to the plane.
+                        let plane = unsafe {
+                            std::slice::from_raw_parts_mut(y_ptr.get().add((n * k_n + k) * out_plane), out_plane)
+                        };
+                        for r in 0..m.min(shape.out_h - oy) {
+                            let row = &mut plane[(oy + r) * shape.out_w + ox..];
+                            for s in 0..m.min(shape.out_w - ox) {
+                                row[s] = out[(r * m + s) * lanes + j] + b;
+                            }
                         }
                     }
                 }

@@ -1,8 +1,10 @@
 //! Operand access for the elementwise, reduction and normalisation kernels: every
 //! check turns bad input into a [`CpuError`] naming the op and operand, never a panic.
 
+use crate::ops::dims::IntValues;
 use crate::{CpuError, Result};
 use smelt_ir::{num_elements, DType, Element, TensorView, TensorViewMut};
+use std::fmt::Display;
 
 /// Input `index`, which the op requires.
 pub(crate) fn input<'a>(op: &'static str, inputs: &[Option<TensorView<'a>>], index: usize) -> Result<TensorView<'a>> {
@@ -27,7 +29,7 @@ pub(crate) fn output<'o, 'a>(
     outputs.get_mut(index).ok_or_else(|| CpuError::invalid(op, format!("output {index} is required but missing")))
 }
 
-fn check_len(op: &'static str, what: &str, dtype: DType, shape: &[usize], bytes: usize) -> Result<()> {
+fn check_len(op: &'static str, what: impl Display, dtype: DType, shape: &[usize], bytes: usize) -> Result<()> {
     let want = num_elements(shape) * dtype.size();
     if bytes == want {
         Ok(())
@@ -36,7 +38,7 @@ fn check_len(op: &'static str, what: &str, dtype: DType, shape: &[usize], bytes:
     }
 }
 
-fn check_dtype<T: Element>(op: &'static str, what: &str, dtype: DType) -> Result<()> {
+fn check_dtype<T: Element>(op: &'static str, what: impl Display, dtype: DType) -> Result<()> {
     if T::DTYPE == dtype || (dtype == DType::Bool && T::DTYPE == DType::U8) {
         Ok(())
     } else {
@@ -44,10 +46,11 @@ fn check_dtype<T: Element>(op: &'static str, what: &str, dtype: DType) -> Result
     }
 }
 
-/// The elements of an input, checked for type, length and alignment.
-pub(crate) fn slice<'a, T: Element>(op: &'static str, what: &str, v: &TensorView<'a>) -> Result<&'a [T]> {
-    check_dtype::<T>(op, what, v.dtype)?;
-    check_len(op, what, v.dtype, v.shape, v.data.len())?;
+/// The elements of an input, checked for type, length and alignment. `what`
+/// names the input in errors; it is only formatted for one.
+pub(crate) fn slice<'a, T: Element>(op: &'static str, what: impl Display, v: &TensorView<'a>) -> Result<&'a [T]> {
+    check_dtype::<T>(op, &what, v.dtype)?;
+    check_len(op, &what, v.dtype, v.shape, v.data.len())?;
     bytemuck::try_cast_slice(v.data).map_err(|e| CpuError::invalid(op, format!("{what}: buffer is unusable ({e})")))
 }
 
@@ -71,8 +74,9 @@ pub(crate) fn expect_shape(op: &'static str, what: &str, given: &[usize], expect
     }
 }
 
-/// Fails unless `found` is the dtype the op requires at this operand.
-pub(crate) fn expect_dtype(op: &'static str, what: &str, found: DType, expected: DType) -> Result<()> {
+/// Fails unless `found` is the dtype the op requires at this operand (`what`,
+/// only formatted for an error).
+pub(crate) fn expect_dtype(op: &'static str, what: impl Display, found: DType, expected: DType) -> Result<()> {
     if found == expected {
         Ok(())
     } else {
@@ -91,9 +95,9 @@ pub(crate) fn normalize_axis(op: &'static str, axis: i64, rank: usize) -> Result
 }
 
 /// The values of an integer input (i64 or i32), such as axes or K.
-pub(crate) fn int_values(op: &'static str, what: &str, v: &TensorView) -> Result<Vec<i64>> {
+pub(crate) fn int_values(op: &'static str, what: &str, v: &TensorView) -> Result<IntValues> {
     match v.dtype {
-        DType::I64 => Ok(slice::<i64>(op, what, v)?.to_vec()),
+        DType::I64 => Ok(IntValues::from_slice(slice::<i64>(op, what, v)?)),
         DType::I32 => Ok(slice::<i32>(op, what, v)?.iter().map(|&x| x as i64).collect()),
         other => Err(CpuError::invalid(op, format!("{what} must be int64 or int32, got {other}"))),
     }

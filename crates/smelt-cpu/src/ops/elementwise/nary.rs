@@ -7,6 +7,7 @@ use super::num::Num;
 use crate::ops::broadcast::{broadcast_shape, for_each_chunk, Broadcast};
 use crate::{CpuError, Result};
 use half::{bf16, f16};
+use smallvec::SmallVec;
 use smelt_ir::{DType, Element, TensorView, TensorViewMut, VariadicOp};
 
 fn variadic_name(op: VariadicOp) -> &'static str {
@@ -23,12 +24,12 @@ pub(super) fn variadic(op: VariadicOp, inputs: &[TensorView], out: &mut TensorVi
     if inputs.is_empty() {
         return Err(CpuError::invalid(name, "needs at least one input"));
     }
-    let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape).collect();
+    let shapes = input_shapes(inputs);
     let shape = broadcast_shape(&shapes)
         .ok_or_else(|| CpuError::invalid(name, format!("input shapes {shapes:?} do not broadcast")))?;
     expect_shape(name, "output", out.shape, &shape)?;
     for (i, t) in inputs.iter().enumerate() {
-        expect_dtype(name, &format!("input {i}"), t.dtype, out.dtype)?;
+        expect_dtype(name, format_args!("input {i}"), t.dtype, out.dtype)?;
     }
     match out.dtype {
         // Sum and Mean of f16/bf16 accumulate in f32 and round once at the end.
@@ -44,6 +45,11 @@ pub(super) fn variadic(op: VariadicOp, inputs: &[TensorView], out: &mut TensorVi
             Ok(())
         }),
     }
+}
+
+/// The shapes of `inputs`, inline for up to four of them.
+fn input_shapes<'a>(inputs: &[TensorView<'a>]) -> SmallVec<[&'a [usize]; 4]> {
+    inputs.iter().map(|t| t.shape).collect()
 }
 
 /// One step of a variadic op. Min and Max let NaN win, as onnxruntime does.
@@ -77,10 +83,10 @@ fn fold_inputs<T: Element, O: Copy + Send + Default>(
     first: impl Fn(O, T) -> O + Sync,
     step: impl Fn(O, T) -> O + Sync,
 ) -> Result<()> {
-    let out_shape = broadcast_shape(&inputs.iter().map(|t| t.shape).collect::<Vec<_>>()).unwrap_or_default();
+    let out_shape = broadcast_shape(&input_shapes(inputs)).unwrap_or_default();
     for (i, t) in inputs.iter().enumerate() {
         let plan = Broadcast::new(&out_shape, &[t.shape]).map_err(|m| CpuError::invalid(name, m))?;
-        let src = slice::<T>(name, &format!("input {i}"), t)?;
+        let src = slice::<T>(name, format_args!("input {i}"), t)?;
         if i == 0 {
             zip_assign(&plan, dst, src, &first);
         } else {

@@ -2,16 +2,18 @@
 //! inner]`, each outer row of the result is a run of whole blocks, one per part.
 
 use super::{int_values, layout, normalize_axis, optional, output, output_at, required};
+use crate::ops::dims::Dims;
 use crate::{CpuError, Result};
 use rayon::prelude::*;
+use smallvec::{smallvec, SmallVec};
 use smelt_ir::{TensorView, TensorViewMut};
 
 pub fn concat(axis: i64, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Result<()> {
     const OP: &str = "Concat";
-    let parts = (0..inputs.len()).map(|i| required(OP, inputs, i)).collect::<Result<Vec<_>>>()?;
+    let parts = (0..inputs.len()).map(|i| required(OP, inputs, i)).collect::<Result<SmallVec<[_; 8]>>>()?;
     let first = parts.first().ok_or_else(|| CpuError::invalid(OP, "needs at least one input"))?;
     let axis = normalize_axis(OP, axis, first.rank())?;
-    let mut shape = first.shape.to_vec();
+    let mut shape = Dims::from_slice(first.shape);
     shape[axis] = 0;
     for (i, part) in parts.iter().enumerate() {
         let same_dims = part.rank() == first.rank()
@@ -33,7 +35,7 @@ pub fn concat(axis: i64, inputs: &[Option<TensorView>], outputs: &mut [TensorVie
     }
     // Bytes per step along the axis, and each part's block within one outer row.
     let inner = shape[axis + 1..].iter().product::<usize>() * first.dtype.size();
-    let blocks: Vec<(&[u8], usize)> = parts.iter().map(|p| (p.data, p.shape[axis] * inner)).collect();
+    let blocks: SmallVec<[(&[u8], usize); 8]> = parts.iter().map(|p| (p.data, p.shape[axis] * inner)).collect();
     let outer: usize = shape[..axis].iter().product();
     if outer == 1 {
         // One row: each part is one contiguous block, big enough to copy in parallel.
@@ -72,10 +74,10 @@ pub fn split(
     let n = data.shape[axis];
     let count = outputs.len();
     // Exporters write an empty `split` where older opsets had no way to omit it.
-    let sizes: Vec<usize> = match optional(OP, inputs, 1)?.filter(|s| !s.is_empty()) {
+    let sizes: Dims = match optional(OP, inputs, 1)?.filter(|s| !s.is_empty()) {
         Some(split) => {
             let split = int_values(OP, "split", split)?;
-            let sizes: Vec<usize> = split.iter().filter_map(|&s| usize::try_from(s).ok()).collect();
+            let sizes: Dims = split.iter().filter_map(|&s| usize::try_from(s).ok()).collect();
             if sizes.len() != count || sizes.iter().map(|&s| s as u128).sum::<u128>() != n as u128 {
                 return Err(CpuError::invalid(
                     OP,
@@ -94,7 +96,7 @@ pub fn split(
             let last = n.checked_sub(chunk * (parts - 1)).ok_or_else(|| {
                 CpuError::invalid(OP, format!("axis {axis} of size {n} cannot be split into {parts} parts of {chunk}"))
             })?;
-            let mut sizes = vec![chunk; parts];
+            let mut sizes: Dims = smallvec![chunk; parts];
             sizes[parts - 1] = last;
             sizes
         }
@@ -106,7 +108,7 @@ pub fn split(
     let src_strides = [(n * inner) as isize, inner as isize, 1];
     let mut start = 0;
     for (k, &len) in sizes.iter().enumerate() {
-        let mut shape = data.shape.to_vec();
+        let mut shape = Dims::from_slice(data.shape);
         shape[axis] = len;
         let out = output_at(OP, outputs, k, data.dtype, &shape)?;
         let src_at = layout::Strided { offset: start * inner, strides: &src_strides };

@@ -3,7 +3,9 @@
 //! `[repeats, dim]` pairs whose repeat axes have stride 0.
 
 use super::{int_values, layout, output, required};
+use crate::ops::dims::{Dims, SignedDims};
 use crate::{CpuError, Result};
+use smallvec::smallvec;
 use smelt_ir::{TensorView, TensorViewMut};
 
 pub fn expand(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Result<()> {
@@ -16,8 +18,8 @@ pub fn expand(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> R
     // Numpy broadcasting of the input's shape with `shape`, aligned at the right.
     let rank = data.rank().max(target.len());
     let in_strides = layout::row_major(data.shape);
-    let mut shape = vec![0; rank];
-    let mut strides = vec![0isize; rank];
+    let mut shape: Dims = smallvec![0; rank];
+    let mut strides: SignedDims = smallvec![0; rank];
     for k in 0..rank {
         let dim_in = (k + data.rank()).checked_sub(rank).map(|i| (data.shape[i], in_strides[i]));
         let want = (k + target.len()).checked_sub(rank).map_or(1, |i| target[i] as usize);
@@ -57,10 +59,10 @@ pub fn tile(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Res
             n.checked_mul(r as usize)
                 .ok_or_else(|| CpuError::invalid(OP, format!("repeats {repeats:?} overflow the output size")))
         })
-        .collect::<Result<Vec<usize>>>()?;
+        .collect::<Result<Dims>>()?;
     // Output dim k, of size r*n, is the pair [r, n] read with strides [0, stride_k].
-    let pairs: Vec<usize> = data.shape.iter().zip(&repeats).flat_map(|(&n, &r)| [r as usize, n]).collect();
-    let strides: Vec<isize> = in_strides.iter().flat_map(|&s| [0, s]).collect();
+    let pairs: Dims = data.shape.iter().zip(&repeats).flat_map(|(&n, &r)| [r as usize, n]).collect();
+    let strides: SignedDims = in_strides.iter().flat_map(|&s| [0, s]).collect();
     let out = output(OP, outputs, data.dtype, &out_shape)?;
     let src_at = layout::Strided { offset: 0, strides: &strides };
     layout::copy_to_contiguous(OP, data.dtype.size(), &pairs, out.data, data.data, src_at)

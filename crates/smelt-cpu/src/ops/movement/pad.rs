@@ -8,7 +8,9 @@
 //! that include those borders, which gives the corners every mode expects.
 
 use super::{int_values, layout, optional, output, required};
+use crate::ops::dims::Dims;
 use crate::{CpuError, Result};
+use smallvec::{smallvec, SmallVec};
 use smelt_ir::{PadMode, TensorView, TensorViewMut};
 
 const OP: &str = "Pad";
@@ -30,7 +32,7 @@ pub fn pad(mode: PadMode, inputs: &[Option<TensorView>], outputs: &mut [TensorVi
     let data = required(OP, inputs, 0)?;
     let rank = data.rank();
     let pads = int_values(OP, "pads", required(OP, inputs, 1)?)?;
-    let axes: Vec<usize> = match optional(OP, inputs, 3)? {
+    let axes: Dims = match optional(OP, inputs, 3)? {
         Some(axes) => {
             let axes = int_values(OP, "axes", axes)?;
             super::axes_of(OP, &axes, rank)?
@@ -48,11 +50,11 @@ pub fn pad(mode: PadMode, inputs: &[Option<TensorView>], outputs: &mut [TensorVi
                 format!("constant_value must be one {} element, got {} {:?}", data.dtype, v.dtype, v.shape),
             ));
         }
-        Some(v) => v.data.to_vec(),
-        None => vec![0; es],
+        Some(v) => SmallVec::<[u8; 16]>::from_slice(v.data),
+        None => smallvec![0; es],
     };
 
-    let mut geometry: Vec<AxisPad> =
+    let mut geometry: SmallVec<[AxisPad; 8]> =
         data.shape.iter().map(|&n| AxisPad { before: 0, kept: n, cropped: 0, len: n }).collect();
     for (i, &axis) in axes.iter().enumerate() {
         let (begin, end, n) = (pads[i], pads[axes.len() + i], data.shape[axis]);
@@ -67,7 +69,7 @@ pub fn pad(mode: PadMode, inputs: &[Option<TensorView>], outputs: &mut [TensorVi
             .ok_or_else(|| CpuError::invalid(OP, format!("pads {begin} and {end} overflow axis {axis}")))?;
         geometry[axis] = AxisPad { before: grow(begin), kept, cropped: crop(begin), len };
     }
-    let shape: Vec<usize> = geometry.iter().map(|g| g.len).collect();
+    let shape: Dims = geometry.iter().map(|g| g.len).collect();
     let out = output(OP, outputs, data.dtype, &shape)?;
     if out.data.is_empty() {
         return Ok(());
@@ -86,7 +88,7 @@ pub fn pad(mode: PadMode, inputs: &[Option<TensorView>], outputs: &mut [TensorVi
 
     let out_strides = layout::row_major(&shape);
     let in_strides = layout::row_major(data.shape);
-    let kept: Vec<usize> = geometry.iter().map(|g| g.kept).collect();
+    let kept: Dims = geometry.iter().map(|g| g.kept).collect();
     let dst_offset = geometry.iter().zip(&out_strides).map(|(g, &s)| g.before * s as usize).sum();
     let src_offset = geometry.iter().zip(&in_strides).map(|(g, &s)| g.cropped * s as usize).sum();
     let dst_at = layout::Strided { offset: dst_offset, strides: &out_strides };
@@ -100,11 +102,10 @@ pub fn pad(mode: PadMode, inputs: &[Option<TensorView>], outputs: &mut [TensorVi
         }
         let block = out_strides[d] as usize * es;
         let border = (0..g.before).chain(g.before + g.kept..g.len);
-        let slots: Vec<(usize, Option<usize>)> = border.map(|p| (p, source(mode, p, g))).collect();
         for_each_middle(&geometry[..d], &out_strides[..d], 0, &mut |base| {
-            for &(p, from) in &slots {
+            for p in border.clone() {
                 let at = (base + p * out_strides[d] as usize) * es;
-                match from {
+                match source(mode, p, g) {
                     Some(q) => {
                         let from = (base + q * out_strides[d] as usize) * es;
                         out.data.copy_within(from..from + block, at);

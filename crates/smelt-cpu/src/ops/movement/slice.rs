@@ -2,7 +2,9 @@
 //! stride scaled by its step (negative steps walk backwards from the start).
 
 use super::{int_values, layout, normalize_axis, optional, output, required};
+use crate::ops::dims::{Dims, IntValues};
 use crate::{CpuError, Result};
+use smallvec::{smallvec, SmallVec};
 use smelt_ir::{TensorView, TensorViewMut};
 
 const OP: &str = "Slice";
@@ -13,11 +15,11 @@ pub fn slice(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Re
     let ends = int_values(OP, "ends", required(OP, inputs, 2)?)?;
     let axes = match optional(OP, inputs, 3)? {
         Some(axes) => int_values(OP, "axes", axes)?,
-        None => (0..starts.len() as i64).collect(),
+        None => (0..starts.len() as i64).collect::<IntValues>(),
     };
     let steps = match optional(OP, inputs, 4)? {
         Some(steps) => int_values(OP, "steps", steps)?,
-        None => vec![1; starts.len()],
+        None => smallvec![1; starts.len()],
     };
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
         return Err(CpuError::invalid(
@@ -33,10 +35,10 @@ pub fn slice(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Re
     }
 
     let in_strides = layout::row_major(data.shape);
-    let mut shape = data.shape.to_vec();
+    let mut shape = Dims::from_slice(data.shape);
     let mut strides = in_strides.clone();
     let mut offset = 0usize;
-    let mut sliced = vec![false; data.rank()];
+    let mut sliced: SmallVec<[bool; 8]> = smallvec![false; data.rank()];
     for i in 0..starts.len() {
         let axis = normalize_axis(OP, axes[i], data.rank())?;
         if std::mem::replace(&mut sliced[axis], true) {

@@ -3,7 +3,9 @@
 //! innermost) or a blocked 2-D transpose per matrix ([b,h,s,d] → [b,h,d,s]).
 
 use super::{layout, output, required};
+use crate::ops::dims::{Dims, SignedDims};
 use crate::{CpuError, Result};
+use smallvec::{smallvec, SmallVec};
 use smelt_ir::{TensorView, TensorViewMut};
 
 const OP: &str = "Transpose";
@@ -11,18 +13,18 @@ const OP: &str = "Transpose";
 pub fn transpose(perm: Option<&[usize]>, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Result<()> {
     let data = required(OP, inputs, 0)?;
     let rank = data.rank();
-    let perm: Vec<usize> = match perm {
-        Some(p) => p.to_vec(),
+    let perm: Dims = match perm {
+        Some(p) => Dims::from_slice(p),
         None => (0..rank).rev().collect(),
     };
-    let mut seen = vec![false; rank];
+    let mut seen: SmallVec<[bool; 8]> = smallvec![false; rank];
     let is_permutation = perm.len() == rank && perm.iter().all(|&p| p < rank && !std::mem::replace(&mut seen[p], true));
     if !is_permutation {
         return Err(CpuError::invalid(OP, format!("perm {perm:?} is not a permutation of 0..{rank}")));
     }
-    let shape: Vec<usize> = perm.iter().map(|&p| data.shape[p]).collect();
+    let shape: Dims = perm.iter().map(|&p| data.shape[p]).collect();
     let in_strides = layout::row_major(data.shape);
-    let src_strides: Vec<isize> = perm.iter().map(|&p| in_strides[p]).collect();
+    let src_strides: SignedDims = perm.iter().map(|&p| in_strides[p]).collect();
     let out = output(OP, outputs, data.dtype, &shape)?;
     let src_at = layout::Strided { offset: 0, strides: &src_strides };
     layout::copy_to_contiguous(OP, data.dtype.size(), &shape, out.data, data.data, src_at)

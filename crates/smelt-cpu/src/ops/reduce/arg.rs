@@ -4,10 +4,12 @@
 //! NaN wins (the last one with `select_last_index`).
 
 use super::{reduced_shape, split_at_axis};
+use crate::ops::dims::Dims;
 use crate::ops::elementwise::binary::dispatch_num;
 use crate::ops::elementwise::checked::{expect_dtype, expect_shape, normalize_axis, slice, slice_mut};
 use crate::ops::elementwise::num::Num;
 use crate::{CpuError, Result};
+use smallvec::SmallVec;
 use smelt_ir::{DType, TensorView, TensorViewMut};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -26,12 +28,12 @@ pub(super) fn eval(
     out: &mut TensorViewMut,
 ) -> Result<()> {
     // A scalar is a one-element vector.
-    let shape: Vec<usize> = if x.shape.is_empty() { vec![1] } else { x.shape.to_vec() };
+    let shape: &[usize] = if x.shape.is_empty() { &[1] } else { x.shape };
     let axis = normalize_axis(name, axis, shape.len())?;
-    let want = if x.shape.is_empty() { Vec::new() } else { reduced_shape(&shape, axis, keepdims, 1) };
+    let want = if x.shape.is_empty() { Dims::new() } else { reduced_shape(shape, axis, keepdims, 1) };
     expect_shape(name, "output", out.shape, &want)?;
     expect_dtype(name, "output", out.dtype, DType::I64)?;
-    let (outer, n, inner) = split_at_axis(&shape, axis);
+    let (outer, n, inner) = split_at_axis(shape, axis);
     let dst = slice_mut::<i64>(name, "output", out)?;
     if dst.is_empty() {
         return Ok(());
@@ -67,7 +69,8 @@ fn better<T: Num>(pick: Pick, select_last: bool, v: T, best: T) -> bool {
 }
 
 fn pick_indices<T: Num>(pick: Pick, select_last: bool, x: &[T], outer: usize, n: usize, inner: usize, out: &mut [i64]) {
-    let mut best: Vec<T> = Vec::with_capacity(inner);
+    // The best value of each lane; inline for the common last-axis case (one lane).
+    let mut best: SmallVec<[T; 16]> = SmallVec::with_capacity(inner);
     for (block, out) in x.chunks_exact(n * inner).zip(out.chunks_exact_mut(inner)).take(outer) {
         best.clear();
         best.extend_from_slice(&block[..inner]);

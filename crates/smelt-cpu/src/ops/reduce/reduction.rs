@@ -13,10 +13,12 @@
 //! or the type's minimum for Max, ...); Mean of nothing is 0, as in onnxruntime.
 
 use crate::ops::broadcast::for_each_row_block;
+use crate::ops::dims::{Dims, IntValues};
 use crate::ops::elementwise::checked::{expect_dtype, expect_shape, int_values, normalize_axis, slice, slice_mut};
 use crate::ops::elementwise::num::Num;
 use crate::{CpuError, Result};
 use half::{bf16, f16};
+use smallvec::{smallvec, SmallVec};
 use smelt_ir::{strides_of, DType, ReduceKind, TensorView, TensorViewMut};
 
 pub(super) fn eval(
@@ -31,9 +33,9 @@ pub(super) fn eval(
     let rank = x.rank();
     let axes = match axes {
         Some(a) => int_values(name, "axes", &a)?,
-        None => Vec::new(),
+        None => IntValues::new(),
     };
-    let mut reduced = vec![false; rank];
+    let mut reduced: SmallVec<[bool; 8]> = smallvec![false; rank];
     if axes.is_empty() {
         // No axes: everything, unless the op asks for a no-op (each element then
         // forms its own group, so e.g. ReduceSumSquare still squares).
@@ -47,7 +49,7 @@ pub(super) fn eval(
             reduced[d] = true;
         }
     }
-    let want: Vec<usize> =
+    let want: Dims =
         x.shape.iter().zip(&reduced).filter_map(|(&d, &r)| if r { keepdims.then_some(1) } else { Some(d) }).collect();
     expect_shape(name, "output", out.shape, &want)?;
     expect_dtype(name, "output", out.dtype, x.dtype)?;
@@ -105,7 +107,7 @@ enum Layout {
 impl Layout {
     fn of(shape: &[usize], reduced: &[bool]) -> Layout {
         // (reduced?, merged size); size-1 axes do not affect the layout.
-        let mut groups: Vec<(bool, usize)> = Vec::new();
+        let mut groups: SmallVec<[(bool, usize); 8]> = SmallVec::new();
         for (&d, &r) in shape.iter().zip(reduced) {
             if d == 1 {
                 continue;

@@ -69,12 +69,12 @@ pub(super) fn eval(kind: Kind, axis: i64, coerce_2d: bool, x: TensorView, out: &
     expect_dtype(name, "output", out.dtype, x.dtype)?;
     expect_shape(name, "output", out.shape, x.shape)?;
     // A scalar is a single row of one element.
-    let shape: Vec<usize> = if x.shape.is_empty() { vec![1] } else { x.shape.to_vec() };
+    let shape: &[usize] = if x.shape.is_empty() { &[1] } else { x.shape };
     let axis = normalize_axis(name, axis, shape.len())?;
     let (n, inner) = if coerce_2d {
         (shape[axis..].iter().product(), 1)
     } else {
-        let (_, n, inner) = split_at_axis(&shape, axis);
+        let (_, n, inner) = split_at_axis(shape, axis);
         (n, inner)
     };
     match x.dtype {
