@@ -1324,7 +1324,7 @@ mod tests {
             let x = random(DType::F32, xs, seed);
             let w = random(DType::F32, ws, seed + 1);
             let b = random(DType::F32, &[ws[0]], seed + 2);
-            let geo = ConvGeometry::new(a, xs, ws).unwrap();
+            let geo = ConvGeometry::new(a, None, xs, ws).unwrap();
             let shape = geo.out_shape();
             let z = random(DType::F32, &shape, seed + 3);
             let mut want = naive_conv(&geo, &x.to_f64_vec(), &w.to_f64_vec(), Some(&b.to_f64_vec()));
