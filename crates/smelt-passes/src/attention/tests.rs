@@ -191,7 +191,7 @@ fn f64_chains_are_left_alone() {
     let fact = Fact::new(DType::F64, Shape::fixed(&[2, 3]));
     let (q, kt, v) = (g.add_value("q", fact.clone()), g.add_value("kt", fact.clone()), g.add_value("v", fact));
     g.inputs.extend([q, kt, v]);
-    let mut node = |g: &mut Graph, op: Op, inputs: Vec<ValueId>| {
+    let node = |g: &mut Graph, op: Op, inputs: Vec<ValueId>| {
         let n = g.nodes.len();
         let out = g.add_value(format!("v{n}"), unknown(DType::F64));
         g.add_node(format!("n{n}"), op, inputs.into_iter().map(Some).collect(), vec![out]);
