@@ -847,8 +847,15 @@ fn gather_row<T: Float>(src: &[T], dst: &mut [T], ox0: usize, stride: usize, shi
     if lo < hi {
         let first = ((ox0 + lo) * stride) as isize + shift;
         let first = first as usize;
+        let n = hi - lo;
         if stride == 1 {
-            dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+            dst[lo..hi].copy_from_slice(&src[first..first + n]);
+        } else if stride == 2 {
+            // Every other element, as pairs so the loads vectorise; the last one
+            // alone, since its pair may run past `src`.
+            let pairs = src[first..first + 2 * (n - 1)].chunks_exact(2);
+            dst[lo..hi - 1].iter_mut().zip(pairs).for_each(|(d, pair)| *d = pair[0]);
+            dst[hi - 1] = src[first + 2 * (n - 1)];
         } else {
             for (j, d) in dst[lo..hi].iter_mut().enumerate() {
                 *d = src[first + j * stride];
