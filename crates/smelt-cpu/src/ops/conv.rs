@@ -790,6 +790,9 @@ fn conv_float<T: Float>(
 /// row-major order over the output's spatial dims, channels from `c0` for as
 /// many as `col` has rows. Padding reads as zero.
 fn im2col_tile<T: Float>(geo: &ConvGeometry, x_g: &[T], c0: usize, s0: usize, width: usize, col: &mut [T]) {
+    if geo.input.len() == 2 {
+        return im2col_tile_2d(geo, x_g, c0, s0, width, col);
+    }
     let nd = geo.input.len();
     let last = nd - 1;
     let in_size = geo.in_size();
@@ -835,6 +838,42 @@ fn im2col_tile<T: Float>(geo: &ConvGeometry, x_g: &[T], c0: usize, s0: usize, wi
                 s = seg_end;
             }
         }
+    }
+}
+
+/// [`im2col_tile`] for 2-D convolutions: output rows in the outer loop, so the
+/// row's coordinates are worked out once for all its (channel, kernel offset)
+/// rows of the column matrix, not once for each.
+fn im2col_tile_2d<T: Float>(geo: &ConvGeometry, x_g: &[T], c0: usize, s0: usize, width: usize, col: &mut [T]) {
+    let [ih, iw] = [geo.input[0], geo.input[1]];
+    let ow = geo.output[1];
+    let [kh, kw] = [geo.kernel[0], geo.kernel[1]];
+    let [sh, sw] = [geo.strides[0], geo.strides[1]];
+    let [dh, dw] = [geo.dilations[0], geo.dilations[1]];
+    let [ph, pw] = [geo.pads[0] as isize, geo.pads[1] as isize];
+    let in_size = ih * iw;
+    let ksize = kh * kw;
+    let channels = col.len() / (ksize * width).max(1);
+    let mut s = s0;
+    while s < s0 + width {
+        let (oy, ox0) = (s / ow, s % ow);
+        let seg_end = (s - ox0 + ow).min(s0 + width);
+        let segment = s - s0..seg_end - s0;
+        for c in 0..channels {
+            let xc = &x_g[(c0 + c) * in_size..][..in_size];
+            for ky in 0..kh {
+                let iy = (oy * sh + ky * dh) as isize - ph;
+                let source = (0..ih as isize).contains(&iy).then(|| &xc[iy as usize * iw..][..iw]);
+                for kx in 0..kw {
+                    let dst = &mut col[(c * ksize + ky * kw + kx) * width..][segment.clone()];
+                    match source {
+                        None => dst.fill(T::zero()),
+                        Some(src) => gather_row(src, dst, ox0, sw, (kx * dw) as isize - pw),
+                    }
+                }
+            }
+        }
+        s = seg_end;
     }
 }
 
