@@ -84,8 +84,8 @@ pub fn eval(
         _ => Some(input(3, "mask")?),
     };
     let [out] = outputs else { return Err(CpuError::invalid(OP, "expects one output")) };
-    if q.dtype != DType::F32 || k.dtype != DType::F32 || v.dtype != DType::F32 {
-        return Err(CpuError::UnsupportedDType { op: OP, dtype: q.dtype });
+    if let Some(other) = [&q, &k, &v].into_iter().find(|t| t.dtype != DType::F32) {
+        return Err(CpuError::UnsupportedDType { op: OP, dtype: other.dtype });
     }
     let geometry = geometry(attrs, &q, &k, &v, mask.as_ref(), out.shape)?;
     let mask = match (attrs.mask, mask) {
