@@ -33,15 +33,9 @@ pub fn fuse_attention(graph: &mut Graph) -> Result<usize, PassError> {
         if chain.nodes.iter().any(|&n| patch.touches(n)) {
             continue;
         }
-        let last = &graph.nodes[chain.last];
         let mut inputs = vec![Some(chain.q), Some(chain.k), Some(chain.v)];
         inputs.extend(chain.mask_input.map(Some));
-        let node =
-            Node { name: last.name.clone(), op: Op::Attention(chain.attrs), inputs, outputs: last.outputs.clone() };
-        patch.replace_node(chain.last, node);
-        for &n in chain.nodes.iter().filter(|&&n| n != chain.last) {
-            patch.remove_node(n);
-        }
+        patch.replace_chain(graph, &chain.nodes, chain.last, Op::Attention(chain.attrs), inputs);
         fused += 1;
     }
     if !patch.is_empty() {

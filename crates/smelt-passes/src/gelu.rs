@@ -32,17 +32,8 @@ pub fn fuse_gelu(graph: &mut Graph) -> Result<usize, PassError> {
         if chain.nodes.iter().any(|&n| patch.touches(n)) || !graph.fact(chain.x).dtype.is_float() {
             continue;
         }
-        let last = &graph.nodes[chain.last];
-        let gelu = Node {
-            name: last.name.clone(),
-            op: Op::Unary(UnaryOp::Gelu { tanh: chain.tanh }),
-            inputs: vec![Some(chain.x)],
-            outputs: last.outputs.clone(),
-        };
-        patch.replace_node(chain.last, gelu);
-        for &n in chain.nodes.iter().filter(|&&n| n != chain.last) {
-            patch.remove_node(n);
-        }
+        let gelu = Op::Unary(UnaryOp::Gelu { tanh: chain.tanh });
+        patch.replace_chain(graph, &chain.nodes, chain.last, gelu, vec![Some(chain.x)]);
         fused += 1;
     }
     if !patch.is_empty() {

@@ -1,7 +1,7 @@
 //! [`Patch`]: a list of edits built against a graph and applied in one step.
 
 use crate::PassError;
-use smelt_ir::{Fact, Graph, Node, Tensor, Value, ValueId};
+use smelt_ir::{Fact, Graph, Node, Op, Tensor, Value, ValueId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -76,6 +76,17 @@ impl Patch {
 
     pub fn remove_node(&mut self, index: usize) {
         self.edit_node(index, None);
+    }
+
+    /// Replaces a matched chain of `nodes` by one node computing `op` from
+    /// `inputs`, in the place of `last` (one of `nodes`), with `last`'s name and
+    /// outputs; the chain's other nodes are removed.
+    pub fn replace_chain(&mut self, graph: &Graph, nodes: &[usize], last: usize, op: Op, inputs: Vec<Option<ValueId>>) {
+        let kept = &graph.nodes[last];
+        self.replace_node(last, Node { name: kept.name.clone(), op, inputs, outputs: kept.outputs.clone() });
+        for &n in nodes.iter().filter(|&&n| n != last) {
+            self.remove_node(n);
+        }
     }
 
     /// Makes every reader of `from` read `to` instead.

@@ -56,6 +56,20 @@ impl Builder {
         self.node(Op::Softmax { axis, coerce_2d: false }, &[x])
     }
 
+    /// `q · kᵀ`, with kᵀ a Transpose swapping k's last two axes.
+    fn scores(&mut self) -> ValueId {
+        let (q, k) = (self.q, self.k);
+        let kt = self.transpose(k, &[0, 1, 3, 2]);
+        self.matmul(q, kt)
+    }
+
+    /// `Softmax(x, axis) · v`: the probabilities and the output.
+    fn attend(&mut self, x: ValueId, axis: i64) -> (ValueId, ValueId) {
+        let probs = self.softmax(x, axis);
+        let v = self.v;
+        (probs, self.matmul(probs, v))
+    }
+
     fn finish(mut self, outputs: &[ValueId]) -> Graph {
         self.g.outputs.extend_from_slice(outputs);
         self.g.infer_facts().expect("test graphs are valid");
@@ -125,10 +139,8 @@ fn gpt2_chain_with_a_causal_select() {
 fn unscaled_unmasked_chain() {
     let mut b = Builder::new();
     let (q, k, v) = (b.q, b.k, b.v);
-    let kt = b.transpose(k, &[0, 1, 3, 2]);
-    let scores = b.matmul(q, kt);
-    let probs = b.softmax(scores, -1);
-    let out = b.matmul(probs, v);
+    let scores = b.scores();
+    let (_, out) = b.attend(scores, -1);
     let mut g = b.finish(&[out]);
     assert_eq!(fuse_attention(&mut g).unwrap(), 1);
     let want = AttentionAttrs { scale: 1.0, keys_transposed: false, mask: AttentionMask::None };
@@ -141,45 +153,33 @@ fn unscaled_unmasked_chain() {
 fn chains_that_are_not_fused() {
     // The probabilities are also a graph output: fusing would lose them.
     let mut b = Builder::new();
-    let (q, k, v) = (b.q, b.k, b.v);
-    let kt = b.transpose(k, &[0, 1, 3, 2]);
-    let scores = b.matmul(q, kt);
-    let probs = b.softmax(scores, -1);
-    let out = b.matmul(probs, v);
+    let scores = b.scores();
+    let (probs, out) = b.attend(scores, -1);
     let mut g = b.finish(&[out, probs]);
     assert_eq!(fuse_attention(&mut g).unwrap(), 0);
 
     // Softmax over another axis.
     let mut b = Builder::new();
-    let (q, k, v) = (b.q, b.k, b.v);
-    let kt = b.transpose(k, &[0, 1, 3, 2]);
-    let scores = b.matmul(q, kt);
-    let probs = b.softmax(scores, 2);
-    let out = b.matmul(probs, v);
+    let scores = b.scores();
+    let (_, out) = b.attend(scores, 2);
     let mut g = b.finish(&[out]);
     assert_eq!(fuse_attention(&mut g).unwrap(), 0);
 
     // A mask that widens the scores ([1, H, S, S] + [3, 1, S, S]).
     let mut b = Builder::new();
     let mask = b.input("mask", f32_fact(&[3, 1, SEQ, SEQ]));
-    let (q, k, v) = (b.q, b.k, b.v);
-    let kt = b.transpose(k, &[0, 1, 3, 2]);
-    let scores = b.matmul(q, kt);
+    let scores = b.scores();
     let masked = b.node(Op::Binary(BinaryOp::Add), &[scores, mask]);
-    let probs = b.softmax(masked, -1);
-    let out = b.matmul(probs, v);
+    let (_, out) = b.attend(masked, -1);
     let mut g = b.finish(&[out]);
     assert_eq!(fuse_attention(&mut g).unwrap(), 0);
 
     // A scale that is not a constant.
     let mut b = Builder::new();
     let s = b.input("s", f32_fact(&[]));
-    let (q, k, v) = (b.q, b.k, b.v);
-    let kt = b.transpose(k, &[0, 1, 3, 2]);
-    let scores = b.matmul(q, kt);
+    let scores = b.scores();
     let scaled = b.node(Op::Binary(BinaryOp::Div), &[scores, s]);
-    let probs = b.softmax(scaled, -1);
-    let out = b.matmul(probs, v);
+    let (_, out) = b.attend(scaled, -1);
     let mut g = b.finish(&[out]);
     assert_eq!(fuse_attention(&mut g).unwrap(), 0);
 }
