@@ -298,14 +298,11 @@ impl<T: Float> Epilogue<'_, T> {
 ///   transformed and scattered) whatever α.
 ///
 /// Calibration (`calibrate_winograd` below, ResNet-50's 3×3 layers, 2 threads,
-/// on a machine shared with compilations, so single timings varied up to 3×):
-/// the wins that held in every run were F(4,3) at batch 8 on 14×14 (C=K=256,
-/// 0.42–0.64× im2col's time) and 7×7 (C=K=512, 0.22–0.51×). At batch 8 on
-/// 28×28 and 56×56 it lost (1.14–1.85×); at batch 1 the results were within
-/// the noise (0.83–1.1×) except 7×7, where 4 tiles make 4-column GEMMs and both
-/// variants lose badly; F(2,3) never beat F(4,3) where Winograd won. The
-/// transform term, fitted to those outcomes, is ~10,500 units per tile and
-/// channel: Winograd is picked only where it saves more than that.
+/// AMD EPYC with AVX-512, 2026-12-07), with the AVX-512 gather and scatter:
+/// F(4,3) took 0.34–0.55× im2col's time on every layer at batch 1 and 8 except
+/// 7×7 at batch 1, where its 4 tiles make 4-column GEMMs and F(2,3) (16 tiles)
+/// wins at about 0.55×. Fitting the transform term to those times gives about
+/// 1,800–1,900 units per tile and channel.
 fn winograd_tile_for(geo: &ConvGeometry) -> Option<WinogradTile> {
     let (c, k) = (geo.in_channels as f64, geo.out_channels as f64);
     let round = |n: usize| n.div_ceil(PANEL) * PANEL;
@@ -318,7 +315,7 @@ fn winograd_tile_for(geo: &ConvGeometry) -> Option<WinogradTile> {
         // The α² GEMMs are as wide as the tiles; a last panel of up to 16
         // columns runs the kernel's half-width instance.
         let gemm = k * c * (alpha * alpha) as f64 * tiles.next_multiple_of(16) as f64;
-        let cost = gemm + tiles as f64 * (c + k) * TILE_TRANSFORM_COST;
+        let cost = gemm + tiles as f64 * (c + k) * tile_transform_cost();
         if cost < best.0 {
             best = (cost, Some(tile));
         }
@@ -328,12 +325,18 @@ fn winograd_tile_for(geo: &ConvGeometry) -> Option<WinogradTile> {
 
 /// Cost of writing one im2col element, in GEMM multiply-adds.
 const IM2COL_COST: f64 = 8.0;
-/// Cost of the input or output transform of one tile of one channel (scalar
-/// gather and scatter, index arithmetic, three thread hand-offs per block).
-/// Fitted to `calibrate_winograd` on the AVX-512 kernels (2026-11-22): it picks
-/// the measured fastest of the three for ResNet-50's 3×3 layers at batch 1 and 8
-/// (64 channels at 56×56, a near tie, stays on im2col).
-const TILE_TRANSFORM_COST: f64 = 4_200.0;
+/// Cost of the input or output transform of one tile of one channel, in GEMM
+/// multiply-adds. With AVX-512 the tiles are gathered and scattered 16 at a
+/// time: 2,000 (fitted as above, rounded up). Element by element it is the
+/// earlier scalar path's fit (4,200, 2026-11-22), which the portable code now
+/// does with less index arithmetic: an upper bound, not a measurement.
+fn tile_transform_cost() -> f64 {
+    if WinogradConv::simd_transforms() {
+        2_000.0
+    } else {
+        4_200.0
+    }
+}
 
 // ── geometry ───────────────────────────────────────────────────────────────
 

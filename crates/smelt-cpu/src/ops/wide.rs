@@ -18,7 +18,7 @@ pub fn run<R>(f: impl FnOnce() -> R) -> R {
 
 /// Whether this CPU runs `run_avx512`'s code (checked once).
 #[cfg(target_arch = "x86_64")]
-fn available() -> bool {
+pub(crate) fn available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AVAILABLE.get_or_init(|| {
         is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")

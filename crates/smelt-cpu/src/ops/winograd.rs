@@ -22,8 +22,10 @@
 //! finished output planes.
 
 use super::gemm::{gemm_raw, Float, Layout, PackedLhs, Parallelism};
+use lanes::{Input, Output};
 use rayon::prelude::*;
 use smelt_ir::UnaryOp;
+use tile_map::{TileMap, MAX_BLOCK_TILES};
 
 /// Output tile size: which of the two transforms a layer uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,9 +94,8 @@ const F4_AT: [[f32; 6]; 4] = [
 
 const F2: Transforms = Transforms { m: 2, alpha: 4 };
 const F4: Transforms = Transforms { m: 4, alpha: 6 };
-/// The largest tile sides, F(4,3)'s: they size the per-group buffers on the stack.
+/// The largest tile side, F(4,3)'s α: it sizes a kernel transform's result.
 const MAX_ALPHA: usize = F4.alpha;
-const MAX_M: usize = F4.m;
 
 impl WinogradTile {
     fn transforms(self) -> &'static Transforms {
@@ -114,28 +115,28 @@ impl WinogradTile {
         self.transforms().alpha
     }
 
-    /// `dst = G g Gᵀ` for one 3×3 kernel (layouts as [`transform_fixed`]).
-    fn kernel_transform(self, src: &[f32], dst: &mut [f32], dst_stride: usize) {
-        match self {
-            WinogradTile::F2 => transform_fixed(&F2_G, src, 1, dst, dst_stride),
-            WinogradTile::F4 => transform_fixed(&F4_G, src, 1, dst, dst_stride),
+    /// `G g Gᵀ` for one 3×3 kernel `g` (row-major), as α² values in row-major order.
+    fn kernel_transform(self, g: &[f32]) -> [f32; MAX_ALPHA * MAX_ALPHA] {
+        fn one<const A: usize>(l: &[[f32; 3]; A], g: &[f32]) -> [f32; MAX_ALPHA * MAX_ALPHA] {
+            // The lane transform with only lane 0 in use: this runs once per
+            // weight at prepare time.
+            let mut x = [[[0f32; LANES]; 3]; 3];
+            for (i, row) in x.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    v[0] = g[i * 3 + j];
+                }
+            }
+            let u = lanes::transform(l, &x);
+            let mut out = [0f32; MAX_ALPHA * MAX_ALPHA];
+            for (o, v) in out.iter_mut().zip(u.iter().flatten()) {
+                *o = v[0];
+            }
+            out
         }
-    }
-
-    /// `dst = Bᵀ d B` for `lanes` input tiles (layouts as [`transform_fixed`]).
-    fn input_transform(self, src: &[f32], lanes: usize, dst: &mut [f32], dst_stride: usize) {
-        super::wide::run(|| match self {
-            WinogradTile::F2 => transform_fixed(&F2_BT, src, lanes, dst, dst_stride),
-            WinogradTile::F4 => transform_fixed(&F4_BT, src, lanes, dst, dst_stride),
-        })
-    }
-
-    /// `dst = Aᵀ M A` for `lanes` transformed products.
-    fn output_transform(self, src: &[f32], lanes: usize, dst: &mut [f32], dst_stride: usize) {
-        super::wide::run(|| match self {
-            WinogradTile::F2 => transform_fixed(&F2_AT, src, lanes, dst, dst_stride),
-            WinogradTile::F4 => transform_fixed(&F4_AT, src, lanes, dst, dst_stride),
-        })
+        match self {
+            WinogradTile::F2 => one(&F2_G, g),
+            WinogradTile::F4 => one(&F4_G, g),
+        }
     }
 }
 
@@ -189,11 +190,23 @@ impl WinogradConv {
         let mut plain = vec![0f32; a2 * k * c];
         for kc in 0..k * c {
             // U_ξ[k][c] lands at ξ·K·C + kc.
-            tile.kernel_transform(&w[kc * 9..][..9], &mut plain[kc..], k * c);
+            let u = tile.kernel_transform(&w[kc * 9..][..9]);
+            for (xi, &v) in u[..a2].iter().enumerate() {
+                plain[xi * k * c + kc] = v;
+            }
         }
         let packed =
             (0..a2).map(|xi| PackedLhs::new(k, c, &plain[xi * k * c..][..k * c], Layout::row_major(c))).collect();
         WinogradConv { tile, out_channels, in_channels, plain, packed }
+    }
+
+    /// Whether this CPU gathers and scatters tiles with AVX-512 (for shapes
+    /// whose offsets fit i32), which makes the transforms about twice as cheap.
+    pub fn simd_transforms() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return super::wide::available();
+        #[cfg(not(target_arch = "x86_64"))]
+        return false;
     }
 
     pub fn tile(&self) -> WinogradTile {
@@ -210,7 +223,7 @@ impl WinogradConv {
         let a2 = self.tile.alpha() * self.tile.alpha();
         let per_tile = a2 * (self.in_channels + self.out_channels);
         let block = (BUDGET / per_tile.max(1)) / 32 * 32;
-        block.max(64).min(tiles)
+        block.clamp(64, MAX_BLOCK_TILES).min(tiles)
     }
 
     /// Scratch elements one [`WinogradConv::run`] needs for `shape`.
@@ -224,6 +237,21 @@ impl WinogradConv {
     /// `scratch` at least [`WinogradConv::scratch_len`] long.
     pub fn run(
         &self,
+        shape: &WinogradShape,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        act: Option<&UnaryOp>,
+        y: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        self.run_with(Gather::Best, shape, x, bias, act, y, scratch)
+    }
+
+    /// [`WinogradConv::run`] with the input gathered as `gather` says.
+    #[allow(clippy::too_many_arguments)]
+    fn run_with(
+        &self,
+        gather: Gather,
         shape: &WinogradShape,
         x: &[f32],
         bias: Option<&[f32]>,
@@ -245,17 +273,15 @@ impl WinogradConv {
         let block = self.block_tiles(tiles);
         let (v, rest) = scratch.split_at_mut(a2 * c_n * block);
         let mm = &mut rest[..a2 * k_n * block];
-        let (tw, th) = (shape.tiles_w(self.tile), shape.tiles_h(self.tile));
-        // Tile index → (image, first output row, first output column).
-        let locate = |tile: usize| {
-            let (n, r) = (tile / (th * tw), tile % (th * tw));
-            (n, (r / tw) * m, (r % tw) * m)
-        };
+        let simd = gather == Gather::Best && simd_available(shape);
+        let input = Input { x, shape, simd };
         let y_ptr = SharedMut(y.as_mut_ptr());
+        let mut map = TileMap::new();
         for t0 in (0..tiles).step_by(block) {
             let nb = block.min(tiles - t0);
-            // Phase 1: V_ξ[c][0..nb] for every channel, one group of `LANES` tiles
-            // at a time, gathered into a patch buffer on the stack.
+            map.fill(shape, m, t0, nb);
+            let map = &map;
+            // Phase 1: V_ξ[c][0..nb] for every channel.
             let v_ptr = SharedMut(v.as_mut_ptr());
             for_each_index(c_n, |c| {
                 // SAFETY: channel c writes only V[ξ][c][0..nb] for each ξ (element
@@ -263,16 +289,7 @@ impl WinogradConv {
                 // every other channel's; the spans lie inside `v` (α²·C·block).
                 let dst =
                     unsafe { std::slice::from_raw_parts_mut(v_ptr.get().add(c * block), (a2 - 1) * c_n * block + nb) };
-                let mut patch = [0f32; MAX_ALPHA * MAX_ALPHA * LANES];
-                for j0 in (0..nb).step_by(LANES) {
-                    let lanes = LANES.min(nb - j0);
-                    for j in 0..lanes {
-                        let (n, oy, ox) = locate(t0 + j0 + j);
-                        let xc = &x[(n * c_n + c) * in_plane..][..in_plane];
-                        gather_patch(xc, shape, alpha, oy, ox, &mut patch[j..], lanes);
-                    }
-                    self.tile.input_transform(&patch[..a2 * lanes], lanes, &mut dst[j0..], c_n * block);
-                }
+                lanes::input_channel(self.tile, input, c, map, dst, c_n * block);
             });
             // Phase 2: M_ξ = U_ξ · V_ξ.
             let m_ptr = SharedMut(mm.as_mut_ptr());
@@ -316,34 +333,15 @@ impl WinogradConv {
                     }
                 }
             });
-            // Phase 3: output tiles of every output channel, one group of `LANES`
-            // tiles at a time through buffers on the stack.
+            // Phase 3: output tiles of every output channel.
             let m_const = &*mm;
             for_each_index(k_n, |k| {
                 let b = bias.map_or(0.0, |b| b[k]);
-                let mut src = [0f32; MAX_ALPHA * MAX_ALPHA * LANES];
-                let mut out = [0f32; MAX_M * MAX_M * LANES];
-                for j0 in (0..nb).step_by(LANES) {
-                    let lanes = LANES.min(nb - j0);
-                    for xi in 0..a2 {
-                        src[xi * lanes..][..lanes].copy_from_slice(&m_const[(xi * k_n + k) * block + j0..][..lanes]);
-                    }
-                    self.tile.output_transform(&src[..a2 * lanes], lanes, &mut out[..m * m * lanes], lanes);
-                    for j in 0..lanes {
-                        let (n, oy, ox) = locate(t0 + j0 + j);
-                        // SAFETY: output channel k writes only plane (n, k) of `y`,
-                        // which no other k touches; rows/columns are clipped to the plane.
-                        let plane = unsafe {
-                            std::slice::from_raw_parts_mut(y_ptr.get().add((n * k_n + k) * out_plane), out_plane)
-                        };
-                        for r in 0..m.min(shape.out_h - oy) {
-                            let row = &mut plane[(oy + r) * shape.out_w + ox..];
-                            for s in 0..m.min(shape.out_w - ox) {
-                                row[s] = out[(r * m + s) * lanes + j] + b;
-                            }
-                        }
-                    }
-                }
+                let src = &m_const[k * block..];
+                let out = Output { y: y_ptr.get(), shape, simd };
+                // SAFETY: `y` holds every output plane (asserted above) and
+                // output channel k's planes are written by this task alone.
+                unsafe { lanes::output_channel(self.tile, src, k_n * block, k, b, map, out) };
             });
         }
         if let Some(act) = act {
@@ -361,90 +359,22 @@ fn for_each_index(count: usize, f: impl Fn(usize) + Sync + Send) {
     }
 }
 
-/// Copies the α×α input patch whose output tile starts at (oy, ox) into
-/// `dst[(i·α + j)·stride]`, zero outside the plane.
-fn gather_patch(
-    plane: &[f32],
-    shape: &WinogradShape,
-    alpha: usize,
-    oy: usize,
-    ox: usize,
-    dst: &mut [f32],
-    stride: usize,
-) {
-    for i in 0..alpha {
-        let row = (oy + i) as isize - shape.pad_top as isize;
-        let inside = row >= 0 && (row as usize) < shape.in_h;
-        for j in 0..alpha {
-            let col = (ox + j) as isize - shape.pad_left as isize;
-            let value = if inside && col >= 0 && (col as usize) < shape.in_w {
-                plane[row as usize * shape.in_w + col as usize]
-            } else {
-                0.0
-            };
-            dst[(i * alpha + j) * stride] = value;
-        }
-    }
+/// How the input patches are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gather {
+    /// AVX-512 gathers where the CPU and the shape allow, else element by element.
+    Best,
+    /// Element by element, in and out: the code other CPUs run, for tests.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Portable,
 }
 
-/// Tiles one step of [`transform_fixed`] carries: one AVX-512 vector of f32.
+/// Tiles per lane group: one AVX-512 vector of f32.
 const LANES: usize = 16;
-type Lanes = [f32; LANES];
 
-/// `dst = L · src · Lᵀ` for `lanes` independent tiles, where `L` (P×Q) is a
-/// compile-time constant and `src` holds the Q×Q tiles as
-/// `src[(i·Q + j)·lanes + lane]`; output element (a, b) of lane `l` goes to
-/// `dst[(a·P + b)·dst_stride + l]`. 16 tiles at a time are held in registers:
-/// the loops unroll, zero coefficients drop out and ones need no multiply, and
-/// nothing goes through memory between the two passes (a general form's passes
-/// over whole rows of tiles made it 60 ns a tile and channel, more than the
-/// GEMMs it feeds).
-#[inline(always)]
-fn transform_fixed<const P: usize, const Q: usize>(
-    l: &[[f32; Q]; P],
-    src: &[f32],
-    lanes: usize,
-    dst: &mut [f32],
-    dst_stride: usize,
-) {
-    for l0 in (0..lanes).step_by(LANES) {
-        let w = LANES.min(lanes - l0);
-        let mut x = [[[0f32; LANES]; Q]; Q];
-        for (i, row) in x.iter_mut().enumerate() {
-            for (j, v) in row.iter_mut().enumerate() {
-                v[..w].copy_from_slice(&src[(i * Q + j) * lanes + l0..][..w]);
-            }
-        }
-        // Columns: t[a][j] = Σ_i L[a][i] · x[i][j].
-        let mut t = [[[0f32; LANES]; Q]; P];
-        for (a, ta) in t.iter_mut().enumerate() {
-            for (j, tj) in ta.iter_mut().enumerate() {
-                *tj = combine(&l[a], |i| &x[i][j]);
-            }
-        }
-        // Rows: y[a][b] = Σ_j t[a][j] · L[b][j].
-        for (a, ta) in t.iter().enumerate() {
-            for (b, lb) in l.iter().enumerate() {
-                let y = combine(lb, |j| &ta[j]);
-                dst[(a * P + b) * dst_stride + l0..][..w].copy_from_slice(&y[..w]);
-            }
-        }
-    }
-}
-
-/// `Σ_i coefs[i] · v(i)`, skipping zero coefficients, in order of i.
-#[inline(always)]
-fn combine<'a, const Q: usize>(coefs: &[f32; Q], v: impl Fn(usize) -> &'a Lanes) -> Lanes {
-    let mut acc = [0f32; LANES];
-    for (i, &c) in coefs.iter().enumerate() {
-        if c != 0.0 {
-            let x = v(i);
-            for (d, &s) in acc.iter_mut().zip(x) {
-                *d += c * s;
-            }
-        }
-    }
-    acc
+/// Whether [`WinogradConv::run`]'s AVX-512 gather and scatter can run for `shape`.
+fn simd_available(shape: &WinogradShape) -> bool {
+    WinogradConv::simd_transforms() && tile_map::offsets_fit_i32(shape)
 }
 
 /// A pointer that may cross threads; every use documents why the accesses
@@ -460,6 +390,9 @@ impl<T> SharedMut<T> {
 // SAFETY: users only touch disjoint elements from different threads.
 unsafe impl<T: Send> Send for SharedMut<T> {}
 unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+mod lanes;
+mod tile_map;
 
 #[cfg(test)]
 mod tests;

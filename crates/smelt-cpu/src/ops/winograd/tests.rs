@@ -51,13 +51,17 @@ fn direct(shape: &WinogradShape, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f64>
 
 /// Largest |winograd − direct| over the largest |direct|.
 fn relative_error(tile: WinogradTile, shape: WinogradShape, act: Option<&UnaryOp>) -> f64 {
+    relative_error_with(Gather::Best, tile, shape, act)
+}
+
+fn relative_error_with(gather: Gather, tile: WinogradTile, shape: WinogradShape, act: Option<&UnaryOp>) -> f64 {
     let x = values(shape.batch * shape.in_channels * shape.in_h * shape.in_w, 1);
     let w = values(shape.out_channels * shape.in_channels * 9, 2);
     let bias = values(shape.out_channels, 3);
     let conv = WinogradConv::new(tile, &w, shape.out_channels, shape.in_channels);
     let mut y = vec![f32::NAN; shape.batch * shape.out_channels * shape.out_h * shape.out_w];
     let mut scratch = vec![0f32; conv.scratch_len(&shape)];
-    conv.run(&shape, &x, Some(&bias), act, &mut y, &mut scratch);
+    conv.run_with(gather, &shape, &x, Some(&bias), act, &mut y, &mut scratch);
     let mut reference = direct(&shape, &x, &w, &bias);
     if act == Some(&UnaryOp::Relu) {
         reference.iter_mut().for_each(|v| *v = v.max(0.0));
@@ -106,6 +110,36 @@ fn f4_matches_direct_convolution() {
     for shape in odd_shapes() {
         let err = relative_error(WinogradTile::F4, shape, None);
         assert!(err < 2e-5, "{shape:?}: relative error {err:e}");
+    }
+}
+
+#[test]
+fn portable_gather_matches_direct_convolution() {
+    // What CPUs without AVX-512 run (and this one where offsets outgrow i32).
+    for tile in [WinogradTile::F2, WinogradTile::F4] {
+        for shape in odd_shapes() {
+            let err = relative_error_with(Gather::Portable, tile, shape, None);
+            assert!(err < 2e-5, "{tile:?} {shape:?}: relative error {err:e}");
+        }
+    }
+}
+
+#[test]
+fn both_gathers_agree_bit_for_bit() {
+    // The same transforms and GEMMs run on the same values either way.
+    let shape = odd_shapes()[3];
+    for tile in [WinogradTile::F2, WinogradTile::F4] {
+        let x = values(shape.batch * shape.in_channels * shape.in_h * shape.in_w, 5);
+        let conv = WinogradConv::new(tile, &values(shape.out_channels * shape.in_channels * 9, 6), 29, 7);
+        let mut scratch = vec![0f32; conv.scratch_len(&shape)];
+        let run = |gather, scratch: &mut [f32]| {
+            let mut y = vec![f32::NAN; shape.batch * shape.out_channels * shape.out_h * shape.out_w];
+            conv.run_with(gather, &shape, &x, None, None, &mut y, scratch);
+            y
+        };
+        let best = run(Gather::Best, &mut scratch);
+        let portable = run(Gather::Portable, &mut scratch);
+        assert!(best.iter().zip(&portable).all(|(a, b)| a.to_bits() == b.to_bits()), "{tile:?}");
     }
 }
 
