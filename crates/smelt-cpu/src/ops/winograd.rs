@@ -94,8 +94,6 @@ const F4_AT: [[f32; 6]; 4] = [
 
 const F2: Transforms = Transforms { m: 2, alpha: 4 };
 const F4: Transforms = Transforms { m: 4, alpha: 6 };
-/// The largest tile side, F(4,3)'s α: it sizes a kernel transform's result.
-const MAX_ALPHA: usize = F4.alpha;
 
 impl WinogradTile {
     fn transforms(self) -> &'static Transforms {
@@ -115,28 +113,29 @@ impl WinogradTile {
         self.transforms().alpha
     }
 
-    /// `G g Gᵀ` for one 3×3 kernel `g` (row-major), as α² values in row-major order.
-    fn kernel_transform(self, g: &[f32]) -> [f32; MAX_ALPHA * MAX_ALPHA] {
-        fn one<const A: usize>(l: &[[f32; 3]; A], g: &[f32]) -> [f32; MAX_ALPHA * MAX_ALPHA] {
-            // The lane transform with only lane 0 in use: this runs once per
-            // weight at prepare time.
-            let mut x = [[[0f32; LANES]; 3]; 3];
-            for (i, row) in x.iter_mut().enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    v[0] = g[i * 3 + j];
+    /// `U = G g Gᵀ` for the 3×3 kernels `w` ([n, 3, 3], row-major), 16 kernels
+    /// to a lane group: element ξ of kernel i goes to `u[ξ·u_stride + i]`.
+    fn kernel_transform(self, w: &[f32], u: &mut [f32], u_stride: usize) {
+        fn all<const A: usize>(l: &[[f32; 3]; A], w: &[f32], u: &mut [f32], u_stride: usize) {
+            for (group, kernels) in w.chunks(9 * LANES).enumerate() {
+                let mut x = [[[0f32; LANES]; 3]; 3];
+                for (lane, g) in kernels.chunks_exact(9).enumerate() {
+                    for (i, row) in x.iter_mut().enumerate() {
+                        for (j, v) in row.iter_mut().enumerate() {
+                            v[lane] = g[i * 3 + j];
+                        }
+                    }
+                }
+                let lanes = kernels.len() / 9;
+                for (xi, v) in lanes::transform(l, &x).iter().flatten().enumerate() {
+                    u[xi * u_stride + group * LANES..][..lanes].copy_from_slice(&v[..lanes]);
                 }
             }
-            let u = lanes::transform(l, &x);
-            let mut out = [0f32; MAX_ALPHA * MAX_ALPHA];
-            for (o, v) in out.iter_mut().zip(u.iter().flatten()) {
-                *o = v[0];
-            }
-            out
         }
-        match self {
-            WinogradTile::F2 => one(&F2_G, g),
-            WinogradTile::F4 => one(&F4_G, g),
-        }
+        super::wide::run(|| match self {
+            WinogradTile::F2 => all(&F2_G, w, u, u_stride),
+            WinogradTile::F4 => all(&F4_G, w, u, u_stride),
+        })
     }
 }
 
@@ -188,13 +187,8 @@ impl WinogradConv {
         let (k, c) = (out_channels, in_channels);
         assert_eq!(w.len(), k * c * 9, "weights are [K, C, 3, 3]");
         let mut plain = vec![0f32; a2 * k * c];
-        for kc in 0..k * c {
-            // U_ξ[k][c] lands at ξ·K·C + kc.
-            let u = tile.kernel_transform(&w[kc * 9..][..9]);
-            for (xi, &v) in u[..a2].iter().enumerate() {
-                plain[xi * k * c + kc] = v;
-            }
-        }
+        // U_ξ[k][c] lands at ξ·K·C + k·C + c.
+        tile.kernel_transform(w, &mut plain, k * c);
         let packed =
             (0..a2).map(|xi| PackedLhs::new(k, c, &plain[xi * k * c..][..k * c], Layout::row_major(c))).collect();
         WinogradConv { tile, out_channels, in_channels, plain, packed }
