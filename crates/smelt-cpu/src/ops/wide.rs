@@ -4,6 +4,8 @@
 //! inlined there, so its loops are vectorised 16 lanes wide, on CPUs that have
 //! it. Results are the same either way: the compiler never contracts a·b + c
 //! into an FMA on its own, so only the width changes, not the arithmetic.
+//! [`run_either`] is for code that fuses its multiply-adds where it can: it
+//! takes the wide form and the narrow one separately.
 
 /// Runs `f`, with AVX-512 code where the CPU has it.
 #[inline(always)]
@@ -14,6 +16,28 @@ pub fn run<R>(f: impl FnOnce() -> R) -> R {
         return unsafe { run_avx512(f) };
     }
     f()
+}
+
+/// Runs `wide(arg)` with AVX-512 code where the CPU has it (FMA included, so
+/// `wide` may use `mul_add`, which is one instruction there), `narrow(arg)`
+/// elsewhere.
+#[inline(always)]
+pub fn run_either<A, R>(arg: A, wide: impl FnOnce(A) -> R, narrow: impl FnOnce(A) -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: the CPU has every feature `run_avx512` is compiled for.
+        return unsafe { run_avx512(|| wide(arg)) };
+    }
+    let _ = wide;
+    narrow(arg)
+}
+
+/// Whether [`run_either`] runs its wide form, with FMA, on this CPU.
+pub fn has_fma_path() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return available();
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
 }
 
 /// Whether this CPU runs `run_avx512`'s code (checked once).
