@@ -178,6 +178,30 @@ fn many_blocks_cover_every_tile() {
 }
 
 #[test]
+fn blocks_are_capped_by_the_tile_map() {
+    // Few channels would make blocks of thousands of tiles; the tile map holds
+    // MAX_BLOCK_TILES, so 1,225 F(2,3) tiles take two blocks, the second partial
+    // and not a multiple of the 16-tile lane groups.
+    let shape = WinogradShape {
+        batch: 1,
+        in_channels: 3,
+        out_channels: 2,
+        in_h: 70,
+        in_w: 69,
+        out_h: 70,
+        out_w: 69,
+        pad_top: 1,
+        pad_left: 1,
+    };
+    let conv = WinogradConv::new(WinogradTile::F2, &values(2 * 3 * 9, 7), 2, 3);
+    assert_eq!(conv.block_tiles(shape.tiles(WinogradTile::F2)), MAX_BLOCK_TILES);
+    for gather in [Gather::Best, Gather::Portable] {
+        let err = relative_error_with(gather, WinogradTile::F2, shape, None);
+        assert!(err < 1e-5, "{gather:?}: relative error {err:e}");
+    }
+}
+
+#[test]
 fn error_report() {
     // Not an assertion beyond the ones above: prints the measured errors
     // (`cargo test -- --nocapture error_report`) for the module docs.
