@@ -8,7 +8,7 @@
 //! so no patch is copied through memory and no element is bounds-checked on
 //! its own. Elsewhere the same code gathers element by element.
 
-use super::tile_map::TileMap;
+use super::tile_map::{TileMap, MAX_BLOCK_TILES};
 use super::{WinogradShape, WinogradTile, F2_AT, F2_BT, F4_AT, F4_BT, LANES};
 
 /// One value per tile of a lane group.
@@ -246,24 +246,12 @@ unsafe fn gather_avx512<const A: usize>(
     let s = input.shape;
     let (in_h, in_w) = (s.in_h as i32, s.in_w as i32);
     let in_plane = in_h * in_w;
-    // SAFETY: j0 is a multiple of 16 below the map's length, and the map's
-    // arrays are a multiple of 16 long, so 16 lanes from j0 are inside them.
-    let (row, col, image) = unsafe {
-        (
-            _mm512_loadu_si512(map.in_row.as_ptr().add(j0).cast()),
-            _mm512_loadu_si512(map.in_col.as_ptr().add(j0).cast()),
-            _mm512_loadu_si512(map.image.as_ptr().add(j0).cast()),
-        )
+    // Offsets in `x` (Input::simd guarantees that every offset inside the input
+    // fits an i32).
+    // SAFETY: this function's features are `corners`'.
+    let (row, col, corner) = unsafe {
+        corners(&map.in_row, &map.in_col, &map.image, j0, in_w, in_plane * s.in_channels as i32, c as i32 * in_plane)
     };
-    // Offset of each patch's top-left corner in `x` (Input::simd guarantees
-    // that every offset inside the input fits an i32).
-    let corner = _mm512_add_epi32(
-        _mm512_mullo_epi32(image, _mm512_set1_epi32(in_plane * s.in_channels as i32)),
-        _mm512_add_epi32(
-            _mm512_mullo_epi32(row, _mm512_set1_epi32(in_w)),
-            _mm512_add_epi32(col, _mm512_set1_epi32(c as i32 * in_plane)),
-        ),
-    );
     let live = live_lanes(lanes);
     // Lanes whose patch row i (column j) is inside the plane: 0 <= r < H as
     // one unsigned comparison.
@@ -288,6 +276,42 @@ unsafe fn gather_avx512<const A: usize>(
         }
     }
     out
+}
+
+/// A lane group's tiles on one plane of every image (tile map rows `rows`,
+/// columns `cols`, images `images`, from tile `j0`): their first rows and
+/// columns, and each tile's corner offset
+/// `image·image_stride + plane_offset + row·width + col`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn corners(
+    rows: &[i32; MAX_BLOCK_TILES],
+    cols: &[i32; MAX_BLOCK_TILES],
+    images: &[i32; MAX_BLOCK_TILES],
+    j0: usize,
+    width: i32,
+    image_stride: i32,
+    plane_offset: i32,
+) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
+    use std::arch::x86_64::*;
+    assert!(j0 + LANES <= MAX_BLOCK_TILES);
+    // SAFETY: 16 lanes from j0 are inside the arrays (asserted).
+    let (row, col, image) = unsafe {
+        (
+            _mm512_loadu_si512(rows.as_ptr().add(j0).cast()),
+            _mm512_loadu_si512(cols.as_ptr().add(j0).cast()),
+            _mm512_loadu_si512(images.as_ptr().add(j0).cast()),
+        )
+    };
+    let corner = _mm512_add_epi32(
+        _mm512_mullo_epi32(image, _mm512_set1_epi32(image_stride)),
+        _mm512_add_epi32(
+            _mm512_mullo_epi32(row, _mm512_set1_epi32(width)),
+            _mm512_add_epi32(col, _mm512_set1_epi32(plane_offset)),
+        ),
+    );
+    (row, col, corner)
 }
 
 /// The lanes of an AVX-512 vector.
@@ -361,36 +385,34 @@ unsafe fn output_tiles<const M: usize, const A: usize>(
 ) {
     let s = out.shape;
     let out_plane = s.out_h * s.out_w;
-    {
-        for (j0, lanes) in map.groups() {
-            let mut x = [[[0f32; LANES]; A]; A];
-            for (i, x_i) in x.iter_mut().enumerate() {
-                for (j, x_ij) in x_i.iter_mut().enumerate() {
-                    let src = &m[(i * A + j) * m_stride + j0..];
-                    if lanes == LANES {
-                        x_ij.copy_from_slice(&src[..LANES]);
-                    } else {
-                        x_ij[..lanes].copy_from_slice(&src[..lanes]);
-                    }
+    for (j0, lanes) in map.groups() {
+        let mut x = [[[0f32; LANES]; A]; A];
+        for (i, x_i) in x.iter_mut().enumerate() {
+            for (j, x_ij) in x_i.iter_mut().enumerate() {
+                let src = &m[(i * A + j) * m_stride + j0..];
+                if lanes == LANES {
+                    x_ij.copy_from_slice(&src[..LANES]);
+                } else {
+                    x_ij[..lanes].copy_from_slice(&src[..lanes]);
                 }
             }
-            let mut tiles = transform(at, &x);
-            for v in tiles.iter_mut().flatten().flatten() {
-                *v += bias;
-            }
-            for l in 0..lanes {
-                let t = j0 + l;
-                let (oy, ox) = (map.out_row[t] as usize, map.out_col[t] as usize);
-                let (rows, cols) = (M.min(s.out_h - oy), M.min(s.out_w - ox));
-                // SAFETY: (image, k) is a plane of `y` (the caller's contract)
-                // and the rows and columns are clipped to it.
-                unsafe {
-                    let plane = out.y.add((map.image[t] as usize * s.out_channels + k) * out_plane);
-                    for (r, tile_row) in tiles.iter().enumerate().take(rows) {
-                        let dst = plane.add((oy + r) * s.out_w + ox);
-                        for (col, v) in tile_row.iter().enumerate().take(cols) {
-                            *dst.add(col) = v[l];
-                        }
+        }
+        let mut tiles = transform(at, &x);
+        for v in tiles.iter_mut().flatten().flatten() {
+            *v += bias;
+        }
+        for l in 0..lanes {
+            let t = j0 + l;
+            let (oy, ox) = (map.out_row[t] as usize, map.out_col[t] as usize);
+            let (rows, cols) = (M.min(s.out_h - oy), M.min(s.out_w - ox));
+            // SAFETY: (image, k) is a plane of `y` (the caller's contract)
+            // and the rows and columns are clipped to it.
+            unsafe {
+                let plane = out.y.add((map.image[t] as usize * s.out_channels + k) * out_plane);
+                for (r, tile_row) in tiles.iter().enumerate().take(rows) {
+                    let dst = plane.add((oy + r) * s.out_w + ox);
+                    for (col, v) in tile_row.iter().enumerate().take(cols) {
+                        *dst.add(col) = v[l];
                     }
                 }
             }
@@ -450,21 +472,18 @@ unsafe fn output_scattered<const M: usize, const A: usize>(
             }
         }
         let tiles = transform(at, &x);
-        // SAFETY: as in `gather_avx512`, 16 lanes from j0 are inside the map.
-        let (row, col, image) = unsafe {
-            (
-                _mm512_loadu_si512(map.out_row.as_ptr().add(j0).cast()),
-                _mm512_loadu_si512(map.out_col.as_ptr().add(j0).cast()),
-                _mm512_loadu_si512(map.image.as_ptr().add(j0).cast()),
+        // SAFETY: this function runs with `corners`' features.
+        let (row, col, corner) = unsafe {
+            corners(
+                &map.out_row,
+                &map.out_col,
+                &map.image,
+                j0,
+                out_w,
+                out_plane * s.out_channels as i32,
+                k as i32 * out_plane,
             )
         };
-        let corner = _mm512_add_epi32(
-            _mm512_mullo_epi32(image, _mm512_set1_epi32(out_plane * s.out_channels as i32)),
-            _mm512_add_epi32(
-                _mm512_mullo_epi32(row, _mm512_set1_epi32(out_w)),
-                _mm512_add_epi32(col, _mm512_set1_epi32(k as i32 * out_plane)),
-            ),
-        );
         let bias = _mm512_set1_ps(bias);
         for (r, tile_row) in tiles.iter().enumerate() {
             let step = _mm512_set1_epi32(r as i32);

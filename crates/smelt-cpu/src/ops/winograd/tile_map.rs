@@ -9,6 +9,8 @@ use super::{WinogradShape, LANES};
 
 /// The most tiles one block holds: bounds the map, which lives on the stack.
 pub(super) const MAX_BLOCK_TILES: usize = 1024;
+// Lane groups read 16 lanes from any group start, the last one included.
+const _: () = assert!(MAX_BLOCK_TILES.is_multiple_of(LANES));
 
 /// The positions of a block's tiles, tile `t` of the block at index `t`.
 pub(super) struct TileMap {
