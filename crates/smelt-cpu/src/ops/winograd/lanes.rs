@@ -8,7 +8,9 @@
 //! so no patch is copied through memory and no element is bounds-checked on
 //! its own. Elsewhere the same code gathers element by element.
 
-use super::tile_map::{TileMap, MAX_BLOCK_TILES};
+use super::tile_map::TileMap;
+#[cfg(target_arch = "x86_64")]
+use super::tile_map::MAX_BLOCK_TILES;
 use super::{WinogradShape, WinogradTile, F2_AT, F2_BT, F4_AT, F4_BT, LANES};
 
 /// One value per tile of a lane group.
@@ -106,11 +108,14 @@ pub(super) fn input_channel(
     dst: &mut [f32],
     dst_stride: usize,
 ) {
-    #[cfg(target_arch = "x86_64")]
+    // `simd` is never set on other architectures.
     if input.simd {
-        // SAFETY: `simd` is set only where the CPU has AVX-512 (see `Input`).
-        unsafe { input_channel_avx512(tile, input, c, map, dst, dst_stride) };
-        return;
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: `simd` is set only where the CPU has AVX-512 (see `Input`).
+            unsafe { input_channel_avx512(tile, input, c, map, dst, dst_stride) };
+            return;
+        }
     }
     super::super::wide::run(|| match tile {
         WinogradTile::F2 => input_portable(&F2_BT, input, c, map, dst, dst_stride),
@@ -356,12 +361,15 @@ pub(super) unsafe fn output_channel(
     map: &TileMap,
     out: Output,
 ) {
-    #[cfg(target_arch = "x86_64")]
+    // `simd` is never set on other architectures.
     if out.simd {
-        // SAFETY: `simd` is set only where the CPU has AVX-512; the rest is the
-        // caller's contract.
-        unsafe { output_channel_avx512(tile, m, m_stride, k, bias, map, out) };
-        return;
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: `simd` is set only where the CPU has AVX-512; the rest is
+            // the caller's contract.
+            unsafe { output_channel_avx512(tile, m, m_stride, k, bias, map, out) };
+            return;
+        }
     }
     // SAFETY: passed on from the caller.
     super::super::wide::run(|| unsafe {
