@@ -32,8 +32,9 @@ pub fn run_either<A, R>(arg: A, wide: impl FnOnce(A) -> R, narrow: impl FnOnce(A
     narrow(arg)
 }
 
-/// Whether [`run_either`] runs its wide form, with FMA, on this CPU.
-pub fn has_fma_path() -> bool {
+/// Whether this CPU runs the AVX-512 code: [`run`]'s closures 16 lanes wide,
+/// [`run_either`]'s wide form, with FMA.
+pub fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     return available();
     #[cfg(not(target_arch = "x86_64"))]
@@ -42,7 +43,7 @@ pub fn has_fma_path() -> bool {
 
 /// Whether this CPU runs `run_avx512`'s code (checked once).
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn available() -> bool {
+fn available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AVAILABLE.get_or_init(|| {
         is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")

@@ -197,10 +197,7 @@ impl WinogradConv {
     /// Whether this CPU gathers and scatters tiles with AVX-512 (for shapes
     /// whose offsets fit i32), which makes the transforms about twice as cheap.
     pub fn simd_transforms() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        return super::wide::available();
-        #[cfg(not(target_arch = "x86_64"))]
-        return false;
+        super::wide::has_avx512()
     }
 
     pub fn tile(&self) -> WinogradTile {

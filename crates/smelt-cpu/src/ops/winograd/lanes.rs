@@ -26,39 +26,10 @@ pub(super) struct Input<'a> {
     pub simd: bool,
 }
 
-/// A vector of one value per tile of a lane group: `[f32; 16]` where the
-/// compiler picks the instructions, `__m512` where the code says them. The
-/// transforms are written once over this, so both run the same arithmetic.
-pub(super) trait Vector: Copy {
-    fn scaled(self, c: f32) -> Self;
-    fn add(self, other: Self) -> Self;
-    fn sub(self, other: Self) -> Self;
-}
-
-impl Vector for Lanes {
-    #[inline(always)]
-    fn scaled(mut self, c: f32) -> Self {
-        self.iter_mut().for_each(|v| *v *= c);
-        self
-    }
-
-    #[inline(always)]
-    fn add(mut self, other: Self) -> Self {
-        self.iter_mut().zip(other).for_each(|(v, o)| *v += o);
-        self
-    }
-
-    #[inline(always)]
-    fn sub(mut self, other: Self) -> Self {
-        self.iter_mut().zip(other).for_each(|(v, o)| *v -= o);
-        self
-    }
-}
-
 /// `L · x · Lᵀ` for a lane group, where `L` (P×Q) is a compile-time constant:
 /// the loops unroll, zero coefficients drop out and ±1 need no multiply.
 #[inline(always)]
-pub(super) fn transform<V: Vector, const P: usize, const Q: usize>(l: &[[f32; Q]; P], x: &[[V; Q]; Q]) -> [[V; P]; P] {
+pub(super) fn transform<const P: usize, const Q: usize>(l: &[[f32; Q]; P], x: &[[Lanes; Q]; Q]) -> [[Lanes; P]; P] {
     // Columns: t[a][j] = Σ_i L[a][i] · x[i][j].
     let mut t = [[x[0][0]; Q]; P];
     for (a, ta) in t.iter_mut().enumerate() {
@@ -76,19 +47,25 @@ pub(super) fn transform<V: Vector, const P: usize, const Q: usize>(l: &[[f32; Q]
     y
 }
 
-/// `Σ_i coefs[i] · v(i)` in order of i, skipping zero coefficients; the rows of
-/// the transform matrices all have a nonzero coefficient.
+/// `Σ_i coefs[i] · v(i)` in order of i, skipping zero coefficients and
+/// multiplying by none of ±1; the rows of the transform matrices all have a
+/// nonzero coefficient.
 #[inline(always)]
-fn combine<V: Vector, const Q: usize>(coefs: &[f32; Q], v: impl Fn(usize) -> V) -> V {
-    let mut acc: Option<V> = None;
+fn combine<const Q: usize>(coefs: &[f32; Q], v: impl Fn(usize) -> Lanes) -> Lanes {
+    let lanewise = |mut a: Lanes, b: Lanes, f: fn(f32, f32) -> f32| {
+        a.iter_mut().zip(b).for_each(|(a, b)| *a = f(*a, b));
+        a
+    };
+    let scaled = |x: Lanes, c: f32| x.map(|v| v * c);
+    let mut acc: Option<Lanes> = None;
     for (i, &c) in coefs.iter().enumerate() {
         acc = match (acc, c) {
             (_, 0.0) => acc,
             (None, 1.0) => Some(v(i)),
-            (None, _) => Some(v(i).scaled(c)),
-            (Some(a), 1.0) => Some(a.add(v(i))),
-            (Some(a), -1.0) => Some(a.sub(v(i))),
-            (Some(a), _) => Some(a.add(v(i).scaled(c))),
+            (None, _) => Some(scaled(v(i), c)),
+            (Some(a), 1.0) => Some(lanewise(a, v(i), |a, b| a + b)),
+            (Some(a), -1.0) => Some(lanewise(a, v(i), |a, b| a - b)),
+            (Some(a), _) => Some(lanewise(a, scaled(v(i), c), |a, b| a + b)),
         };
     }
     acc.expect("a transform row has a nonzero coefficient")
