@@ -297,6 +297,49 @@ pub fn apply_slice_f32(op: &UnaryOp, xs: &mut [f32]) {
     )
 }
 
+/// `xs[i] = op(xs[i] + scalar + vector[i])` in one pass, each addend only where
+/// given (`vector` as long as `xs`) and added in that order, `op` only where
+/// given: a GEMM or Conv epilogue (bias, residual, activation) reads and writes
+/// its output once instead of once per step. Rounding as [`apply_slice_f32`].
+pub fn add_then_apply_f32(xs: &mut [f32], scalar: Option<f32>, vector: Option<&[f32]>, op: Option<&UnaryOp>) {
+    if let Some(v) = vector {
+        assert_eq!(v.len(), xs.len(), "addend and values differ in length");
+    }
+    // One loop per combination of addends, so none of them tests per element,
+    // each in a closure of its own: one closure holding all four is too large
+    // for LLVM to inline into the AVX-512 function, and its `mul_add`s then
+    // become libm calls. For the same reason the loops are `for` loops, not
+    // `for_each` (whose `fold` is not inlined either).
+    macro_rules! each {
+        ($x:ident => $e:expr) => {
+            each!(@run xs, f, for $x in xs.iter_mut() { *$x = f($e) })
+        };
+        ($v:expr, $x:ident, $r:ident => $e:expr) => {
+            each!(@run xs, f, for ($x, &$r) in xs.iter_mut().zip($v) { *$x = f($e) })
+        };
+        (@run $xs:ident, $f:ident, $body:expr) => {
+            match op {
+                None => super::wide::run(|| {
+                    let $f = |x: f32| x;
+                    let $xs = xs;
+                    $body
+                }),
+                Some(op) => super::wide::run_either(
+                    xs,
+                    |$xs| with_unary!(f32, fused32, op, $f => $body),
+                    |$xs| with_unary!(f32, fast32, op, $f => $body),
+                ),
+            }
+        };
+    }
+    match (scalar, vector) {
+        (Some(b), Some(v)) => each!(v, x, r => *x + b + r),
+        (Some(b), None) => each!(x => *x + b),
+        (None, Some(v)) => each!(v, x, r => *x + r),
+        (None, None) => each!(x => *x),
+    }
+}
+
 /// `dst[i] = op(src[i])`. The slices must have the same length; extra elements of the
 /// longer one are left alone. Rounding as [`apply_slice_f32`].
 pub fn map_slice_f32(op: &UnaryOp, src: &[f32], dst: &mut [f32]) {

@@ -16,7 +16,7 @@
 
 use super::broadcast::for_each_chunk;
 use super::dims::{explicit_pads, per_dim, Dims};
-use super::gemm::{gemm, gemm_raw, parallelism, Float, Layout, PackedLhs, Parallelism};
+use super::gemm::{gemm, gemm_raw, parallelism, Finish, Float, Layout, PackedLhs, Parallelism};
 use super::operands::{expect_dtype, expect_shape, first_output, optional, required};
 use super::winograd::{WinogradConv, WinogradShape, WinogradTile};
 use crate::{CpuError, Kernel, Result, Scratch};
@@ -270,19 +270,10 @@ impl<T: Float> Epilogue<'_, T> {
     }
 
     /// Applies the epilogue to `row`, output elements `at..at + row.len()`, all
-    /// of output channel `channel`.
+    /// of output channel `channel`, in one pass.
     fn apply(&self, channel: usize, at: usize, row: &mut [T]) {
-        if let Some(b) = self.bias {
-            let bv = b[channel];
-            super::wide::run(|| row.iter_mut().for_each(|v| *v = *v + bv));
-        }
-        if let Some(z) = self.residual {
-            let z = &z[at..at + row.len()];
-            super::wide::run(|| row.iter_mut().zip(z).for_each(|(v, &r)| *v = *v + r));
-        }
-        if let Some(act) = self.activation {
-            T::activate(row, act);
-        }
+        let residual = self.residual.map(|z| &z[at..at + row.len()]);
+        T::add_then_activate(row, self.bias.map(|b| b[channel]), residual, self.activation);
     }
 }
 
@@ -745,8 +736,13 @@ fn conv_float<T: Float>(
         unsafe {
             let c = y_ptr.get().add(y_offset);
             let packed = weights.packed.map(|p| &p[g]);
+            // Row m of this product is output channel g·cout_g + m, column j
+            // output element y_offset + m·s + j.
+            let finish = |m: usize, j: usize, row: &mut [T]| epilogue.apply(g * cout_g + m, y_offset + m * s + j, row);
+            let finish: Option<Finish<T>> = if epilogue.is_empty() { None } else { Some(&finish) };
             let done = packed.is_some_and(|p| {
-                T::gemm_packed_lhs(cout_g, width, p, b.as_ptr(), b_layout, c, s, T::one(), T::zero(), plan.gemm_par)
+                let (one, zero) = (T::one(), T::zero());
+                T::gemm_packed_lhs(cout_g, width, p, b.as_ptr(), b_layout, c, s, one, zero, finish, plan.gemm_par)
             });
             if !done {
                 gemm_raw(
@@ -763,12 +759,11 @@ fn conv_float<T: Float>(
                     T::zero(),
                     plan.gemm_par,
                 );
-            }
-            // While the tile is in cache.
-            if !epilogue.is_empty() {
-                for m in 0..cout_g {
-                    let row = std::slice::from_raw_parts_mut(c.add(m * s), width);
-                    epilogue.apply(g * cout_g + m, y_offset + m * s, row);
+                // While the tile is in cache.
+                if let Some(finish) = finish {
+                    for m in 0..cout_g {
+                        finish(m, 0, std::slice::from_raw_parts_mut(c.add(m * s), width));
+                    }
                 }
             }
         }

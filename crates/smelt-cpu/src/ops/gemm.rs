@@ -36,6 +36,12 @@ impl Layout {
     }
 }
 
+/// What a product applies to its result once it is final, block by block while
+/// the block is in cache: `finish(row, col, values)` for the elements of row
+/// `row` from column `col` on. Every element of C goes through it exactly once;
+/// calls may come from several threads, on disjoint elements.
+pub type Finish<'a, T> = &'a (dyn Fn(usize, usize, &mut [T]) + Sync);
+
 /// Below this many multiply-adds a product runs on the calling thread: handing
 /// work to rayon costs a few microseconds, about what a 64³ product takes.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
@@ -115,10 +121,30 @@ pub trait Float: num_traits::Float + Default + Send + Sync + std::fmt::Debug + '
     /// A fused activation applied in place.
     fn activate(values: &mut [Self], activation: &UnaryOp);
 
+    /// `values[i] ← activation(values[i] + scalar + vector[i])`, each part only
+    /// where given (`vector` as long as `values`), added in that order.
+    fn add_then_activate(
+        values: &mut [Self],
+        scalar: Option<Self>,
+        vector: Option<&[Self]>,
+        activation: Option<&UnaryOp>,
+    ) {
+        if let Some(b) = scalar {
+            values.iter_mut().for_each(|v| *v = *v + b);
+        }
+        if let Some(z) = vector {
+            assert_eq!(z.len(), values.len(), "addend and values differ in length");
+            values.iter_mut().zip(z).for_each(|(v, &r)| *v = *v + r);
+        }
+        if let Some(act) = activation {
+            Self::activate(values, act);
+        }
+    }
+
     /// `c ← alpha·a·b + beta·c` (c unread when beta is 0) with a left operand
-    /// packed ahead of time; `c` is row-major with row stride `ldc`. Returns
-    /// false, having done nothing, when the element type has no packed kernel
-    /// (only f32 does).
+    /// packed ahead of time, then `finish` on C; `c` is row-major with row
+    /// stride `ldc`. Returns false, having done nothing, when the element type
+    /// has no packed kernel (only f32 does).
     ///
     /// # Safety
     /// As [`gemm_raw`] for the `b` and `c` spans.
@@ -133,6 +159,7 @@ pub trait Float: num_traits::Float + Default + Send + Sync + std::fmt::Debug + '
         _ldc: usize,
         _alpha: Self,
         _beta: Self,
+        _finish: Option<Finish<Self>>,
         _parallelism: Parallelism,
     ) -> bool {
         false
@@ -154,6 +181,7 @@ pub trait Float: num_traits::Float + Default + Send + Sync + std::fmt::Debug + '
         _ldc: usize,
         _alpha: Self,
         _beta: Self,
+        _finish: Option<Finish<Self>>,
         _parallelism: Parallelism,
     ) -> bool {
         false
@@ -232,6 +260,14 @@ impl Float for f32 {
     fn activate(values: &mut [f32], activation: &UnaryOp) {
         crate::ops::activation::apply_slice_f32(activation, values)
     }
+    fn add_then_activate(
+        values: &mut [f32],
+        scalar: Option<f32>,
+        vector: Option<&[f32]>,
+        activation: Option<&UnaryOp>,
+    ) {
+        crate::ops::activation::add_then_apply_f32(values, scalar, vector, activation)
+    }
     #[allow(unused_variables)]
     unsafe fn gemm_packed_lhs(
         m: usize,
@@ -243,6 +279,7 @@ impl Float for f32 {
         ldc: usize,
         alpha: f32,
         beta: f32,
+        finish: Option<Finish<f32>>,
         parallelism: Parallelism,
     ) -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -260,6 +297,7 @@ impl Float for f32 {
                 ldc,
                 alpha,
                 beta,
+                finish,
                 threads(parallelism),
             );
         }
@@ -277,6 +315,7 @@ impl Float for f32 {
         ldc: usize,
         alpha: f32,
         beta: f32,
+        finish: Option<Finish<f32>>,
         parallelism: Parallelism,
     ) -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -294,6 +333,7 @@ impl Float for f32 {
                 ldc,
                 alpha,
                 beta,
+                finish,
                 threads(parallelism),
             );
         }
@@ -535,38 +575,27 @@ fn activate_via_f32<T: Float>(values: &mut [T], activation: &UnaryOp) {
     }
 }
 
-/// Adds a per-row bias (`bias[i]` to every element of row `i`), then applies the
-/// activation, one row at a time so each row is still in L1 for the second step.
-/// `c` holds consecutive rows of `cols` elements.
+/// Adds a per-row bias (`bias[i]` to every element of row `i`), then applies
+/// the activation, in one pass per row. `c` holds consecutive rows of `cols`
+/// elements.
 pub fn bias_rows_then_activate<T: Float>(c: &mut [T], cols: usize, bias: Option<&[T]>, activation: Option<&UnaryOp>) {
     if cols == 0 || (bias.is_none() && activation.is_none()) {
         return;
     }
     for (i, row) in c.chunks_exact_mut(cols).enumerate() {
-        if let Some(b) = bias {
-            let b = b[i];
-            row.iter_mut().for_each(|v| *v = *v + b);
-        }
-        if let Some(act) = activation {
-            activate(row, act);
-        }
+        T::add_then_activate(row, bias.map(|b| b[i]), None, activation);
     }
 }
 
 /// Adds a per-column bias (`bias[j]` to column `j` of every row), then applies
-/// the activation, row by row. `c` holds consecutive rows of `bias.len()` elements
-/// (or of `cols` when there is no bias).
+/// the activation, in one pass per row. `c` holds consecutive rows of
+/// `bias.len()` elements (or of `cols` when there is no bias).
 pub fn bias_cols_then_activate<T: Float>(c: &mut [T], cols: usize, bias: Option<&[T]>, activation: Option<&UnaryOp>) {
     if cols == 0 || (bias.is_none() && activation.is_none()) {
         return;
     }
     for row in c.chunks_exact_mut(cols) {
-        if let Some(b) = bias {
-            super::wide::run(|| row.iter_mut().zip(b).for_each(|(v, &b)| *v = *v + b));
-        }
-        if let Some(act) = activation {
-            activate(row, act);
-        }
+        T::add_then_activate(row, None, bias, activation);
     }
 }
 

@@ -16,13 +16,18 @@
 //!   from memory. Edge tiles use smaller instances of the same kernel with
 //!   masked loads and stores, so nothing is computed twice or copied.
 //!
+//! A caller's [`Finish`] (bias, residual, activation) runs on each block of C
+//! as soon as its last block of k is done, on the thread that computed it,
+//! while the block is still in that core's L2: one more pass over C after the
+//! product would run on one thread and from memory.
+//!
 //! Threads split C into column or row bands (handed out through rayon's
 //! fork-join, which keeps its jobs on the stack); each packs what its band needs
 //! into buffers kept per thread, so steady-state calls allocate nothing.
 
 #![cfg(target_arch = "x86_64")]
 
-use super::gemm::Layout;
+use super::gemm::{Finish, Layout};
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -162,7 +167,7 @@ enum B {
 
 /// One product's operands, as raw parts so bands can go to other threads.
 #[derive(Clone, Copy)]
-struct Problem {
+struct Problem<'f> {
     k: usize,
     a: A,
     b: B,
@@ -171,12 +176,13 @@ struct Problem {
     ldc: usize,
     alpha: f32,
     beta: f32,
+    finish: Option<Finish<'f, f32>>,
 }
 
 // SAFETY: a Problem is only shared between the threads of one call, which write
 // disjoint bands of C and only read A and B.
-unsafe impl Send for Problem {}
-unsafe impl Sync for Problem {}
+unsafe impl Send for Problem<'_> {}
+unsafe impl Sync for Problem<'_> {}
 
 /// `c ← alpha·a·b + beta·c` on strided operands (c unread when beta is 0).
 /// Returns false, having done nothing, when the CPU lacks AVX-512F or C has no
@@ -215,12 +221,13 @@ pub unsafe fn sgemm(
     } else {
         B::Strided(b, b_layout)
     };
-    run(m, n, Problem { k, a: lhs(a, a_layout), b, c, ldc, alpha, beta }, threads);
+    run(m, n, Problem { k, a: lhs(a, a_layout), b, c, ldc, alpha, beta, finish: None }, threads);
     true
 }
 
-/// `c ← alpha·a·b + beta·c` with either operand possibly pre-packed; C is
-/// row-major with row stride `ldc`. Returns false when the CPU lacks AVX-512F
+/// `c ← alpha·a·b + beta·c` with either operand possibly pre-packed, then
+/// `finish` on every row segment of C once it is final; C is row-major with row
+/// stride `ldc`. Returns false, having done nothing, when the CPU lacks AVX-512F
 /// (only possible without packed operands, which need it to exist).
 ///
 /// # Safety
@@ -238,6 +245,7 @@ pub unsafe fn sgemm_with(
     ldc: usize,
     alpha: f32,
     beta: f32,
+    finish: Option<Finish<f32>>,
     threads: usize,
 ) -> bool {
     if !available() {
@@ -266,10 +274,13 @@ pub unsafe fn sgemm_with(
         for i in 0..m {
             let row = std::slice::from_raw_parts_mut(c.add(i * ldc), n);
             row.iter_mut().for_each(|v| *v = if beta == 0.0 { 0.0 } else { beta * *v });
+            if let Some(f) = finish {
+                f(i, 0, row);
+            }
         }
         return true;
     }
-    run(m, n, Problem { k, a, b, c, ldc, alpha, beta }, threads);
+    run(m, n, Problem { k, a, b, c, ldc, alpha, beta, finish }, threads);
     true
 }
 
@@ -396,6 +407,11 @@ unsafe fn band_with(p: &Problem, i0: usize, i1: usize, j0: usize, j1: usize, pa:
                         let padded = !matches!(p.b, B::Direct(..));
                         let b = BPanel { ptr: b, step: b_step, prefetch, padded };
                         tile(rows, cols, kc, (a, a_rows), b, c, p.ldc, p.alpha, beta, accumulate);
+                    }
+                }
+                if let Some(f) = p.finish.filter(|_| pc + kc == p.k) {
+                    for i in ic..ic + mc {
+                        f(i, jc, std::slice::from_raw_parts_mut(p.c.add(i * p.ldc + jc), nc));
                     }
                 }
             }
@@ -671,15 +687,26 @@ mod tests {
                     (Lhs::Strided(&a, al), Rhs::Packed(&pb)),
                     (Lhs::Packed(&pa), Rhs::Packed(&pb)),
                 ] {
-                    for threads in [1, 3] {
+                    // The finish sees each element once, final, at its own row and column.
+                    let marks = |i: usize, j: usize| (i * 7 + j * 3) as f64 % 11.0;
+                    let finish = |i: usize, j0: usize, row: &mut [f32]| {
+                        row.iter_mut().enumerate().for_each(|(j, v)| *v = *v * 3.0 + marks(i, j0 + j) as f32)
+                    };
+                    for (threads, finish) in
+                        [(1, None), (3, None), (1, Some(&finish as Finish<f32>)), (3, Some(&finish))]
+                    {
                         let c0 = values(m * n, 3);
                         let mut c = c0.clone();
-                        unsafe { sgemm_with(m, n, k, lhs, rhs, c.as_mut_ptr(), n, 0.5, 2.0, threads) };
+                        unsafe { sgemm_with(m, n, k, lhs, rhs, c.as_mut_ptr(), n, 0.5, 2.0, finish, threads) };
                         for i in 0..m * n {
-                            let w = 0.5 * want[i] + 2.0 * c0[i] as f64;
+                            let mut w = 0.5 * want[i] + 2.0 * c0[i] as f64;
+                            if finish.is_some() {
+                                w = w * 3.0 + marks(i / n, i % n);
+                            }
                             assert!(
                                 (c[i] as f64 - w).abs() < 1e-4 * (1.0 + w.abs()),
-                                "{m}x{n}x{k} at {i}: {} vs {w}",
+                                "{m}x{n}x{k} at {i} (finish {}): {} vs {w}",
+                                finish.is_some(),
                                 c[i]
                             );
                         }

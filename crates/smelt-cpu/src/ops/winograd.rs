@@ -303,6 +303,7 @@ impl WinogradConv {
                             block,
                             1.0,
                             0.0,
+                            None,
                             Parallelism::None,
                         )
                     });
