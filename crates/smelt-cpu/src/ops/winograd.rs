@@ -22,7 +22,7 @@
 //! finished output planes.
 
 use super::gemm::{gemm_raw, Float, Layout, PackedLhs, Parallelism};
-use lanes::{Input, Output};
+use lanes::{Input, Output, OutputFinish};
 use rayon::prelude::*;
 use smelt_ir::UnaryOp;
 use tile_map::{TileMap, MAX_BLOCK_TILES};
@@ -262,6 +262,13 @@ impl WinogradConv {
             return;
         }
         let block = self.block_tiles(tiles);
+        // A Relu or Clip is applied as the output tiles are stored; any other
+        // activation takes a pass over the output at the end.
+        let (clamp, act) = match act {
+            Some(&UnaryOp::Relu) => ((0.0, f32::INFINITY), None),
+            Some(&UnaryOp::Clip { min, max }) => ((min, max), None),
+            other => ((f32::NEG_INFINITY, f32::INFINITY), other),
+        };
         let (v, rest) = scratch.split_at_mut(a2 * c_n * block);
         let mm = &mut rest[..a2 * k_n * block];
         let simd = gather == Gather::Best && simd_available(shape);
@@ -328,12 +335,12 @@ impl WinogradConv {
             // Phase 3: output tiles of every output channel.
             let m_const = &*mm;
             for_each_index(k_n, |k| {
-                let b = bias.map_or(0.0, |b| b[k]);
+                let finish = OutputFinish { bias: bias.map_or(0.0, |b| b[k]), min: clamp.0, max: clamp.1 };
                 let src = &m_const[k * block..];
                 let out = Output { y: y_ptr.get(), shape, simd };
                 // SAFETY: `y` holds every output plane (asserted above) and
                 // output channel k's planes are written by this task alone.
-                unsafe { lanes::output_channel(self.tile, src, k_n * block, k, b, map, out) };
+                unsafe { lanes::output_channel(self.tile, src, k_n * block, k, finish, map, out) };
             });
         }
         if let Some(act) = act {

@@ -322,9 +322,32 @@ pub(super) struct Output<'a> {
     pub simd: bool,
 }
 
+/// What an output transform does to each value before it is stored: `bias`
+/// added, then clamped to `[min, max]` (a fused Relu or Clip; ±∞ for neither).
+/// NaN passes through, as in the graph's Relu and Clip.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct OutputFinish {
+    pub bias: f32,
+    pub min: f32,
+    pub max: f32,
+}
+
+impl OutputFinish {
+    #[inline(always)]
+    pub(super) fn apply(self, x: f32) -> f32 {
+        let x = x + self.bias;
+        let x = if x < self.min { self.min } else { x };
+        if x > self.max {
+            self.max
+        } else {
+            x
+        }
+    }
+}
+
 /// Output channel `k`: every tile of `map` transformed from M by `Aᵀ · A`
-/// (element ξ of tile t at `m[ξ·m_stride + t]`), `bias` added, and written into
-/// its image's plane k, clipped to the plane.
+/// (element ξ of tile t at `m[ξ·m_stride + t]`), `finish` applied, and written
+/// into its image's plane k, clipped to the plane.
 ///
 /// # Safety
 /// `out.y` holds `batch · K · out_h · out_w` elements and no other thread
@@ -334,7 +357,7 @@ pub(super) unsafe fn output_channel(
     m: &[f32],
     m_stride: usize,
     k: usize,
-    bias: f32,
+    finish: OutputFinish,
     map: &TileMap,
     out: Output,
 ) {
@@ -344,15 +367,15 @@ pub(super) unsafe fn output_channel(
         {
             // SAFETY: `simd` is set only where the CPU has AVX-512; the rest is
             // the caller's contract.
-            unsafe { output_channel_avx512(tile, m, m_stride, k, bias, map, out) };
+            unsafe { output_channel_avx512(tile, m, m_stride, k, finish, map, out) };
             return;
         }
     }
     // SAFETY: passed on from the caller.
     super::super::wide::run(|| unsafe {
         match tile {
-            WinogradTile::F2 => output_tiles(&F2_AT, m, m_stride, k, bias, map, out),
-            WinogradTile::F4 => output_tiles(&F4_AT, m, m_stride, k, bias, map, out),
+            WinogradTile::F2 => output_tiles(&F2_AT, m, m_stride, k, finish, map, out),
+            WinogradTile::F4 => output_tiles(&F4_AT, m, m_stride, k, finish, map, out),
         }
     })
 }
@@ -364,7 +387,7 @@ unsafe fn output_tiles<const M: usize, const A: usize>(
     m: &[f32],
     m_stride: usize,
     k: usize,
-    bias: f32,
+    finish: OutputFinish,
     map: &TileMap,
     out: Output,
 ) {
@@ -384,7 +407,7 @@ unsafe fn output_tiles<const M: usize, const A: usize>(
         }
         let mut tiles = transform(at, &x);
         for v in tiles.iter_mut().flatten().flatten() {
-            *v += bias;
+            *v = finish.apply(*v);
         }
         for l in 0..lanes {
             let t = j0 + l;
@@ -412,15 +435,15 @@ unsafe fn output_channel_avx512(
     m: &[f32],
     m_stride: usize,
     k: usize,
-    bias: f32,
+    finish: OutputFinish,
     map: &TileMap,
     out: Output,
 ) {
     // SAFETY: passed on from the caller.
     unsafe {
         match tile {
-            WinogradTile::F2 => output_scattered(&F2_AT, m, m_stride, k, bias, map, out),
-            WinogradTile::F4 => output_scattered(&F4_AT, m, m_stride, k, bias, map, out),
+            WinogradTile::F2 => output_scattered(&F2_AT, m, m_stride, k, finish, map, out),
+            WinogradTile::F4 => output_scattered(&F4_AT, m, m_stride, k, finish, map, out),
         }
     }
 }
@@ -436,7 +459,7 @@ unsafe fn output_scattered<const M: usize, const A: usize>(
     m: &[f32],
     m_stride: usize,
     k: usize,
-    bias: f32,
+    finish: OutputFinish,
     map: &TileMap,
     out: Output,
 ) {
@@ -469,7 +492,8 @@ unsafe fn output_scattered<const M: usize, const A: usize>(
                 k as i32 * out_plane,
             )
         };
-        let bias = _mm512_set1_ps(bias);
+        let bias = _mm512_set1_ps(finish.bias);
+        let (min, max) = (_mm512_set1_ps(finish.min), _mm512_set1_ps(finish.max));
         for (r, tile_row) in tiles.iter().enumerate() {
             let step = _mm512_set1_epi32(r as i32);
             let row_in = live & _mm512_cmplt_epu32_mask(_mm512_add_epi32(row, step), _mm512_set1_epi32(out_h));
@@ -477,7 +501,10 @@ unsafe fn output_scattered<const M: usize, const A: usize>(
                 let step = _mm512_set1_epi32(c as i32);
                 let col_in = _mm512_cmplt_epu32_mask(_mm512_add_epi32(col, step), _mm512_set1_epi32(out_w));
                 let offsets = _mm512_add_epi32(corner, _mm512_set1_epi32(r as i32 * out_w + c as i32));
+                // `max(min, v)`, then `min(max, v)`: each returns its second
+                // operand, v, when either is NaN, as `apply`'s comparisons do.
                 let v = _mm512_add_ps(from_lanes(v), bias);
+                let v = _mm512_min_ps(max, _mm512_max_ps(min, v));
                 // SAFETY: a lane is written only where its row and column are
                 // inside plane k of one of the batch's images (the caller's
                 // contract makes those ours alone).

@@ -63,10 +63,11 @@ fn relative_error_with(gather: Gather, tile: WinogradTile, shape: WinogradShape,
     let mut scratch = vec![0f32; conv.scratch_len(&shape)];
     conv.run_with(gather, &shape, &x, Some(&bias), act, &mut y, &mut scratch);
     let mut reference = direct(&shape, &x, &w, &bias);
-    if act == Some(&UnaryOp::Relu) {
-        reference.iter_mut().for_each(|v| *v = v.max(0.0));
-    }
+    // The scale is the convolution's, before an activation squashes it.
     let scale = reference.iter().fold(0f64, |m, v| m.max(v.abs()));
+    if let Some(act) = act {
+        reference.iter_mut().for_each(|v| *v = crate::ops::activation::apply_f64(act, *v));
+    }
     let err = y.iter().zip(&reference).fold(0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
     err / scale
 }
@@ -146,10 +147,25 @@ fn both_gathers_agree_bit_for_bit() {
 #[test]
 fn bias_and_activation_are_applied() {
     let shape = odd_shapes()[1];
-    for tile in [WinogradTile::F2, WinogradTile::F4] {
-        let err = relative_error(tile, shape, Some(&UnaryOp::Relu));
-        assert!(err < 2e-5, "{tile:?}: relative error {err:e}");
+    // Relu and Clip are applied as the tiles are stored, Sigmoid in a pass after.
+    let clip = UnaryOp::Clip { min: -0.3, max: 0.4 };
+    for act in [UnaryOp::Relu, clip, UnaryOp::Sigmoid] {
+        for tile in [WinogradTile::F2, WinogradTile::F4] {
+            for gather in [Gather::Best, Gather::Portable] {
+                let err = relative_error_with(gather, tile, shape, Some(&act));
+                assert!(err < 2e-5, "{tile:?}, {act:?}, {gather:?}: relative error {err:e}");
+            }
+        }
     }
+}
+
+#[test]
+fn fused_clamps_let_nan_through() {
+    let relu = OutputFinish { bias: 0.0, min: 0.0, max: f32::INFINITY };
+    assert!(relu.apply(f32::NAN).is_nan());
+    assert_eq!((relu.apply(-2.0), relu.apply(3.0)), (0.0, 3.0));
+    let clip = OutputFinish { bias: 1.0, min: -0.5, max: 0.5 };
+    assert_eq!((clip.apply(-3.0), clip.apply(0.25), clip.apply(7.0)), (-0.5, 0.5, 0.5));
 }
 
 #[test]
@@ -212,5 +228,25 @@ fn error_report() {
             "C={} K={} {}x{}: F2 {e2:.2e}  F4 {e4:.2e}",
             shape.in_channels, shape.out_channels, shape.in_h, shape.in_w
         );
+    }
+}
+
+#[test]
+fn nan_inputs_survive_a_fused_relu() {
+    let shape = odd_shapes()[1];
+    let mut x = values(shape.batch * shape.in_channels * shape.in_h * shape.in_w, 1);
+    x[shape.in_w + 1] = f32::NAN;
+    let w = values(shape.out_channels * shape.in_channels * 9, 2);
+    for tile in [WinogradTile::F2, WinogradTile::F4] {
+        let conv = WinogradConv::new(tile, &w, shape.out_channels, shape.in_channels);
+        let scratch = vec![0f32; conv.scratch_len(&shape)];
+        let nans = |gather| {
+            let mut y = vec![0f32; shape.batch * shape.out_channels * shape.out_h * shape.out_w];
+            conv.run_with(gather, &shape, &x, None, Some(&UnaryOp::Relu), &mut y, &mut scratch.clone());
+            y.iter().map(|v| v.is_nan()).collect::<Vec<_>>()
+        };
+        let best = nans(Gather::Best);
+        assert!(best.iter().any(|&n| n), "{tile:?}: the NaN was clamped away");
+        assert_eq!(best, nans(Gather::Portable), "{tile:?}");
     }
 }
