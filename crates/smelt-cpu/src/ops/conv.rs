@@ -25,6 +25,7 @@ use rayon::prelude::*;
 use smallvec::smallvec;
 use smelt_ir::semantics::conv_transpose::{spatial_geometry, SpatialGeometry};
 use smelt_ir::{AutoPad, ConvAttrs, ConvTransposeAttrs, DType, Op, Tensor, TensorView, TensorViewMut, UnaryOp};
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 pub fn eval(
@@ -585,6 +586,13 @@ const MIN_TILE_PANELS: usize = 2;
 /// (7 and 2 panels) ran as uneven tasks: 0.95 made them 10–25% faster
 /// (`cargo bench -p smelt-cpu -- conv`).
 const MIN_BALANCE: f64 = 0.95;
+/// A batch's images share GEMM columns ([`TilePlan::flat`]) when padding an
+/// image's positions to whole panels wastes more than 1/`FLAT_WASTE` of them:
+/// 7×7 maps (23%) do, 14×14 (12.5%) and 28×28 (2%) do not. At batch 8
+/// (`calibrate_gemm_convs`) ResNet-50's 1×1 stride-2 layer onto 7×7 took 4.1–4.3
+/// ms flat against 5.1–5.2, its 3×3 stride-2 one 5.8 against 6.1; 14×14 maps
+/// gained nothing.
+const FLAT_WASTE: usize = 5;
 
 /// How the output positions of one (image, group) are cut into tiles, and how
 /// the (image, group, tile) tasks are spread over threads.
@@ -594,15 +602,26 @@ struct TilePlan {
     depthwise: bool,
     /// The input is the GEMM operand as it stands: no im2col.
     pointwise: bool,
-    /// Output positions of an (image, group), in `PANEL`-wide panels, and the
-    /// tiles they are dealt into (as evenly as whole panels allow).
+    /// The images' output positions are one run of GEMM columns (image after
+    /// image), cut into tiles that may span images: the product goes to a
+    /// scratch block and its finish scatters it to the images. Chosen for
+    /// im2col layers (which copy their columns anyway) whose images' positions
+    /// fill their last panel badly: 7×7 maps make 49-column GEMMs, 2 panels
+    /// with a quarter of the kernel's work wasted. Pointwise layers read their
+    /// input in place, and copying it cost them more than the waste.
+    flat: bool,
+    /// Output positions of an (image, group), or of all images when `flat`, in
+    /// `PANEL`-wide panels, and the tiles they are dealt into (as evenly as
+    /// whole panels allow).
     positions: usize,
     panels: usize,
     tiles: usize,
     tasks: usize,
-    /// Threads working on tasks; each owns `col_len` elements of scratch.
+    /// Threads working on tasks; each owns `col_len` elements of scratch for
+    /// its column tile and, when `flat`, `out_len` for its product.
     workers: usize,
     col_len: usize,
+    out_len: usize,
     /// Threads inside each GEMM (and im2col): only when tasks alone cannot
     /// keep them evenly busy.
     gemm_par: Parallelism,
@@ -611,11 +630,13 @@ struct TilePlan {
 impl TilePlan {
     fn new(geo: &ConvGeometry) -> TilePlan {
         let threads = rayon::current_num_threads().max(1);
-        let s = geo.out_size();
         let depthwise = geo.is_depthwise();
+        let padded = geo.out_size().next_multiple_of(PANEL);
         let pointwise = !depthwise && geo.is_pointwise();
+        let flat = !depthwise && !pointwise && geo.group == 1 && geo.batch > 1;
+        let flat = flat && (padded - geo.out_size()) * FLAT_WASTE > padded;
         let rows = if pointwise { geo.cin_g() } else { geo.col_rows() };
-        let images = geo.batch * geo.group;
+        let (s, images) = if flat { (geo.batch * geo.out_size(), 1) } else { (geo.out_size(), geo.batch * geo.group) };
         let panels = s.div_ceil(PANEL).max(1);
         let cap = (COL_TILE_ELEMS / rows.max(1) / PANEL).max(MIN_TILE_PANELS);
         let mut tiles = panels.div_ceil(cap);
@@ -638,8 +659,9 @@ impl TilePlan {
         let workers = if balanced { threads } else { 1 };
         let width = panels.div_ceil(tiles) * PANEL;
         let col_len = if pointwise || depthwise { 0 } else { rows * width.min(s) };
+        let out_len = if flat { geo.cout_g() * width.min(s) } else { 0 };
         let gemm_par = if workers > 1 || !parallel { Parallelism::None } else { Parallelism::Rayon(threads) };
-        TilePlan { depthwise, pointwise, positions: s, panels, tiles, tasks, workers, col_len, gemm_par }
+        TilePlan { depthwise, pointwise, flat, positions: s, panels, tiles, tasks, workers, col_len, out_len, gemm_par }
     }
 
     /// Output positions of tile `t` of an (image, group).
@@ -649,8 +671,13 @@ impl TilePlan {
         ((p0 * PANEL).min(self.positions), (p1 * PANEL).min(self.positions))
     }
 
+    /// Scratch elements of one worker.
+    fn worker_len(&self) -> usize {
+        self.col_len + self.out_len
+    }
+
     fn scratch_len(&self) -> usize {
-        self.col_len * self.workers
+        self.worker_len() * self.workers
     }
 }
 
@@ -718,13 +745,13 @@ fn conv_float<T: Float>(
         } else {
             let col = &mut col[..rows * width];
             if matches!(plan.gemm_par, Parallelism::None) {
-                im2col_tile(geo, x_g, 0, s0, width, col);
+                im2col_tile(geo, x_g, 0..cin_g, s0, width, width, col);
             } else {
                 // The threads the GEMM will use split the columns' channels first.
                 let per_channel = geo.kernel_size() * width;
                 col.par_chunks_mut(per_channel)
                     .enumerate()
-                    .for_each(|(c, rows)| im2col_tile(geo, x_g, c, s0, width, rows));
+                    .for_each(|(c, rows)| im2col_tile(geo, x_g, c..c + 1, s0, width, width, rows));
             }
             (&col[..rows * width], Layout::row_major(width))
         };
@@ -768,33 +795,127 @@ fn conv_float<T: Float>(
             }
         }
     };
+    // A flat plan's tasks are tiles of all the images' positions.
+    let run_flat = |tile: usize, buf: &mut [T]| {
+        let (f0, f1) = plan.tile_range(tile);
+        let width = f1 - f0;
+        let (col, out) = buf.split_at_mut(plan.col_len);
+        let col = &mut col[..rows * width];
+        let fill = |channels: Range<usize>, dst: &mut [T]| {
+            for (n, p0, p1, at) in image_runs(f0, f1, s) {
+                let x_n = &x[n * geo.in_channels * in_size..][..cin_g * in_size];
+                im2col_tile(geo, x_n, channels.clone(), p0, p1 - p0, width, &mut dst[at..]);
+            }
+        };
+        if matches!(plan.gemm_par, Parallelism::None) {
+            fill(0..cin_g, col);
+        } else {
+            let per_channel = geo.kernel_size() * width;
+            col.par_chunks_mut(per_channel).enumerate().for_each(|(c, dst)| fill(c..c + 1, dst));
+        }
+        let c = out[..cout_g * width].as_mut_ptr();
+        // Row m of the product, from its column j, is output channel m of the
+        // images whose positions the tile's columns j.. are: epilogue, then out.
+        let scatter = |m: usize, j: usize, row: &mut [T]| {
+            for (n, p0, p1, at) in image_runs(f0 + j, f0 + j + row.len(), s) {
+                let run = &mut row[at..at + p1 - p0];
+                let y_at = (n * geo.out_channels + m) * s + p0;
+                if !epilogue.is_empty() {
+                    epilogue.apply(m, y_at, run);
+                }
+                // SAFETY: (image n, channel m, positions p0..p1) is written by
+                // this call alone: tiles differ in positions, calls in (m, j).
+                unsafe { std::ptr::copy_nonoverlapping(run.as_ptr(), y_ptr.get().add(y_at), run.len()) };
+            }
+        };
+        assert!(w.len() >= cout_g * rows);
+        // SAFETY: `col` holds the rows×width B and `out` the cout×width C.
+        unsafe {
+            let packed = weights.packed.map(|p| &p[0]);
+            let done = packed.is_some_and(|p| {
+                let (one, zero) = (T::one(), T::zero());
+                let b = col.as_ptr();
+                T::gemm_packed_lhs(
+                    cout_g,
+                    width,
+                    p,
+                    b,
+                    Layout::row_major(width),
+                    c,
+                    width,
+                    one,
+                    zero,
+                    Some(&scatter),
+                    plan.gemm_par,
+                )
+            });
+            if !done {
+                let (a, b) = (w.as_ptr(), col.as_ptr());
+                let (al, bl) = (Layout::row_major(rows), Layout::row_major(width));
+                gemm_raw(cout_g, width, rows, a, al, b, bl, c, bl, T::one(), T::zero(), plan.gemm_par);
+                for m in 0..cout_g {
+                    scatter(m, 0, std::slice::from_raw_parts_mut(c.add(m * width), width));
+                }
+            }
+        }
+    };
+    let run = |task: usize, buf: &mut [T]| {
+        if plan.flat {
+            run_flat(task, buf)
+        } else {
+            run_task(task, &mut buf[..plan.col_len])
+        }
+    };
     if plan.workers <= 1 {
-        let col = &mut buf[..plan.col_len];
-        (0..plan.tasks).for_each(|t| run_task(t, col));
-    } else if plan.col_len == 0 {
+        let buf = &mut buf[..plan.worker_len()];
+        (0..plan.tasks).for_each(|t| run(t, buf));
+    } else if plan.worker_len() == 0 {
         (0..plan.workers)
             .into_par_iter()
-            .for_each(|wkr| (wkr..plan.tasks).step_by(plan.workers).for_each(|t| run_task(t, &mut [])));
+            .for_each(|wkr| (wkr..plan.tasks).step_by(plan.workers).for_each(|t| run(t, &mut [])));
     } else {
-        buf[..plan.col_len * plan.workers]
-            .par_chunks_mut(plan.col_len)
+        buf[..plan.scratch_len()]
+            .par_chunks_mut(plan.worker_len())
             .enumerate()
-            .for_each(|(wkr, col)| (wkr..plan.tasks).step_by(plan.workers).for_each(|t| run_task(t, col)));
+            .for_each(|(wkr, buf)| (wkr..plan.tasks).step_by(plan.workers).for_each(|t| run(t, buf)));
     }
 }
 
-/// Fills `col` (row-major, `width` columns) with rows (input channel, kernel
-/// offset) of the im2col matrix for the output positions `s0..s0 + width` in
-/// row-major order over the output's spatial dims, channels from `c0` for as
-/// many as `col` has rows. Padding reads as zero.
-fn im2col_tile<T: Float>(geo: &ConvGeometry, x_g: &[T], c0: usize, s0: usize, width: usize, col: &mut [T]) {
+/// The images' runs of positions among flat positions `f0..f1` (image after
+/// image, `s` each): (image, first position, end position, offset from `f0`).
+fn image_runs(f0: usize, f1: usize, s: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let mut f = f0;
+    std::iter::from_fn(move || {
+        (f < f1).then(|| {
+            let (n, p0) = (f / s, f % s);
+            let p1 = s.min(p0 + f1 - f);
+            let run = (n, p0, p1, f - f0);
+            f += p1 - p0;
+            run
+        })
+    })
+}
+
+/// Fills `col` (rows `ld` elements apart, `width` of each written) with rows
+/// (input channel, kernel offset) of the im2col matrix for the output positions
+/// `s0..s0 + width` in row-major order over the output's spatial dims, for the
+/// input channels `channels` of `x_g`. Padding reads as zero.
+fn im2col_tile<T: Float>(
+    geo: &ConvGeometry,
+    x_g: &[T],
+    channels: Range<usize>,
+    s0: usize,
+    width: usize,
+    ld: usize,
+    col: &mut [T],
+) {
     if geo.input.len() == 2 {
         #[cfg(target_arch = "x86_64")]
         if super::wide::has_avx512() {
             // SAFETY: the CPU has AVX-512 (and what `wide` checks with it).
-            return unsafe { im2col_tile_2d_avx512(geo, x_g, c0, s0, width, col) };
+            return unsafe { im2col_tile_2d_avx512(geo, x_g, channels, s0, width, ld, col) };
         }
-        return im2col_tile_2d(geo, x_g, c0, s0, width, col);
+        return im2col_tile_2d(geo, x_g, channels, s0, width, ld, col);
     }
     let nd = geo.input.len();
     let last = nd - 1;
@@ -803,16 +924,15 @@ fn im2col_tile<T: Float>(geo: &ConvGeometry, x_g: &[T], c0: usize, s0: usize, wi
     let (ow, iw) = (geo.output[last], geo.input[last]);
     let (sw, dw, pw) = (geo.strides[last], geo.dilations[last], geo.pads[last] as isize);
     let mut koff: Dims = smallvec![0; nd];
-    let channels = col.len() / (ksize * width).max(1);
-    for c in 0..channels {
-        let xc = &x_g[(c0 + c) * in_size..][..in_size];
+    for (c, channel) in channels.enumerate() {
+        let xc = &x_g[channel * in_size..][..in_size];
         for kk in 0..ksize {
             let mut rem = kk;
             for d in (0..nd).rev() {
                 koff[d] = rem % geo.kernel[d];
                 rem /= geo.kernel[d];
             }
-            let row = &mut col[(c * ksize + kk) * width..][..width];
+            let row = &mut col[(c * ksize + kk) * ld..][..width];
             let shift = (koff[last] * dw) as isize - pw;
             let mut s = s0;
             while s < s0 + width {
@@ -848,7 +968,15 @@ fn im2col_tile<T: Float>(geo: &ConvGeometry, x_g: &[T], c0: usize, s0: usize, wi
 /// row's coordinates are worked out once for all its (channel, kernel offset)
 /// rows of the column matrix, not once for each.
 #[inline(always)]
-fn im2col_tile_2d<T: Float>(geo: &ConvGeometry, x_g: &[T], c0: usize, s0: usize, width: usize, col: &mut [T]) {
+fn im2col_tile_2d<T: Float>(
+    geo: &ConvGeometry,
+    x_g: &[T],
+    channels: Range<usize>,
+    s0: usize,
+    width: usize,
+    ld: usize,
+    col: &mut [T],
+) {
     let [ih, iw] = [geo.input[0], geo.input[1]];
     let ow = geo.output[1];
     let [kh, kw] = [geo.kernel[0], geo.kernel[1]];
@@ -857,19 +985,18 @@ fn im2col_tile_2d<T: Float>(geo: &ConvGeometry, x_g: &[T], c0: usize, s0: usize,
     let [ph, pw] = [geo.pads[0] as isize, geo.pads[1] as isize];
     let in_size = ih * iw;
     let ksize = kh * kw;
-    let channels = col.len() / (ksize * width).max(1);
     let mut s = s0;
     while s < s0 + width {
         let (oy, ox0) = (s / ow, s % ow);
         let seg_end = (s - ox0 + ow).min(s0 + width);
         let segment = s - s0..seg_end - s0;
-        for c in 0..channels {
-            let xc = &x_g[(c0 + c) * in_size..][..in_size];
+        for (c, channel) in channels.clone().enumerate() {
+            let xc = &x_g[channel * in_size..][..in_size];
             for ky in 0..kh {
                 let iy = (oy * sh + ky * dh) as isize - ph;
                 let source = (0..ih as isize).contains(&iy).then(|| &xc[iy as usize * iw..][..iw]);
                 for kx in 0..kw {
-                    let dst = &mut col[(c * ksize + ky * kw + kx) * width..][segment.clone()];
+                    let dst = &mut col[(c * ksize + ky * kw + kx) * ld..][segment.clone()];
                     match source {
                         None => dst.fill(T::zero()),
                         Some(src) => gather_row(src, dst, ox0, sw, (kx * dw) as isize - pw),
@@ -887,8 +1014,16 @@ fn im2col_tile_2d<T: Float>(geo: &ConvGeometry, x_g: &[T], c0: usize, s0: usize,
 /// LLVM does not inline a closure this large into the AVX-512 function.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn im2col_tile_2d_avx512<T: Float>(geo: &ConvGeometry, x_g: &[T], c0: usize, s0: usize, width: usize, col: &mut [T]) {
-    im2col_tile_2d(geo, x_g, c0, s0, width, col)
+unsafe fn im2col_tile_2d_avx512<T: Float>(
+    geo: &ConvGeometry,
+    x_g: &[T],
+    channels: Range<usize>,
+    s0: usize,
+    width: usize,
+    ld: usize,
+    col: &mut [T],
+) {
+    im2col_tile_2d(geo, x_g, channels, s0, width, ld, col)
 }
 
 /// `dst[j] = src[(ox0 + j)·stride + shift]`, zero where that falls outside `src`.
@@ -1378,6 +1513,11 @@ mod tests {
             (relu(attrs(6, &[], &[1, 1, 1, 1], &[], NotSet)), &[2, 6, 7, 7], &[6, 1, 3, 3]),
             (relu(attrs(1, &[], &[1, 1, 1, 1], &[], NotSet)), &[2, 8, 6, 6], &[8, 8, 3, 3]),
             (attrs(1, &[], &[], &[], NotSet), &[1, 4, 5, 5], &[3, 4, 1, 1]),
+            // Flat plans (see `flat_plans_only_where_panels_are_wasted`): 1×1
+            // stride 2 onto 7×7, and a 3×3 stride-2 layer whose tiles end inside
+            // images.
+            (relu(attrs(1, &[2, 2], &[], &[], NotSet)), &[3, 24, 13, 13], &[20, 24, 1, 1]),
+            (relu(attrs(1, &[2, 2], &[1, 1, 1, 1], &[], NotSet)), &[3, 512, 14, 14], &[16, 512, 3, 3]),
         ];
         for (seed, (a, xs, ws)) in cases.iter().enumerate() {
             let seed = 300 + 4 * seed as u64;
@@ -1523,6 +1663,24 @@ mod tests {
                 println!("b{batch} {label}: {:.3} ms, {:.0} GFLOP/s", best * 1e3, flops / best / 1e9);
             }
         }
+    }
+
+    #[test]
+    fn flat_plans_only_where_panels_are_wasted() {
+        use AutoPad::*;
+        let plan = |a: &ConvAttrs, x: &[usize], w: &[usize]| TilePlan::new(&ConvGeometry::new(a, None, x, w).unwrap());
+        let one = attrs(1, &[], &[], &[], NotSet);
+        let (one_s2, three_s2) = (attrs(1, &[2, 2], &[], &[], NotSet), attrs(1, &[2, 2], &[1, 1, 1, 1], &[], NotSet));
+        assert!(plan(&one_s2, &[3, 24, 13, 13], &[20, 24, 1, 1]).flat);
+        let big = plan(&three_s2, &[3, 512, 14, 14], &[16, 512, 3, 3]);
+        assert!(big.flat && big.tiles > 1 && big.tile_range(1).0 % 49 != 0, "{big:?}");
+        // One image, 14×14 maps (12.5% padding), pointwise layers (read in
+        // place), groups and depthwise keep their plans.
+        assert!(!plan(&three_s2, &[1, 512, 14, 14], &[16, 512, 3, 3]).flat);
+        assert!(!plan(&three_s2, &[8, 64, 28, 28], &[16, 64, 3, 3]).flat);
+        assert!(!plan(&one, &[3, 24, 7, 7], &[20, 24, 1, 1]).flat);
+        assert!(!plan(&attrs(2, &[2, 2], &[], &[], NotSet), &[3, 24, 13, 13], &[20, 12, 1, 1]).flat);
+        assert!(!plan(&attrs(24, &[], &[1, 1, 1, 1], &[], NotSet), &[3, 24, 7, 7], &[24, 1, 3, 3]).flat);
     }
 
     #[test]
