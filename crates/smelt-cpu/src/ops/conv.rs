@@ -26,6 +26,7 @@ use smallvec::smallvec;
 use smelt_ir::semantics::conv_transpose::{spatial_geometry, SpatialGeometry};
 use smelt_ir::{AutoPad, ConvAttrs, ConvTransposeAttrs, DType, Op, Tensor, TensorView, TensorViewMut, UnaryOp};
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 pub fn eval(
@@ -869,15 +870,23 @@ fn conv_float<T: Float>(
     if plan.workers <= 1 {
         let buf = &mut buf[..plan.worker_len()];
         (0..plan.tasks).for_each(|t| run(t, buf));
-    } else if plan.worker_len() == 0 {
-        (0..plan.workers)
-            .into_par_iter()
-            .for_each(|wkr| (wkr..plan.tasks).step_by(plan.workers).for_each(|t| run(t, &mut [])));
+        return;
+    }
+    // Each worker owns a slice of scratch and takes the next task as it comes
+    // free, so a worker that starts late (woken from sleep, or sharing its core)
+    // takes fewer tasks instead of holding up the layer.
+    let next = AtomicUsize::new(0);
+    let work = |buf: &mut [T]| loop {
+        let t = next.fetch_add(1, Ordering::Relaxed);
+        if t >= plan.tasks {
+            break;
+        }
+        run(t, buf);
+    };
+    if plan.worker_len() == 0 {
+        (0..plan.workers).into_par_iter().for_each(|_| work(&mut []));
     } else {
-        buf[..plan.scratch_len()]
-            .par_chunks_mut(plan.worker_len())
-            .enumerate()
-            .for_each(|(wkr, buf)| (wkr..plan.tasks).step_by(plan.workers).for_each(|t| run(t, buf)));
+        buf[..plan.scratch_len()].par_chunks_mut(plan.worker_len()).for_each(work);
     }
 }
 
