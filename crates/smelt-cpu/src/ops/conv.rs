@@ -16,7 +16,7 @@
 
 use super::broadcast::for_each_chunk;
 use super::dims::{explicit_pads, per_dim, Dims};
-use super::gemm::{gemm, gemm_raw, parallelism, Finish, Float, Layout, PackedLhs, Parallelism};
+use super::gemm::{gemm, gemm_raw, parallelism, Float, GemmEpilogue, Layout, PackedLhs, Parallelism};
 use super::operands::{expect_dtype, expect_shape, first_output, optional, required};
 use super::winograd::{WinogradConv, WinogradShape, WinogradTile};
 use crate::{CpuError, Kernel, Result, Scratch};
@@ -269,6 +269,17 @@ struct Epilogue<'a, T> {
 impl<T: Float> Epilogue<'_, T> {
     fn is_empty(&self) -> bool {
         self.bias.is_none() && self.residual.is_none() && self.activation.is_none()
+    }
+
+    /// The epilogue of a GEMM whose row m is output channel `channel + m` and
+    /// whose C starts at output element `at` (laid out as the output).
+    fn for_gemm(&self, channel: usize, at: usize) -> GemmEpilogue<'_, T> {
+        GemmEpilogue {
+            row_bias: self.bias.map(|b| &b[channel..]),
+            residual: self.residual.map(|z| &z[at..]),
+            activation: self.activation,
+            ..GemmEpilogue::NONE
+        }
     }
 
     /// Applies the epilogue to `row`, output elements `at..at + row.len()`, all
@@ -764,13 +775,12 @@ fn conv_float<T: Float>(
         unsafe {
             let c = y_ptr.get().add(y_offset);
             let packed = weights.packed.map(|p| &p[g]);
-            // Row m of this product is output channel g·cout_g + m, column j
-            // output element y_offset + m·s + j.
-            let finish = |m: usize, j: usize, row: &mut [T]| epilogue.apply(g * cout_g + m, y_offset + m * s + j, row);
-            let finish: Option<Finish<T>> = if epilogue.is_empty() { None } else { Some(&finish) };
+            // Row m of this product is output channel g·cout_g + m; C is laid out
+            // as the output from element y_offset.
+            let epi = epilogue.for_gemm(g * cout_g, y_offset);
             let done = packed.is_some_and(|p| {
                 let (one, zero) = (T::one(), T::zero());
-                T::gemm_packed_lhs(cout_g, width, p, b.as_ptr(), b_layout, c, s, one, zero, finish, plan.gemm_par)
+                T::gemm_packed_lhs(cout_g, width, p, b.as_ptr(), b_layout, c, s, one, zero, &epi, plan.gemm_par)
             });
             if !done {
                 gemm_raw(
@@ -788,11 +798,7 @@ fn conv_float<T: Float>(
                     plan.gemm_par,
                 );
                 // While the tile is in cache.
-                if let Some(finish) = finish {
-                    for m in 0..cout_g {
-                        finish(m, 0, std::slice::from_raw_parts_mut(c.add(m * s), width));
-                    }
-                }
+                epi.apply_rows(c, cout_g, width, s);
             }
         }
     };
@@ -815,14 +821,24 @@ fn conv_float<T: Float>(
             col.par_chunks_mut(per_channel).enumerate().for_each(|(c, dst)| fill(c..c + 1, dst));
         }
         let c = out[..cout_g * width].as_mut_ptr();
+        // Row m of the product is output channel m. The bias, and the activation
+        // unless a residual must come first, are applied in the GEMM; the
+        // residual (laid out as the output, not as C) and then the activation
+        // as the rows are scattered.
+        let (in_gemm, after) = match epilogue.residual {
+            None => (epilogue.for_gemm(0, 0), Epilogue { bias: None, residual: None, activation: None }),
+            Some(_) => {
+                (GemmEpilogue { row_bias: epilogue.bias, ..GemmEpilogue::NONE }, Epilogue { bias: None, ..epilogue })
+            }
+        };
         // Row m of the product, from its column j, is output channel m of the
-        // images whose positions the tile's columns j.. are: epilogue, then out.
+        // images whose positions the tile's columns j.. are.
         let scatter = |m: usize, j: usize, row: &mut [T]| {
             for (n, p0, p1, at) in image_runs(f0 + j, f0 + j + row.len(), s) {
                 let run = &mut row[at..at + p1 - p0];
                 let y_at = (n * geo.out_channels + m) * s + p0;
-                if !epilogue.is_empty() {
-                    epilogue.apply(m, y_at, run);
+                if !after.is_empty() {
+                    after.apply(m, y_at, run);
                 }
                 // SAFETY: (image n, channel m, positions p0..p1) is written by
                 // this call alone: tiles differ in positions, calls in (m, j).
@@ -833,6 +849,7 @@ fn conv_float<T: Float>(
         // SAFETY: `col` holds the rows×width B and `out` the cout×width C.
         unsafe {
             let packed = weights.packed.map(|p| &p[0]);
+            let epi = GemmEpilogue { finish: Some(&scatter), ..in_gemm };
             let done = packed.is_some_and(|p| {
                 let (one, zero) = (T::one(), T::zero());
                 let b = col.as_ptr();
@@ -846,7 +863,7 @@ fn conv_float<T: Float>(
                     width,
                     one,
                     zero,
-                    Some(&scatter),
+                    &epi,
                     plan.gemm_par,
                 )
             });
@@ -854,9 +871,7 @@ fn conv_float<T: Float>(
                 let (a, b) = (w.as_ptr(), col.as_ptr());
                 let (al, bl) = (Layout::row_major(rows), Layout::row_major(width));
                 gemm_raw(cout_g, width, rows, a, al, b, bl, c, bl, T::one(), T::zero(), plan.gemm_par);
-                for m in 0..cout_g {
-                    scatter(m, 0, std::slice::from_raw_parts_mut(c.add(m * width), width));
-                }
+                epi.apply_rows(c, cout_g, width, width);
             }
         }
     };

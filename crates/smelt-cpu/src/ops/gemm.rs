@@ -42,6 +42,68 @@ impl Layout {
 /// calls may come from several threads, on disjoint elements.
 pub type Finish<'a, T> = &'a (dyn Fn(usize, usize, &mut [T]) + Sync);
 
+/// What a product does to its result once it is final, in this order: add a
+/// bias per row or per column and a residual laid out as C (same row stride),
+/// apply an activation, then `finish`. The AVX-512 kernel adds the biases and
+/// the residual, and clamps a Relu or Clip, in registers as it stores C, so C is
+/// written once; other activations and `finish` run per block of C while it is
+/// in cache. Other paths apply it row by row after the product
+/// ([`GemmEpilogue::apply_row`]).
+#[derive(Clone, Copy)]
+pub struct GemmEpilogue<'a, T> {
+    pub row_bias: Option<&'a [T]>,
+    pub col_bias: Option<&'a [T]>,
+    pub residual: Option<&'a [T]>,
+    pub activation: Option<&'a UnaryOp>,
+    pub finish: Option<Finish<'a, T>>,
+}
+
+impl<'a, T: Float> GemmEpilogue<'a, T> {
+    /// Nothing to do.
+    pub const NONE: GemmEpilogue<'static, T> =
+        GemmEpilogue { row_bias: None, col_bias: None, residual: None, activation: None, finish: None };
+
+    pub fn is_empty(&self) -> bool {
+        self.row_bias.is_none()
+            && self.col_bias.is_none()
+            && self.residual.is_none()
+            && self.activation.is_none()
+            && self.finish.is_none()
+    }
+
+    /// Applies the epilogue to row `i` of C, whose first element is C's element
+    /// (i, 0); `ldc` is C's row stride (where the residual's row starts).
+    pub fn apply_row(&self, i: usize, ldc: usize, row: &mut [T]) {
+        let n = row.len();
+        let residual = self.residual.map(|z| &z[i * ldc..][..n]);
+        let col_bias = self.col_bias.map(|b| &b[..n]);
+        let row_bias = self.row_bias.map(|b| b[i]);
+        match (col_bias, residual) {
+            (Some(b), Some(z)) => {
+                T::add_then_activate(row, row_bias, Some(b), None);
+                T::add_then_activate(row, None, Some(z), self.activation);
+            }
+            (b, z) => T::add_then_activate(row, row_bias, b.or(z), self.activation),
+        }
+        if let Some(f) = self.finish {
+            f(i, 0, row);
+        }
+    }
+
+    /// Applies the epilogue to every row of an `m`×`n` C with row stride `ldc`.
+    ///
+    /// # Safety
+    /// `c` is valid for that span and nothing else touches it meanwhile.
+    pub unsafe fn apply_rows(&self, c: *mut T, m: usize, n: usize, ldc: usize) {
+        if self.is_empty() {
+            return;
+        }
+        for i in 0..m {
+            self.apply_row(i, ldc, std::slice::from_raw_parts_mut(c.add(i * ldc), n));
+        }
+    }
+}
+
 /// Below this many multiply-adds a product runs on the calling thread: handing
 /// work to rayon costs a few microseconds, about what a 64³ product takes.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
@@ -142,7 +204,7 @@ pub trait Float: num_traits::Float + Default + Send + Sync + std::fmt::Debug + '
     }
 
     /// `c ← alpha·a·b + beta·c` (c unread when beta is 0) with a left operand
-    /// packed ahead of time, then `finish` on C; `c` is row-major with row
+    /// packed ahead of time, then `epilogue` on C; `c` is row-major with row
     /// stride `ldc`. Returns false, having done nothing, when the element type
     /// has no packed kernel (only f32 does).
     ///
@@ -159,7 +221,7 @@ pub trait Float: num_traits::Float + Default + Send + Sync + std::fmt::Debug + '
         _ldc: usize,
         _alpha: Self,
         _beta: Self,
-        _finish: Option<Finish<Self>>,
+        _epilogue: &GemmEpilogue<Self>,
         _parallelism: Parallelism,
     ) -> bool {
         false
@@ -181,7 +243,7 @@ pub trait Float: num_traits::Float + Default + Send + Sync + std::fmt::Debug + '
         _ldc: usize,
         _alpha: Self,
         _beta: Self,
-        _finish: Option<Finish<Self>>,
+        _epilogue: &GemmEpilogue<Self>,
         _parallelism: Parallelism,
     ) -> bool {
         false
@@ -279,7 +341,7 @@ impl Float for f32 {
         ldc: usize,
         alpha: f32,
         beta: f32,
-        finish: Option<Finish<f32>>,
+        epilogue: &GemmEpilogue<f32>,
         parallelism: Parallelism,
     ) -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -297,7 +359,7 @@ impl Float for f32 {
                 ldc,
                 alpha,
                 beta,
-                finish,
+                epilogue,
                 threads(parallelism),
             );
         }
@@ -315,7 +377,7 @@ impl Float for f32 {
         ldc: usize,
         alpha: f32,
         beta: f32,
-        finish: Option<Finish<f32>>,
+        epilogue: &GemmEpilogue<f32>,
         parallelism: Parallelism,
     ) -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -333,7 +395,7 @@ impl Float for f32 {
                 ldc,
                 alpha,
                 beta,
-                finish,
+                epilogue,
                 threads(parallelism),
             );
         }

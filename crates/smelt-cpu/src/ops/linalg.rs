@@ -4,7 +4,8 @@
 
 use super::dims::Dims;
 use super::gemm::{
-    self, bias_cols_then_activate, gemm, gemm_wrapping, parallelism, Finish, Float, Layout, PackedRhs, Parallelism,
+    self, bias_cols_then_activate, gemm, gemm_wrapping, parallelism, Float, GemmEpilogue, Layout, PackedRhs,
+    Parallelism,
 };
 use super::operands::{expect_dtype, expect_shape, first_output, optional, required};
 use crate::{CpuError, Kernel, Result, Scratch};
@@ -256,15 +257,24 @@ fn matmul_float<T: Float>(
         let rows = batches * m;
         let par = parallelism(rows, n, k);
         assert!(a.len() >= rows * k && y.len() >= rows * n, "MatMul operands are smaller than the plan");
-        // Bias and activation on each block of Y as the packed product finishes
-        // it (on its thread, in its cache); after the whole product otherwise.
-        let finish = |_: usize, j: usize, row: &mut [T]| {
-            T::add_then_activate(row, None, bias.map(|b| &b[j..j + row.len()]), activation)
-        };
-        let finish: Option<Finish<T>> = (bias.is_some() || activation.is_some()).then_some(&finish);
+        // Bias and activation as the packed product writes Y (see `GemmEpilogue`);
+        // after the whole product otherwise.
+        let epilogue = GemmEpilogue { col_bias: bias, activation, ..GemmEpilogue::NONE };
         // SAFETY: A spans rows·k elements and Y rows·n, as just checked; Y is borrowed mutably.
         let done = packed_b.is_some_and(|p| unsafe {
-            T::gemm_packed_rhs(rows, k, a.as_ptr(), Layout::row_major(k), p, y.as_mut_ptr(), n, one, zero, finish, par)
+            T::gemm_packed_rhs(
+                rows,
+                k,
+                a.as_ptr(),
+                Layout::row_major(k),
+                p,
+                y.as_mut_ptr(),
+                n,
+                one,
+                zero,
+                &epilogue,
+                par,
+            )
         });
         if !done {
             gemm(rows, n, k, a, Layout::row_major(k), b, Layout::row_major(n), y, Layout::row_major(n), one, zero, par);
@@ -545,7 +555,7 @@ fn gemm_float<T: Float>(
     let product = |y: &mut [T], beta: T| {
         // SAFETY: A's span and Y's size were checked above; Y is borrowed mutably.
         let done = packed_b.is_some_and(|p| unsafe {
-            T::gemm_packed_rhs(m, k, a.as_ptr(), a_layout, p, y.as_mut_ptr(), n, alpha, beta, None, par)
+            T::gemm_packed_rhs(m, k, a.as_ptr(), a_layout, p, y.as_mut_ptr(), n, alpha, beta, &GemmEpilogue::NONE, par)
         });
         if !done {
             gemm(m, n, k, a, a_layout, b, b_layout, y, y_layout, alpha, beta, par);

@@ -16,10 +16,12 @@
 //!   from memory. Edge tiles use smaller instances of the same kernel with
 //!   masked loads and stores, so nothing is computed twice or copied.
 //!
-//! A caller's [`Finish`] (bias, residual, activation) runs on each block of C
-//! as soon as its last block of k is done, on the thread that computed it,
-//! while the block is still in that core's L2: one more pass over C after the
-//! product would run on one thread and from memory.
+//! A caller's [`GemmEpilogue`] is applied as C is written: biases, a residual
+//! and a Relu or Clip in registers as the last block of k is stored, so C is
+//! written once; other activations and the caller's finish on each block of C
+//! as soon as it is final, on the thread that computed it, while it is still in
+//! that core's L2 (one more pass over C after the product would run on one
+//! thread and from memory).
 //!
 //! Threads split C into column or row bands (handed out through rayon's
 //! fork-join, which keeps its jobs on the stack); each packs what its band needs
@@ -27,8 +29,9 @@
 
 #![cfg(target_arch = "x86_64")]
 
-use super::gemm::{Finish, Layout};
+use super::gemm::{Finish, GemmEpilogue, Layout};
 use rayon::prelude::*;
+use smelt_ir::UnaryOp;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -179,7 +182,72 @@ struct Problem<'f> {
     ldc: usize,
     alpha: f32,
     beta: f32,
+    epilogue: Fused<'f>,
+}
+
+/// A [`GemmEpilogue`] as the kernel applies it.
+#[derive(Clone, Copy)]
+struct Fused<'f> {
+    /// Added in registers as the last block of k is stored (null: none): a
+    /// value per row of C, a value per column, an array laid out as C.
+    row_bias: *const f32,
+    col_bias: *const f32,
+    residual: *const f32,
+    /// Then clamped to `[min, max]` in registers (a Relu or Clip; ±∞ otherwise).
+    min: f32,
+    max: f32,
+    /// Whether any of the above is to be done.
+    in_registers: bool,
+    /// Per finished block of C, after the above: an activation other than a
+    /// clamp, then the caller's finish.
+    activation: Option<&'f UnaryOp>,
     finish: Option<Finish<'f, f32>>,
+}
+
+impl<'f> Fused<'f> {
+    const NONE: Fused<'static> = Fused {
+        row_bias: std::ptr::null(),
+        col_bias: std::ptr::null(),
+        residual: std::ptr::null(),
+        min: f32::NEG_INFINITY,
+        max: f32::INFINITY,
+        in_registers: false,
+        activation: None,
+        finish: None,
+    };
+
+    /// Checks `e`'s operands against an `m`×`n` C with row stride `ldc`.
+    fn new(e: &GemmEpilogue<'f, f32>, m: usize, n: usize, ldc: usize) -> Fused<'f> {
+        let ptr = |v: Option<&[f32]>, len: usize, what: &str| match v {
+            Some(v) => {
+                assert!(v.len() >= len, "GEMM epilogue: {what} has {} elements, C needs {len}", v.len());
+                v.as_ptr()
+            }
+            None => std::ptr::null(),
+        };
+        let (row_bias, col_bias) = (ptr(e.row_bias, m, "row bias"), ptr(e.col_bias, n, "column bias"));
+        let residual = ptr(e.residual, (m - 1) * ldc + n, "residual");
+        let (clamp, activation) = match e.activation {
+            Some(&UnaryOp::Relu) => (Some((0.0, f32::INFINITY)), None),
+            Some(&UnaryOp::Clip { min, max }) => (Some((min, max)), None),
+            other => (None, other),
+        };
+        let (min, max) = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+        let in_registers = e.row_bias.is_some() || e.col_bias.is_some() || e.residual.is_some() || clamp.is_some();
+        Fused { row_bias, col_bias, residual, min, max, in_registers, activation, finish: e.finish }
+    }
+
+    /// The in-register part for the tile whose first element is C's (i, j).
+    unsafe fn at(&self, i: usize, j: usize, ldc: usize) -> TileFused {
+        let shift = |p: *const f32, by: usize| if p.is_null() { p } else { p.add(by) };
+        TileFused {
+            row_bias: shift(self.row_bias, i),
+            col_bias: shift(self.col_bias, j),
+            residual: shift(self.residual, i * ldc + j),
+            min: self.min,
+            max: self.max,
+        }
+    }
 }
 
 // SAFETY: a Problem is only shared between the threads of one call, which write
@@ -224,13 +292,12 @@ pub unsafe fn sgemm(
     } else {
         B::Strided(b, b_layout)
     };
-    run(m, n, Problem { k, a: lhs(a, a_layout), b, c, ldc, alpha, beta, finish: None }, threads);
+    run(m, n, Problem { k, a: lhs(a, a_layout), b, c, ldc, alpha, beta, epilogue: Fused::NONE }, threads);
     true
 }
 
 /// `c ← alpha·a·b + beta·c` with either operand possibly pre-packed, then
-/// `finish` on every row segment of C once it is final; C is row-major with row
-/// stride `ldc`. Returns false, having done nothing, when the CPU lacks AVX-512F
+/// `epilogue` on C; C is row-major with row stride `ldc`. Returns false, having done nothing, when the CPU lacks AVX-512F
 /// (only possible without packed operands, which need it to exist).
 ///
 /// # Safety
@@ -248,7 +315,7 @@ pub unsafe fn sgemm_with(
     ldc: usize,
     alpha: f32,
     beta: f32,
-    finish: Option<Finish<f32>>,
+    epilogue: &GemmEpilogue<f32>,
     threads: usize,
 ) -> bool {
     if !available() {
@@ -277,13 +344,12 @@ pub unsafe fn sgemm_with(
         for i in 0..m {
             let row = std::slice::from_raw_parts_mut(c.add(i * ldc), n);
             row.iter_mut().for_each(|v| *v = if beta == 0.0 { 0.0 } else { beta * *v });
-            if let Some(f) = finish {
-                f(i, 0, row);
-            }
+            epilogue.apply_row(i, ldc, row);
         }
         return true;
     }
-    run(m, n, Problem { k, a, b, c, ldc, alpha, beta, finish }, threads);
+    let epilogue = Fused::new(epilogue, m, n, ldc);
+    run(m, n, Problem { k, a, b, c, ldc, alpha, beta, epilogue }, threads);
     true
 }
 
@@ -372,8 +438,11 @@ unsafe fn band_with(p: &Problem, i0: usize, i1: usize, j0: usize, j1: usize, pa:
                     (pb.as_ptr(), kc * NR, NR)
                 }
             };
-            // The first block of k applies beta; later ones add to what it wrote.
+            // The first block of k applies beta; later ones add to what it wrote;
+            // the last one applies the epilogue's in-register part.
             let (beta, accumulate) = if pc == 0 { (p.beta, false) } else { (1.0, true) };
+            let last = pc + kc == p.k;
+            let fused = last && p.epilogue.in_registers;
             for ic in (i0..i1).step_by(MC) {
                 let mc = MC.min(i1 - ic);
                 // (start of the block's first panel, distance between panels,
@@ -415,12 +484,21 @@ unsafe fn band_with(p: &Problem, i0: usize, i1: usize, j0: usize, j1: usize, pa:
                         };
                         let padded = !matches!(p.b, B::Direct(..));
                         let b = BPanel { ptr: b, step: b_step, prefetch, padded };
-                        tile(rows, cols, kc, (a, a_rows), b, c, p.ldc, p.alpha, beta, accumulate);
+                        let fused = fused.then(|| p.epilogue.at(ic + ir, jc + jr, p.ldc));
+                        let store = (c, p.ldc, p.alpha, beta, accumulate, fused);
+                        tile(rows, cols, kc, (a, a_rows), b, store);
                     }
                 }
-                if let Some(f) = p.finish.filter(|_| pc + kc == p.k) {
+                let (activation, finish) = (p.epilogue.activation, p.epilogue.finish);
+                if last && (activation.is_some() || finish.is_some()) {
                     for i in ic..ic + mc {
-                        f(i, jc, std::slice::from_raw_parts_mut(p.c.add(i * p.ldc + jc), nc));
+                        let row = std::slice::from_raw_parts_mut(p.c.add(i * p.ldc + jc), nc);
+                        if let Some(act) = activation {
+                            super::activation::apply_slice_f32(act, row);
+                        }
+                        if let Some(f) = finish {
+                            f(i, jc, row);
+                        }
                     }
                 }
             }
@@ -478,24 +556,22 @@ unsafe fn pack_a(a: *const f32, layout: Layout, ic: usize, mc: usize, pc: usize,
 }
 
 /// Dispatches one `rows`×`cols` tile to the kernel instance of its size. `a` is
-/// the A panel with its row stride when read in place, or `None` when packed.
-#[allow(clippy::too_many_arguments)]
+/// the A panel with its row stride when read in place, or `None` when packed;
+/// `store` says where the tile goes: (C at the tile, ldc, alpha, beta,
+/// accumulate, the epilogue's in-register part if this is the last block of k).
+#[allow(clippy::type_complexity)]
 unsafe fn tile(
     rows: usize,
     cols: usize,
     kc: usize,
     (a, a_rows): (*const f32, Option<usize>),
     b: BPanel,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    beta: f32,
-    accumulate: bool,
+    (c, ldc, alpha, beta, accumulate, fused): (*mut f32, usize, f32, f32, bool, Option<TileFused>),
 ) {
     // Lanes of the last vector that are real columns.
     let tail = cols - (cols - 1) / 16 * 16;
     let mask: __mmask16 = if tail == 16 { 0xFFFF } else { (1u16 << tail) - 1 };
-    let s = Store { c, ldc, alpha, beta, accumulate, mask };
+    let s = Store { c, ldc, alpha, beta, accumulate, mask, fused };
     // Masked loads of B cost throughput: only an in-place B's last panel needs them.
     let masked = !b.padded && mask != 0xFFFF;
     macro_rules! go {
@@ -551,6 +627,18 @@ struct Store {
     accumulate: bool,
     /// Lanes of each row's last vector that are inside C.
     mask: __mmask16,
+    /// The epilogue's in-register part, on the last block of k.
+    fused: Option<TileFused>,
+}
+
+/// [`Fused`]'s in-register part, its pointers at one tile's first element.
+#[derive(Clone, Copy)]
+struct TileFused {
+    row_bias: *const f32,
+    col_bias: *const f32,
+    residual: *const f32,
+    min: f32,
+    max: f32,
 }
 
 /// How the micro-kernel reads A's panel: value (row `i`, step `q`).
@@ -587,6 +675,16 @@ impl APanel for RowsPanel {
 /// accumulators (measured 40% slower).
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel<const R: usize, const V: usize, const M: bool, P: APanel>(kc: usize, a: P, b: BPanel, s: Store) {
+    // A residual comes from memory: ask for this tile's lines now, so they have
+    // arrived when the store needs them (without this, batch-8 ResNet-50 ran
+    // slower fused than with a pass over each block after).
+    if let Some(f) = s.fused.filter(|f| !f.residual.is_null()) {
+        for i in 0..R {
+            for v in 0..V {
+                _mm_prefetch::<_MM_HINT_T0>(f.residual.add(i * s.ldc + 16 * v) as *const i8);
+            }
+        }
+    }
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     for q in 0..kc {
         step::<R, V, M, P>(&mut acc, a, b, q, s.mask);
@@ -630,8 +728,9 @@ unsafe fn load_b<const V: usize, const M: bool>(b: BPanel, q: usize, mask: __mma
 }
 
 /// Writes a finished micro-tile: `alpha·acc`, plus `beta·C` or the partial sum
-/// already in C. Always inlined into the kernel: as a call, its accumulators
-/// went through memory (4% of BERT's time).
+/// already in C, then (on the last block of k) the epilogue's biases, residual
+/// and clamp. Always inlined into the kernel: as a call, its accumulators went
+/// through memory (4% of BERT's time).
 #[inline(always)]
 unsafe fn store<const R: usize, const V: usize>(acc: [[__m512; V]; R], s: Store) {
     let alpha = _mm512_set1_ps(s.alpha);
@@ -647,9 +746,31 @@ unsafe fn store<const R: usize, const V: usize>(acc: [[__m512; V]; R], s: Store)
             } else if s.beta != 0.0 {
                 r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p), beta, r);
             }
+            if let Some(f) = s.fused {
+                r = fuse(r, f, i, 16 * v, s.ldc, m);
+            }
             _mm512_mask_storeu_ps(p, m, r);
         }
     }
+}
+
+/// The epilogue's in-register part for the vector of C at (i, j) from the
+/// tile's first element: the biases and the residual added in that order (as
+/// [`GemmEpilogue::apply_row`] adds them), then the clamp, `max(min, r)` then
+/// `min(max, r)`: each returns its second operand, r, when either is NaN, so
+/// NaN passes through as in the graph's Relu and Clip.
+#[inline(always)]
+unsafe fn fuse(mut r: __m512, f: TileFused, i: usize, j: usize, ldc: usize, m: __mmask16) -> __m512 {
+    if !f.row_bias.is_null() {
+        r = _mm512_add_ps(r, _mm512_set1_ps(*f.row_bias.add(i)));
+    }
+    if !f.col_bias.is_null() {
+        r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, f.col_bias.add(j)));
+    }
+    if !f.residual.is_null() {
+        r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, f.residual.add(i * ldc + j)));
+    }
+    _mm512_min_ps(_mm512_set1_ps(f.max), _mm512_max_ps(_mm512_set1_ps(f.min), r))
 }
 
 #[cfg(test)]
@@ -696,7 +817,9 @@ mod tests {
                             let pb = &packed[rep % cycle];
                             let t = std::time::Instant::now();
                             let (lhs, rhs) = (Lhs::Strided(&a, Layout::row_major(k)), Rhs::Packed(pb));
-                            unsafe { sgemm_with(m, n, k, lhs, rhs, c.as_mut_ptr(), n, 1.0, 0.0, None, threads) };
+                            unsafe {
+                                sgemm_with(m, n, k, lhs, rhs, c.as_mut_ptr(), n, 1.0, 0.0, &GemmEpilogue::NONE, threads)
+                            };
                             best = best.min(t.elapsed().as_secs_f64());
                             total += t.elapsed().as_secs_f64();
                         }
@@ -733,31 +856,57 @@ mod tests {
                     (Lhs::Strided(&a, al), Rhs::Packed(&pb)),
                     (Lhs::Packed(&pa), Rhs::Packed(&pb)),
                 ] {
-                    // The finish sees each element once, final, at its own row and column.
-                    let marks = |i: usize, j: usize| (i * 7 + j * 3) as f64 % 11.0;
-                    let finish = |i: usize, j0: usize, row: &mut [f32]| {
-                        row.iter_mut().enumerate().for_each(|(j, v)| *v = *v * 3.0 + marks(i, j0 + j) as f32)
-                    };
-                    for (threads, finish) in
-                        [(1, None), (3, None), (1, Some(&finish as Finish<f32>)), (3, Some(&finish))]
-                    {
-                        let c0 = values(m * n, 3);
-                        let mut c = c0.clone();
-                        unsafe { sgemm_with(m, n, k, lhs, rhs, c.as_mut_ptr(), n, 0.5, 2.0, finish, threads) };
-                        for i in 0..m * n {
-                            let mut w = 0.5 * want[i] + 2.0 * c0[i] as f64;
-                            if finish.is_some() {
-                                w = w * 3.0 + marks(i / n, i % n);
-                            }
-                            assert!(
-                                (c[i] as f64 - w).abs() < 1e-4 * (1.0 + w.abs()),
-                                "{m}x{n}x{k} at {i} (finish {}): {} vs {w}",
-                                finish.is_some(),
-                                c[i]
-                            );
-                        }
+                    for threads in [1, 3] {
+                        check_epilogues(m, n, k, lhs, rhs, &want, threads);
                     }
                 }
+            }
+        }
+    }
+
+    /// Every epilogue (none; row bias, residual and Relu; column bias and Clip;
+    /// a residual, Sigmoid and a finish) against the product `want`, with beta
+    /// reading a C of random values. The finish must see each element once,
+    /// final, at its own row and column.
+    #[allow(clippy::too_many_arguments)]
+    fn check_epilogues(m: usize, n: usize, k: usize, lhs: Lhs, rhs: Rhs, want: &[f64], threads: usize) {
+        let (row_bias, col_bias, residual) = (values(m, 4), values(n, 5), values(m * n, 6));
+        let marks = |i: usize, j: usize| (i * 7 + j * 3) as f64 % 11.0;
+        let finish = |i: usize, j0: usize, row: &mut [f32]| {
+            row.iter_mut().enumerate().for_each(|(j, v)| *v = *v * 3.0 + marks(i, j0 + j) as f32)
+        };
+        let (relu, clip) = (UnaryOp::Relu, UnaryOp::Clip { min: -0.2, max: 0.3 });
+        let none = GemmEpilogue::NONE;
+        let cases = [
+            none,
+            GemmEpilogue { row_bias: Some(&row_bias), residual: Some(&residual), activation: Some(&relu), ..none },
+            GemmEpilogue { col_bias: Some(&col_bias), activation: Some(&clip), ..none },
+            GemmEpilogue {
+                residual: Some(&residual),
+                activation: Some(&UnaryOp::Sigmoid),
+                finish: Some(&finish),
+                ..none
+            },
+        ];
+        for (case, e) in cases.iter().enumerate() {
+            let c0 = values(m * n, 3);
+            let mut c = c0.clone();
+            unsafe { sgemm_with(m, n, k, lhs, rhs, c.as_mut_ptr(), n, 0.5, 2.0, e, threads) };
+            for (idx, &got) in c.iter().enumerate() {
+                let (i, j) = (idx / n, idx % n);
+                let mut w = 0.5 * want[idx] + 2.0 * c0[idx] as f64;
+                w += e.row_bias.map_or(0.0, |b| b[i] as f64) + e.col_bias.map_or(0.0, |b| b[j] as f64);
+                w += e.residual.map_or(0.0, |z| z[idx] as f64);
+                if let Some(act) = e.activation {
+                    w = crate::ops::activation::apply_f64(act, w);
+                }
+                if e.finish.is_some() {
+                    w = w * 3.0 + marks(i, j);
+                }
+                assert!(
+                    (got as f64 - w).abs() < 1e-4 * (1.0 + w.abs()),
+                    "{m}x{n}x{k}, {threads} threads, epilogue {case}, at ({i}, {j}): {got} vs {w}"
+                );
             }
         }
     }

@@ -21,7 +21,7 @@
 //! are contiguous in V and M, so they vectorise; the activation is applied to the
 //! finished output planes.
 
-use super::gemm::{gemm_raw, Float, Layout, PackedLhs, Parallelism};
+use super::gemm::{gemm_raw, Float, GemmEpilogue, Layout, PackedLhs, Parallelism};
 use lanes::{Input, Output, OutputFinish};
 use rayon::prelude::*;
 use smelt_ir::UnaryOp;
@@ -310,7 +310,7 @@ impl WinogradConv {
                             block,
                             1.0,
                             0.0,
-                            None,
+                            &GemmEpilogue::NONE,
                             Parallelism::None,
                         )
                     });
