@@ -458,10 +458,15 @@ unsafe fn band_with(p: &Problem, i0: usize, i1: usize, j0: usize, j1: usize, pa:
                 for jr in (0..nc).step_by(NR) {
                     let cols = NR.min(nc - jr);
                     let b = b0.add(jr / NR * b_panel);
-                    // A packed B's next panel is contiguous: the first two tiles
-                    // of this one each pull half of it toward L2, so the tiles of
-                    // the next panel do not start on a cache miss.
-                    let next = matches!(p.b, B::Packed(_) | B::Strided(..)) && jr + NR < nc;
+                    // The first two tiles of this panel each pull half of the
+                    // next one toward L2, so its tiles do not start on cache
+                    // misses: a packed B's next panel is contiguous (one line per
+                    // step of k); an in-place B's is the next 32 columns of the
+                    // same rows (a line per row and tile). In place, B is often
+                    // a layer's input fresh from memory, in as many streams as
+                    // rows: more than the hardware prefetcher follows.
+                    let next = jr + NR < nc;
+                    let direct = matches!(p.b, B::Direct(..));
                     let a_packed = matches!(p.a, A::Packed(_));
                     for ir in (0..mc).step_by(MR) {
                         let rows = MR.min(mc - ir);
@@ -474,16 +479,16 @@ unsafe fn band_with(p: &Problem, i0: usize, i1: usize, j0: usize, j1: usize, pa:
                         // (`kc` steps of `MR` values, under one line per step)
                         // toward L2. Elsewhere the prefetch goes to this B panel,
                         // already in L1: cheaper than a branch in the kernel's loop.
-                        let prefetch = match ir / MR {
-                            t @ 0..=1 if next => b.add(b_panel + t * kc * NR / 2),
+                        let (prefetch, prefetch_step) = match ir / MR {
+                            t @ 0..=1 if next && direct => (b.add(NR + t * 16), b_step),
+                            t @ 0..=1 if next => (b.add(b_panel + t * kc * NR / 2), 16),
                             // Past the last panel it points outside A: a prefetch of
                             // any address is harmless, and `wrapping_add` keeps the
                             // pointer arithmetic defined.
-                            _ if a_packed && jr == 0 => a.wrapping_add(a_panel),
-                            _ => b,
+                            _ if a_packed && jr == 0 => (a.wrapping_add(a_panel), 16),
+                            _ => (b, 16),
                         };
-                        let padded = !matches!(p.b, B::Direct(..));
-                        let b = BPanel { ptr: b, step: b_step, prefetch, padded };
+                        let b = BPanel { ptr: b, step: b_step, prefetch, prefetch_step, padded: !direct };
                         let fused = fused.then(|| p.epilogue.at(ic + ir, jc + jr, p.ldc));
                         let store = (c, p.ldc, p.alpha, beta, accumulate, fused);
                         tile(rows, cols, kc, (a, a_rows), b, store);
@@ -610,8 +615,10 @@ struct BPanel {
     ptr: *const f32,
     /// Elements between consecutive rows (steps of k).
     step: usize,
-    /// Where to prefetch one 64-byte line per step of k into L2.
+    /// Where to prefetch one 64-byte line per step of k into L2, and the
+    /// elements between those lines.
     prefetch: *const f32,
+    prefetch_step: usize,
     /// Rows are `NR` wide, zero past the last column: full-width loads are safe.
     padded: bool,
 }
@@ -714,7 +721,7 @@ unsafe fn step<const R: usize, const V: usize, const M: bool, P: APanel>(
 /// prefetching the `q`-th line of what comes next.
 #[inline(always)]
 unsafe fn load_b<const V: usize, const M: bool>(b: BPanel, q: usize, mask: __mmask16) -> [__m512; V] {
-    _mm_prefetch::<_MM_HINT_T1>(b.prefetch.add(q * 16) as *const i8);
+    _mm_prefetch::<_MM_HINT_T1>(b.prefetch.wrapping_add(q * b.prefetch_step) as *const i8);
     let row = b.ptr.add(q * b.step);
     let mut bv = [_mm512_setzero_ps(); V];
     for (v, x) in bv.iter_mut().enumerate() {
