@@ -51,6 +51,15 @@ const NC: usize = 1024;
 /// elements (2 MiB: it then stays in L2, where packing would only copy it).
 const DIRECT_B_MAX: usize = 512 * 1024;
 
+/// Whether a `k`×`n` B with unit column stride and row stride `ld` is read in
+/// place for `m` rows of A: when it stays in L2, or when A has no more than one
+/// block of rows, so each element of B is read once anyway and packing would
+/// copy it for nothing. (ResNet-50's 256→64 1×1 convolutions on 56×56 packed a
+/// 1 MiB block of B for each 64-row pass.)
+fn b_in_place(m: usize, k: usize, ld: usize) -> bool {
+    k * ld <= DIRECT_B_MAX || m <= MC
+}
+
 /// Bands of C per thread in a parallel product (see [`run`]).
 const BANDS_PER_THREAD: usize = 4;
 
@@ -287,7 +296,7 @@ pub unsafe fn sgemm(
     } else {
         return false;
     };
-    let b = if b_layout.col == 1 && k * b_layout.row <= DIRECT_B_MAX {
+    let b = if b_layout.col == 1 && b_in_place(m, k, b_layout.row) {
         B::Direct(b, b_layout.row)
     } else {
         B::Strided(b, b_layout)
@@ -329,7 +338,7 @@ pub unsafe fn sgemm_with(
         }
     };
     let b = match b {
-        Rhs::Strided(s, l) if l.col == 1 && k * l.row <= DIRECT_B_MAX => B::Direct(s.as_ptr(), l.row),
+        Rhs::Strided(s, l) if l.col == 1 && b_in_place(m, k, l.row) => B::Direct(s.as_ptr(), l.row),
         Rhs::Strided(s, l) => B::Strided(s.as_ptr(), l),
         Rhs::Packed(p) => {
             assert!(p.k == k && p.n == n, "packed B is {}x{}, the product needs {k}x{n}", p.k, p.n);
