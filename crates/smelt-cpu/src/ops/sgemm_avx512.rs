@@ -853,8 +853,11 @@ mod tests {
         if !available() {
             return;
         }
-        // Sizes straddling every block edge: MR, NR, KC, MC, NC.
-        for &(m, n, k) in &[(1, 1, 1), (13, 33, 7), (25, 70, 300), (150, 1100, 260), (12, 32, 256), (300, 17, 513)] {
+        // Sizes straddling every block edge: MR, NR, KC, MC, NC; and a B past
+        // DIRECT_B_MAX read in place for a single block of rows.
+        for &(m, n, k) in
+            &[(1, 1, 1), (13, 33, 7), (25, 70, 300), (150, 1100, 260), (12, 32, 256), (300, 17, 513), (20, 2100, 300)]
+        {
             let a = values(m * k, 1);
             let b = values(k * n, 2);
             for (al, bl) in [
