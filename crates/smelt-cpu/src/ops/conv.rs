@@ -935,7 +935,10 @@ fn im2col_tile<T: Float>(
 ) {
     if geo.input.len() == 2 {
         #[cfg(target_arch = "x86_64")]
-        if super::wide::has_avx512() {
+        // Measured at batch 8 (`calibrate_gemm_convs`): the AVX-512 build made
+        // the stem and the 3×3 stride-2 layers 4–12% faster, but the 1×1
+        // stride-2 ones 5–10% slower, so those keep the baseline build.
+        if super::wide::has_avx512() && geo.kernel_size() > 1 {
             // SAFETY: the CPU has AVX-512 (and what `wide` checks with it).
             return unsafe { im2col_tile_2d_avx512(geo, x_g, channels, s0, width, ld, col) };
         }
@@ -1034,7 +1037,7 @@ fn im2col_tile_2d<T: Float>(
 
 /// [`im2col_tile_2d`] compiled for AVX-512: its copies and stride-2 gathers
 /// run 16 lanes wide, not SSE2's 4 (im2col took a fifth of ResNet-50's stride-2
-/// layers' time). A function of its own, not a closure through `wide::run`:
+/// layers' time); see [`im2col_tile`] for where that pays. A function of its own, not a closure through `wide::run`:
 /// LLVM does not inline a closure this large into the AVX-512 function.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
