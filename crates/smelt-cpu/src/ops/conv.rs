@@ -757,13 +757,13 @@ fn conv_float<T: Float>(
         } else {
             let col = &mut col[..rows * width];
             if matches!(plan.gemm_par, Parallelism::None) {
-                im2col_tile(geo, x_g, 0..cin_g, s0, width, width, col);
+                im2col_tile(geo, x_g, ColPart { channels: 0..cin_g, s0, width, ld: width }, col);
             } else {
                 // The threads the GEMM will use split the columns' channels first.
                 let per_channel = geo.kernel_size() * width;
-                col.par_chunks_mut(per_channel)
-                    .enumerate()
-                    .for_each(|(c, rows)| im2col_tile(geo, x_g, c..c + 1, s0, width, width, rows));
+                col.par_chunks_mut(per_channel).enumerate().for_each(|(c, rows)| {
+                    im2col_tile(geo, x_g, ColPart { channels: c..c + 1, s0, width, ld: width }, rows)
+                });
             }
             (&col[..rows * width], Layout::row_major(width))
         };
@@ -811,7 +811,8 @@ fn conv_float<T: Float>(
         let fill = |channels: Range<usize>, dst: &mut [T]| {
             for (n, p0, p1, at) in image_runs(f0, f1, s) {
                 let x_n = &x[n * geo.in_channels * in_size..][..cin_g * in_size];
-                im2col_tile(geo, x_n, channels.clone(), p0, p1 - p0, width, &mut dst[at..]);
+                let part = ColPart { channels: channels.clone(), s0: p0, width: p1 - p0, ld: width };
+                im2col_tile(geo, x_n, part, &mut dst[at..]);
             }
         };
         if matches!(plan.gemm_par, Parallelism::None) {
@@ -920,19 +921,21 @@ fn image_runs(f0: usize, f1: usize, s: usize) -> impl Iterator<Item = (usize, us
     })
 }
 
-/// Fills `col` (rows `ld` elements apart, `width` of each written) with rows
-/// (input channel, kernel offset) of the im2col matrix for the output positions
-/// `s0..s0 + width` in row-major order over the output's spatial dims, for the
-/// input channels `channels` of `x_g`. Padding reads as zero.
-fn im2col_tile<T: Float>(
-    geo: &ConvGeometry,
-    x_g: &[T],
+/// Which part of an (image, group)'s im2col matrix a call fills, and how it lies
+/// in the destination: the rows (input channel, kernel offset) of the input
+/// channels `channels`, for the output positions `s0..s0 + width` (row-major
+/// over the output's spatial dims), each row `ld` elements after the last.
+#[derive(Clone, Debug)]
+struct ColPart {
     channels: Range<usize>,
     s0: usize,
     width: usize,
     ld: usize,
-    col: &mut [T],
-) {
+}
+
+/// Fills `col` with `part` of the im2col matrix of `x_g`. Padding reads as zero.
+fn im2col_tile<T: Float>(geo: &ConvGeometry, x_g: &[T], part: ColPart, col: &mut [T]) {
+    let ColPart { channels, s0, width, ld } = part;
     if geo.input.len() == 2 {
         #[cfg(target_arch = "x86_64")]
         // Measured at batch 8 (`calibrate_gemm_convs`): the AVX-512 build made
@@ -940,9 +943,9 @@ fn im2col_tile<T: Float>(
         // stride-2 ones 5–10% slower, so those keep the baseline build.
         if super::wide::has_avx512() && geo.kernel_size() > 1 {
             // SAFETY: the CPU has AVX-512 (and what `wide` checks with it).
-            return unsafe { im2col_tile_2d_avx512(geo, x_g, channels, s0, width, ld, col) };
+            return unsafe { im2col_tile_2d_avx512(geo, x_g, ColPart { channels, s0, width, ld }, col) };
         }
-        return im2col_tile_2d(geo, x_g, channels, s0, width, ld, col);
+        return im2col_tile_2d(geo, x_g, ColPart { channels, s0, width, ld }, col);
     }
     let nd = geo.input.len();
     let last = nd - 1;
@@ -995,15 +998,8 @@ fn im2col_tile<T: Float>(
 /// row's coordinates are worked out once for all its (channel, kernel offset)
 /// rows of the column matrix, not once for each.
 #[inline(always)]
-fn im2col_tile_2d<T: Float>(
-    geo: &ConvGeometry,
-    x_g: &[T],
-    channels: Range<usize>,
-    s0: usize,
-    width: usize,
-    ld: usize,
-    col: &mut [T],
-) {
+fn im2col_tile_2d<T: Float>(geo: &ConvGeometry, x_g: &[T], part: ColPart, col: &mut [T]) {
+    let ColPart { channels, s0, width, ld } = part;
     let [ih, iw] = [geo.input[0], geo.input[1]];
     let ow = geo.output[1];
     let [kh, kw] = [geo.kernel[0], geo.kernel[1]];
@@ -1041,16 +1037,9 @@ fn im2col_tile_2d<T: Float>(
 /// LLVM does not inline a closure this large into the AVX-512 function.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn im2col_tile_2d_avx512<T: Float>(
-    geo: &ConvGeometry,
-    x_g: &[T],
-    channels: Range<usize>,
-    s0: usize,
-    width: usize,
-    ld: usize,
-    col: &mut [T],
-) {
-    im2col_tile_2d(geo, x_g, channels, s0, width, ld, col)
+unsafe fn im2col_tile_2d_avx512<T: Float>(geo: &ConvGeometry, x_g: &[T], part: ColPart, col: &mut [T]) {
+    let ColPart { channels, s0, width, ld } = part;
+    im2col_tile_2d(geo, x_g, ColPart { channels, s0, width, ld }, col)
 }
 
 /// `dst[j] = src[(ox0 + j)·stride + shift]`, zero where that falls outside `src`.
