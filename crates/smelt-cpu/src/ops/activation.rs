@@ -269,6 +269,16 @@ pub fn apply_f32(op: &UnaryOp, x: f32) -> f32 {
     with_unary!(f32, fast32, op, f => f(x))
 }
 
+/// The bounds `[min, max]` of an activation that is a clamp (Relu, Clip), which
+/// kernels fold into how they store their results; `None` for any other.
+pub fn clamp_bounds(op: &UnaryOp) -> Option<(f32, f32)> {
+    match *op {
+        UnaryOp::Relu => Some((0.0, f32::INFINITY)),
+        UnaryOp::Clip { min, max } => Some((min, max)),
+        _ => None,
+    }
+}
+
 /// `op` applied to one f64.
 pub fn apply_f64(op: &UnaryOp, x: f64) -> f64 {
     with_unary!(f64, precise64, op, f => f(x))

@@ -750,56 +750,26 @@ fn conv_float<T: Float>(
         let (s0, s1) = plan.tile_range(task % plan.tiles);
         let width = s1 - s0;
         let x_g = &x[(n * geo.in_channels + g * cin_g) * in_size..][..cin_g * in_size];
-        let w_g = &w[g * cout_g * rows..][..cout_g * rows];
         let y_offset = (n * geo.out_channels + g * cout_g) * s + s0;
         let (b, b_layout) = if plan.pointwise {
             (&x_g[s0..], Layout::row_major(in_size))
         } else {
             let col = &mut col[..rows * width];
-            if matches!(plan.gemm_par, Parallelism::None) {
-                im2col_tile(geo, x_g, ColPart { channels: 0..cin_g, s0, width, ld: width }, col);
-            } else {
-                // The threads the GEMM will use split the columns' channels first.
-                let per_channel = geo.kernel_size() * width;
-                col.par_chunks_mut(per_channel).enumerate().for_each(|(c, rows)| {
-                    im2col_tile(geo, x_g, ColPart { channels: c..c + 1, s0, width, ld: width }, rows)
-                });
-            }
+            fill_columns(geo, plan, width, col, |channels, dst| {
+                im2col_tile(geo, x_g, ColPart { channels, s0, width, ld: width }, dst)
+            });
             (&col[..rows * width], Layout::row_major(width))
         };
-        assert!(b_layout.span(rows, width) <= b.len() && w_g.len() >= cout_g * rows);
         // SAFETY: this task's output is rows [0, cout_g) × columns [s0, s0 + width)
         // of its group's [cout_g, s] block; tasks differ in (image, group) or in
         // column range, so no two tasks reach the same element, and the block lies
         // inside `y`, whose shape was checked against the geometry.
         unsafe {
             let c = y_ptr.get().add(y_offset);
-            let packed = weights.packed.map(|p| &p[g]);
             // Row m of this product is output channel g·cout_g + m; C is laid out
             // as the output from element y_offset.
             let epi = epilogue.for_gemm(g * cout_g, y_offset);
-            let done = packed.is_some_and(|p| {
-                let (one, zero) = (T::one(), T::zero());
-                T::gemm_packed_lhs(cout_g, width, p, b.as_ptr(), b_layout, c, s, one, zero, &epi, plan.gemm_par)
-            });
-            if !done {
-                gemm_raw(
-                    cout_g,
-                    width,
-                    rows,
-                    w_g.as_ptr(),
-                    Layout::row_major(rows),
-                    b.as_ptr(),
-                    b_layout,
-                    c,
-                    Layout::row_major(s),
-                    T::one(),
-                    T::zero(),
-                    plan.gemm_par,
-                );
-                // While the tile is in cache.
-                epi.apply_rows(c, cout_g, width, s);
-            }
+            conv_product(weights, g, (cout_g, width, rows), (b, b_layout), (c, s), &epi, plan.gemm_par);
         }
     };
     // A flat plan's tasks are tiles of all the images' positions.
@@ -808,19 +778,13 @@ fn conv_float<T: Float>(
         let width = f1 - f0;
         let (col, out) = buf.split_at_mut(plan.col_len);
         let col = &mut col[..rows * width];
-        let fill = |channels: Range<usize>, dst: &mut [T]| {
+        fill_columns(geo, plan, width, col, |channels, dst| {
             for (n, p0, p1, at) in image_runs(f0, f1, s) {
                 let x_n = &x[n * geo.in_channels * in_size..][..cin_g * in_size];
                 let part = ColPart { channels: channels.clone(), s0: p0, width: p1 - p0, ld: width };
                 im2col_tile(geo, x_n, part, &mut dst[at..]);
             }
-        };
-        if matches!(plan.gemm_par, Parallelism::None) {
-            fill(0..cin_g, col);
-        } else {
-            let per_channel = geo.kernel_size() * width;
-            col.par_chunks_mut(per_channel).enumerate().for_each(|(c, dst)| fill(c..c + 1, dst));
-        }
+        });
         let c = out[..cout_g * width].as_mut_ptr();
         // Row m of the product is output channel m. The bias, and the activation
         // unless a residual must come first, are applied in the GEMM; the
@@ -846,34 +810,11 @@ fn conv_float<T: Float>(
                 unsafe { std::ptr::copy_nonoverlapping(run.as_ptr(), y_ptr.get().add(y_at), run.len()) };
             }
         };
-        assert!(w.len() >= cout_g * rows);
         // SAFETY: `col` holds the rows×width B and `out` the cout×width C.
         unsafe {
-            let packed = weights.packed.map(|p| &p[0]);
             let epi = GemmEpilogue { finish: Some(&scatter), ..in_gemm };
-            let done = packed.is_some_and(|p| {
-                let (one, zero) = (T::one(), T::zero());
-                let b = col.as_ptr();
-                T::gemm_packed_lhs(
-                    cout_g,
-                    width,
-                    p,
-                    b,
-                    Layout::row_major(width),
-                    c,
-                    width,
-                    one,
-                    zero,
-                    &epi,
-                    plan.gemm_par,
-                )
-            });
-            if !done {
-                let (a, b) = (w.as_ptr(), col.as_ptr());
-                let (al, bl) = (Layout::row_major(rows), Layout::row_major(width));
-                gemm_raw(cout_g, width, rows, a, al, b, bl, c, bl, T::one(), T::zero(), plan.gemm_par);
-                epi.apply_rows(c, cout_g, width, width);
-            }
+            let b = (&col[..], Layout::row_major(width));
+            conv_product(weights, 0, (cout_g, width, rows), b, (c, width), &epi, plan.gemm_par);
         }
     };
     let run = |task: usize, buf: &mut [T]| {
@@ -906,6 +847,53 @@ fn conv_float<T: Float>(
     }
 }
 
+/// Fills a column tile of `width` positions: `fill(channels, rows)` for every
+/// input channel of a group at once or, when the GEMM that follows has the
+/// threads, one channel's rows per job, so they split the work the same way.
+fn fill_columns<T: Float>(
+    geo: &ConvGeometry,
+    plan: &TilePlan,
+    width: usize,
+    col: &mut [T],
+    fill: impl Fn(Range<usize>, &mut [T]) + Sync,
+) {
+    if matches!(plan.gemm_par, Parallelism::None) {
+        fill(0..geo.cin_g(), col);
+    } else {
+        let per_channel = geo.kernel_size() * width;
+        col.par_chunks_mut(per_channel).enumerate().for_each(|(c, rows)| fill(c..c + 1, rows));
+    }
+}
+
+/// `C ← W_g · B`, then `epi`, for group `g`: `m`×`n` (output channels by
+/// positions) over `k` (column rows), C with row stride `ldc`. Through the
+/// weights a prepared kernel packed, else the plain ones, with the epilogue
+/// applied after, while C is in cache.
+///
+/// # Safety
+/// C is valid for `m` rows of `n` elements `ldc` apart, and nothing else
+/// touches them meanwhile; `b` spans a `k`×`n` matrix with its layout.
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_product<T: Float>(
+    weights: ConvWeights<T>,
+    g: usize,
+    (m, n, k): (usize, usize, usize),
+    (b, b_layout): (&[T], Layout),
+    (c, ldc): (*mut T, usize),
+    epi: &GemmEpilogue<T>,
+    par: Parallelism,
+) {
+    let w_g = &weights.plain[g * m * k..][..m * k];
+    assert!(b_layout.span(k, n) <= b.len());
+    let (one, zero) = (T::one(), T::zero());
+    let packed = weights.packed.map(|p| &p[g]);
+    if !packed.is_some_and(|p| T::gemm_packed_lhs(m, n, p, b.as_ptr(), b_layout, c, ldc, one, zero, epi, par)) {
+        let (a, al) = (w_g.as_ptr(), Layout::row_major(k));
+        gemm_raw(m, n, k, a, al, b.as_ptr(), b_layout, c, Layout::row_major(ldc), one, zero, par);
+        epi.apply_rows(c, m, n, ldc);
+    }
+}
+
 /// The images' runs of positions among flat positions `f0..f1` (image after
 /// image, `s` each): (image, first position, end position, offset from `f0`).
 fn image_runs(f0: usize, f1: usize, s: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
@@ -935,18 +923,19 @@ struct ColPart {
 
 /// Fills `col` with `part` of the im2col matrix of `x_g`. Padding reads as zero.
 fn im2col_tile<T: Float>(geo: &ConvGeometry, x_g: &[T], part: ColPart, col: &mut [T]) {
-    let ColPart { channels, s0, width, ld } = part;
     if geo.input.len() == 2 {
         #[cfg(target_arch = "x86_64")]
-        // Measured at batch 8 (`calibrate_gemm_convs`): the AVX-512 build made
-        // the stem and the 3×3 stride-2 layers 4–12% faster, but the 1×1
-        // stride-2 ones 5–10% slower, so those keep the baseline build.
+        // Measured at batch 8 (`calibrate_gemm_convs`, alternated in one binary):
+        // the AVX-512 build made the stem and the 3×3 stride-2 layers 3–13%
+        // faster, but the 1×1 stride-2 ones 2–11% slower, so those keep the
+        // baseline build.
         if super::wide::has_avx512() && geo.kernel_size() > 1 {
             // SAFETY: the CPU has AVX-512 (and what `wide` checks with it).
-            return unsafe { im2col_tile_2d_avx512(geo, x_g, ColPart { channels, s0, width, ld }, col) };
+            return unsafe { im2col_tile_2d_avx512(geo, x_g, part, col) };
         }
-        return im2col_tile_2d(geo, x_g, ColPart { channels, s0, width, ld }, col);
+        return im2col_tile_2d(geo, x_g, part, col);
     }
+    let ColPart { channels, s0, width, ld } = part;
     let nd = geo.input.len();
     let last = nd - 1;
     let in_size = geo.in_size();

@@ -205,8 +205,6 @@ struct Fused<'f> {
     /// Then clamped to `[min, max]` in registers (a Relu or Clip; ±∞ otherwise).
     min: f32,
     max: f32,
-    /// Whether any of the above is to be done.
-    in_registers: bool,
     /// Per finished block of C, after the above: an activation other than a
     /// clamp, then the caller's finish.
     activation: Option<&'f UnaryOp>,
@@ -220,7 +218,6 @@ impl<'f> Fused<'f> {
         residual: std::ptr::null(),
         min: f32::NEG_INFINITY,
         max: f32::INFINITY,
-        in_registers: false,
         activation: None,
         finish: None,
     };
@@ -236,14 +233,16 @@ impl<'f> Fused<'f> {
         };
         let (row_bias, col_bias) = (ptr(e.row_bias, m, "row bias"), ptr(e.col_bias, n, "column bias"));
         let residual = ptr(e.residual, (m - 1) * ldc + n, "residual");
-        let (clamp, activation) = match e.activation {
-            Some(&UnaryOp::Relu) => (Some((0.0, f32::INFINITY)), None),
-            Some(&UnaryOp::Clip { min, max }) => (Some((min, max)), None),
-            other => (None, other),
-        };
+        let clamp = e.activation.and_then(super::activation::clamp_bounds);
+        let activation = e.activation.filter(|_| clamp.is_none());
         let (min, max) = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-        let in_registers = e.row_bias.is_some() || e.col_bias.is_some() || e.residual.is_some() || clamp.is_some();
-        Fused { row_bias, col_bias, residual, min, max, in_registers, activation, finish: e.finish }
+        Fused { row_bias, col_bias, residual, min, max, activation, finish: e.finish }
+    }
+
+    /// Whether the kernel has anything to apply in registers.
+    fn in_registers(&self) -> bool {
+        let clamps = self.min != f32::NEG_INFINITY || self.max != f32::INFINITY;
+        !self.row_bias.is_null() || !self.col_bias.is_null() || !self.residual.is_null() || clamps
     }
 
     /// The in-register part for the tile whose first element is C's (i, j).
@@ -306,8 +305,9 @@ pub unsafe fn sgemm(
 }
 
 /// `c ← alpha·a·b + beta·c` with either operand possibly pre-packed, then
-/// `epilogue` on C; C is row-major with row stride `ldc`. Returns false, having done nothing, when the CPU lacks AVX-512F
-/// (only possible without packed operands, which need it to exist).
+/// `epilogue` on C; C is row-major with row stride `ldc`. Returns false, having
+/// done nothing, when the CPU lacks AVX-512F (only possible without packed
+/// operands, which need it to exist).
 ///
 /// # Safety
 /// Strided operands and `c` must be valid for the spans their layouts give an
@@ -451,7 +451,7 @@ unsafe fn band_with(p: &Problem, i0: usize, i1: usize, j0: usize, j1: usize, pa:
             // the last one applies the epilogue's in-register part.
             let (beta, accumulate) = if pc == 0 { (p.beta, false) } else { (1.0, true) };
             let last = pc + kc == p.k;
-            let fused = last && p.epilogue.in_registers;
+            let fused = last && p.epilogue.in_registers();
             for ic in (i0..i1).step_by(MC) {
                 let mc = MC.min(i1 - ic);
                 // (start of the block's first panel, distance between panels,
@@ -499,8 +499,9 @@ unsafe fn band_with(p: &Problem, i0: usize, i1: usize, j0: usize, j1: usize, pa:
                         };
                         let b = BPanel { ptr: b, step: b_step, prefetch, prefetch_step, padded: !direct };
                         let fused = fused.then(|| p.epilogue.at(ic + ir, jc + jr, p.ldc));
-                        let store = (c, p.ldc, p.alpha, beta, accumulate, fused);
-                        tile(rows, cols, kc, (a, a_rows), b, store);
+                        let mask = last_vector_mask(cols);
+                        let s = Store { c, ldc: p.ldc, alpha: p.alpha, beta, accumulate, mask, fused };
+                        tile(rows, cols, kc, (a, a_rows), b, s);
                     }
                 }
                 let (activation, finish) = (p.epilogue.activation, p.epilogue.finish);
@@ -569,25 +570,22 @@ unsafe fn pack_a(a: *const f32, layout: Layout, ic: usize, mc: usize, pc: usize,
     }
 }
 
+/// Lanes of a `cols`-wide tile's last vector that are real columns.
+fn last_vector_mask(cols: usize) -> __mmask16 {
+    let tail = cols - (cols - 1) / 16 * 16;
+    if tail == 16 {
+        0xFFFF
+    } else {
+        (1u16 << tail) - 1
+    }
+}
+
 /// Dispatches one `rows`×`cols` tile to the kernel instance of its size. `a` is
 /// the A panel with its row stride when read in place, or `None` when packed;
-/// `store` says where the tile goes: (C at the tile, ldc, alpha, beta,
-/// accumulate, the epilogue's in-register part if this is the last block of k).
-#[allow(clippy::type_complexity)]
-unsafe fn tile(
-    rows: usize,
-    cols: usize,
-    kc: usize,
-    (a, a_rows): (*const f32, Option<usize>),
-    b: BPanel,
-    (c, ldc, alpha, beta, accumulate, fused): (*mut f32, usize, f32, f32, bool, Option<TileFused>),
-) {
-    // Lanes of the last vector that are real columns.
-    let tail = cols - (cols - 1) / 16 * 16;
-    let mask: __mmask16 = if tail == 16 { 0xFFFF } else { (1u16 << tail) - 1 };
-    let s = Store { c, ldc, alpha, beta, accumulate, mask, fused };
+/// `s` says where and how the tile is stored.
+unsafe fn tile(rows: usize, cols: usize, kc: usize, (a, a_rows): (*const f32, Option<usize>), b: BPanel, s: Store) {
     // Masked loads of B cost throughput: only an in-place B's last panel needs them.
-    let masked = !b.padded && mask != 0xFFFF;
+    let masked = !b.padded && s.mask != 0xFFFF;
     macro_rules! go {
         ($r:literal) => {
             match (cols > 16, masked, a_rows) {

@@ -264,11 +264,9 @@ impl WinogradConv {
         let block = self.block_tiles(tiles);
         // A Relu or Clip is applied as the output tiles are stored; any other
         // activation takes a pass over the output at the end.
-        let (clamp, act) = match act {
-            Some(&UnaryOp::Relu) => ((0.0, f32::INFINITY), None),
-            Some(&UnaryOp::Clip { min, max }) => ((min, max), None),
-            other => ((f32::NEG_INFINITY, f32::INFINITY), other),
-        };
+        let bounds = act.and_then(super::activation::clamp_bounds);
+        let act = act.filter(|_| bounds.is_none());
+        let clamp = bounds.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
         let (v, rest) = scratch.split_at_mut(a2 * c_n * block);
         let mm = &mut rest[..a2 * k_n * block];
         let simd = gather == Gather::Best && simd_available(shape);
