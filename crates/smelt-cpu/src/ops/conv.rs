@@ -90,6 +90,8 @@ pub fn prepare(attrs: &ConvAttrs, constants: &[Option<&Arc<Tensor>>]) -> Option<
         bias,
         winograd,
         policy: WinogradPolicy::from_env(),
+        #[cfg(target_arch = "x86_64")]
+        direct: direct::weights(attrs, weight).filter(|_| direct::enabled()),
     }))
 }
 
@@ -104,6 +106,10 @@ struct PreparedConv {
     /// weights, made on the first call that uses each variant.
     winograd: Option<WinogradWeights>,
     policy: WinogradPolicy,
+    /// For 2-D layers with a horizontal stride of 2: the weights packed for the
+    /// direct kernel, which they then always run.
+    #[cfg(target_arch = "x86_64")]
+    direct: Option<super::conv_direct_avx512::DirectWeights>,
 }
 
 /// Which convolution algorithm a prepared 3×3 Conv uses.
@@ -183,7 +189,108 @@ impl Kernel for PreparedConv {
                 return conv_winograd(&self.attrs, &geo, wino, x, bias, residual, y, scratch);
             }
         }
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(weights), DType::F32) = (&self.direct, x.dtype) {
+            if let Some(shape) = direct::shape(&geo) {
+                return direct::run(&self.attrs, &shape, weights, x, bias, residual, y, scratch);
+            }
+        }
         conv(&self.attrs, &geo, x, self.weight.view(), self.packed.as_deref(), bias, residual, y, scratch)
+    }
+}
+
+/// Strided 2-D layers through [`super::conv_direct_avx512`].
+#[cfg(target_arch = "x86_64")]
+mod direct {
+    use super::super::activation::clamp_bounds;
+    use super::super::broadcast::for_each_chunk;
+    use super::super::conv_direct_avx512::{self as kernel, DirectEpilogue, DirectShape, DirectWeights, STRIDE_W};
+    use super::{checked_residual, expect_dtype, expect_shape, ConvGeometry, Epilogue};
+    use crate::{CpuError, Result, Scratch};
+    use smelt_ir::{ConvAttrs, DType, Tensor, TensorView, TensorViewMut};
+
+    const OP: &str = "Conv";
+
+    /// `SMELT_CPU_DIRECT=off` sends strided layers through im2col + GEMM, for
+    /// A/B measurements.
+    pub fn enabled() -> bool {
+        std::env::var("SMELT_CPU_DIRECT").as_deref() != Ok("off")
+    }
+
+    /// The packed weights when the layer's attributes suit the kernel: 2-D, one
+    /// group, dilation 1, horizontal stride 2 (the input size is checked per call).
+    pub fn weights(attrs: &ConvAttrs, weight: &Tensor) -> Option<DirectWeights> {
+        let shape = weight.shape();
+        let suits = shape.len() == 4
+            && attrs.group.max(1) == 1
+            && attrs.strides.len() == 2
+            && attrs.strides[1] == STRIDE_W
+            && attrs.dilations.iter().all(|&d| d == 1);
+        if !suits {
+            return None;
+        }
+        DirectWeights::new(weight.as_slice::<f32>().ok()?, shape[0], shape[1..].iter().product())
+    }
+
+    /// The kernel's view of `geo`, if it can run it.
+    pub fn shape(geo: &ConvGeometry) -> Option<DirectShape> {
+        let shape = DirectShape {
+            batch: geo.batch,
+            in_channels: geo.in_channels,
+            out_channels: geo.out_channels,
+            in_h: geo.input[0],
+            in_w: geo.input[1],
+            out_h: geo.output[0],
+            out_w: geo.output[1],
+            kernel_h: geo.kernel[0],
+            kernel_w: geo.kernel[1],
+            stride_h: geo.strides[0],
+            pad_top: geo.pads[0],
+            pad_left: geo.pads[1],
+        };
+        let suits = geo.input.len() == 2 && geo.group == 1 && geo.strides[1] == STRIDE_W;
+        (suits && geo.dilations.iter().all(|&d| d == 1) && shape.fits()).then_some(shape)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        attrs: &ConvAttrs,
+        shape: &DirectShape,
+        weights: &DirectWeights,
+        x: TensorView,
+        bias: Option<TensorView>,
+        residual: Option<TensorView>,
+        y: &mut TensorViewMut,
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        let out_shape = [shape.batch, shape.out_channels, shape.out_h, shape.out_w];
+        expect_shape(OP, "output", y.shape, &out_shape)?;
+        expect_dtype(OP, "output", y.dtype, DType::F32)?;
+        let residual = checked_residual(residual, y)?.map(|z| z.as_slice::<f32>()).transpose()?;
+        let bias = match bias {
+            Some(b) => {
+                expect_dtype(OP, "B", b.dtype, DType::F32)?;
+                if b.len() != shape.out_channels {
+                    let why = format!("B has {} elements for {} output channels", b.len(), shape.out_channels);
+                    return Err(CpuError::invalid(OP, why));
+                }
+                Some(b.as_slice::<f32>()?)
+            }
+            None => None,
+        };
+        let activation = attrs.activation.as_ref();
+        let bounds = activation.and_then(clamp_bounds);
+        let (min, max) = bounds.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+        let buf = scratch.f32s(shape.scratch_len());
+        let y = y.as_mut_slice::<f32>()?;
+        let epilogue = DirectEpilogue { bias, residual, min, max };
+        kernel::conv(shape, weights, x.as_slice()?, epilogue, y, buf, rayon::current_num_threads());
+        if let (Some(_), None) = (activation, bounds) {
+            // Activations other than a clamp: one pass after.
+            let after = Epilogue { bias: None, residual: None, activation };
+            for_each_chunk(y, |start, chunk| after.apply(0, start, chunk));
+        }
+        Ok(())
     }
 }
 
@@ -1464,6 +1571,8 @@ mod tests {
             bias: b.cloned().map(Arc::new),
             winograd: WinogradWeights::eligible(attrs, w.shape()).then(WinogradWeights::default),
             policy,
+            #[cfg(target_arch = "x86_64")]
+            direct: None,
         }
     }
 
@@ -1498,6 +1607,61 @@ mod tests {
             for tile in [WinogradTile::F2, WinogradTile::F4] {
                 let kernel = kernel_with_policy(a, &w, Some(&b), WinogradPolicy::Fixed(Some(tile)));
                 assert_close(&run_prepared(&kernel, &x, &w, Some(&b)), &want, 1e-4);
+            }
+        }
+    }
+
+    /// The direct kernel for horizontal stride 2 against the f64 reference: with
+    /// and without padding (symmetric, one-sided, automatic), kernel sizes 1, 3,
+    /// 7 and uneven ones, vertical strides 1 to 3, output widths that split into
+    /// uneven tiles, output channels that end inside a panel, every epilogue
+    /// (bias, residual, clamp, an activation applied after), on 1 and 3 threads.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn direct_kernel_matches_reference() {
+        use super::super::conv_direct_avx512 as kernel;
+        use AutoPad::*;
+        if !kernel::available() {
+            return;
+        }
+        let act = |mut a: ConvAttrs, op: UnaryOp| {
+            a.activation = Some(op);
+            a
+        };
+        let clip = UnaryOp::Clip { min: -0.5, max: 0.75 };
+        let cases: &[(ConvAttrs, &[usize], &[usize], bool)] = &[
+            (act(attrs(1, &[2, 2], &[1, 1, 1, 1], &[], NotSet), UnaryOp::Relu), &[2, 5, 15, 17], &[40, 5, 3, 3], false),
+            (attrs(1, &[2, 2], &[], &[], NotSet), &[1, 16, 14, 14], &[32, 16, 1, 1], true),
+            (act(attrs(1, &[2, 2], &[3, 3, 3, 3], &[], NotSet), UnaryOp::Relu), &[1, 3, 60, 61], &[20, 3, 7, 7], false),
+            (act(attrs(1, &[1, 2], &[0, 1, 2, 0], &[], NotSet), clip.clone()), &[2, 2, 11, 13], &[3, 2, 3, 2], true),
+            (attrs(1, &[3, 2], &[], &[], Valid), &[1, 2, 10, 9], &[2, 2, 3, 2], false),
+            (act(attrs(1, &[2, 2], &[], &[], SameUpper), UnaryOp::Sigmoid), &[1, 2, 7, 8], &[3, 2, 3, 4], true),
+            (act(attrs(1, &[2, 2], &[1, 1, 1, 1], &[], NotSet), clip.clone()), &[1, 4, 9, 64], &[65, 4, 3, 3], true),
+            (attrs(1, &[2, 2], &[1, 1, 1, 1], &[], NotSet), &[3, 24, 13, 13], &[20, 24, 3, 3], false),
+        ];
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for (seed, (a, xs, ws, with_residual)) in cases.iter().enumerate() {
+                let seed = 700 + 5 * seed as u64;
+                let x = random(DType::F32, xs, seed);
+                let w = random(DType::F32, ws, seed + 1);
+                let b = random(DType::F32, &[ws[0]], seed + 2);
+                let geo = ConvGeometry::new(a, None, xs, ws).unwrap();
+                let z = with_residual.then(|| random(DType::F32, &geo.out_shape(), seed + 3));
+                let mut want = naive_conv(&geo, &x.to_f64_vec(), &w.to_f64_vec(), Some(&b.to_f64_vec()));
+                if let Some(z) = &z {
+                    want.iter_mut().zip(z.to_f64_vec()).for_each(|(v, r)| *v += r);
+                }
+                if let Some(op) = &a.activation {
+                    want.iter_mut().for_each(|v| *v = super::super::activation::apply_f64(op, *v));
+                }
+                let mut kernel = kernel_with_policy(a, &w, None, WinogradPolicy::Fixed(None));
+                kernel.direct = direct::weights(a, &w);
+                assert!(kernel.direct.is_some() && direct::shape(&geo).is_some(), "{a:?} {xs:?}");
+                let mut y = Tensor::zeros(DType::F32, &geo.out_shape());
+                let inputs = [Some(x.view()), Some(w.view()), Some(b.view()), z.as_ref().map(|z| z.view())];
+                pool.install(|| kernel.run(&inputs, &mut [y.view_mut()], &mut Scratch::new())).unwrap();
+                assert_close(&y, &want, 1e-4);
             }
         }
     }
@@ -1650,7 +1814,11 @@ mod tests {
                 let x = random(DType::F32, &[batch, c, side, side], 1);
                 let w = random(DType::F32, &[k, c, r, r], 2);
                 let b = random(DType::F32, &[k], 3);
-                let kernel = kernel_with_policy(&a, &w, Some(&b), WinogradPolicy::Fixed(None));
+                let mut kernel = kernel_with_policy(&a, &w, Some(&b), WinogradPolicy::Fixed(None));
+                #[cfg(target_arch = "x86_64")]
+                {
+                    kernel.direct = direct::weights(&a, &w).filter(|_| direct::enabled());
+                }
                 let geo = ConvGeometry::new(&a, None, x.shape(), w.shape()).unwrap();
                 // The output and scratch are reused, as in a model: fresh ones
                 // would time their page faults.

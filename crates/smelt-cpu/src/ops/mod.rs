@@ -4,6 +4,7 @@ pub mod activation;
 pub mod attention;
 pub mod broadcast;
 pub mod conv;
+pub mod conv_direct_avx512;
 pub mod dims;
 pub mod einsum;
 pub mod elementwise;
