@@ -1,18 +1,23 @@
-//! Direct f32 convolution for 2-D layers with a horizontal stride of 2, on x86-64
-//! CPUs with AVX-512F.
+//! Direct f32 convolution for 2-D layers with a horizontal stride of 1 or 2, on
+//! x86-64 CPUs with AVX-512F.
 //!
 //! im2col + GEMM is a poor fit for strided layers: the column matrix is a
 //! gather at stride 2 (no contiguous vector loads), 2.25 times the input for a
-//! 3×3 window, written and read back for every tile. This kernel reads the
-//! input where it lies instead, with the roles of the GEMM's operands swapped:
+//! 3×3 window, written and read back for every tile. Nor does the GEMM suit
+//! pointwise layers on small maps: their 49 or 196 positions fill its 32-wide
+//! panels badly. This kernel reads the input where it lies instead, with the
+//! roles of the GEMM's operands swapped:
 //!
 //! - the accumulators are a tile of up to [`MAX_TILE`] output positions of one
 //!   output row by 32 output channels (two 16-lane vectors per position);
 //! - each step of the reduction (input channel, kernel row, kernel column) loads
 //!   one row of the packed weights (32 output channels) and broadcasts each
 //!   position's input element straight from the input: position `i` of the tile
-//!   reads 2·`i` elements after position 0 for every step, so its address is a
-//!   constant offset from one pointer per step, taken from a table.
+//!   reads stride·`i` elements after position 0 for every step, so its address
+//!   is a constant offset from one pointer per step, taken from a table.
+//!
+//! A pointwise layer (1×1, stride 1, no padding) is one row of all its
+//! positions, so its tiles run on across the map's rows.
 //!
 //! Zero padding is materialised once per call (the input copied into a padded
 //! buffer) so the kernel needs no bounds: that costs one pass over the input,
@@ -77,7 +82,7 @@ impl DirectWeights {
 }
 
 /// One call's shapes: NCHW input and output, one group, dilation 1, and a
-/// horizontal stride of 2.
+/// horizontal stride of 1 or 2.
 #[derive(Clone, Copy, Debug)]
 pub struct DirectShape {
     pub batch: usize,
@@ -90,17 +95,16 @@ pub struct DirectShape {
     pub kernel_h: usize,
     pub kernel_w: usize,
     pub stride_h: usize,
+    /// 1 or 2.
+    pub stride_w: usize,
     pub pad_top: usize,
     pub pad_left: usize,
 }
 
-/// The horizontal stride the kernel is built for.
-pub const STRIDE_W: usize = 2;
-
 impl DirectShape {
     /// Rows and columns of the input the windows read (padding included).
     fn span(&self) -> (usize, usize) {
-        ((self.out_h - 1) * self.stride_h + self.kernel_h, (self.out_w - 1) * STRIDE_W + self.kernel_w)
+        ((self.out_h - 1) * self.stride_h + self.kernel_h, (self.out_w - 1) * self.stride_w + self.kernel_w)
     }
 
     /// Whether some window reads outside the input: the input is then copied
@@ -122,10 +126,14 @@ impl DirectShape {
         padded + self.depth()
     }
 
-    /// Whether the input offsets fit the u32 table.
+    /// Whether the kernel runs this shape: a stride it is built for, and input
+    /// offsets that fit the u32 table.
     pub fn fits(&self) -> bool {
         let (rows, cols) = self.span();
-        (self.in_channels * rows.max(self.in_h) * cols.max(self.in_w)) < u32::MAX as usize
+        matches!(self.stride_w, 1 | 2)
+            && self.out_h > 0
+            && self.out_w > 0
+            && (self.in_channels * rows.max(self.in_h) * cols.max(self.in_w)) < u32::MAX as usize
     }
 }
 
@@ -193,40 +201,37 @@ pub fn conv(
     let per_group = (GROUP_WEIGHTS / (PANEL * s.depth() * 4)).clamp(1, panels);
     let groups = panels.div_ceil(per_group);
     let units = s.batch * groups;
-    let bands = (TASKS_PER_THREAD * threads).div_ceil(units).clamp(1, s.out_h);
+    // Bands are runs of (output row, tile) pairs, row-major.
+    let tiles = s.out_w.div_ceil(MAX_TILE);
+    let row_tiles = s.out_h * tiles;
+    let bands = (TASKS_PER_THREAD * threads).div_ceil(units).clamp(1, row_tiles);
     let tasks = units * bands;
     let y_at = SharedOut(y.as_mut_ptr());
-    let tiles = s.out_w.div_ceil(MAX_TILE);
     let run = |task: usize| {
         let (unit, band) = (task / bands, task % bands);
         let (n, group) = (unit / groups, unit % groups);
-        let (r0, r1) = (band * s.out_h / bands, (band + 1) * s.out_h / bands);
         let x_n = &input[n * s.in_channels * rows * cols..][..s.in_channels * rows * cols];
-        for oh in r0..r1 {
+        for row_tile in band * row_tiles / bands..(band + 1) * row_tiles / bands {
+            let (oh, t) = (row_tile / tiles, row_tile % tiles);
+            let (w0, w1) = (t * s.out_w / tiles, (t + 1) * s.out_w / tiles);
             for p in group * per_group..panels.min((group + 1) * per_group) {
-                let channels = PANEL.min(s.out_channels - p * PANEL);
-                let first = (n * s.out_channels + p * PANEL) * out_plane + oh * s.out_w;
-                // SAFETY: this task alone writes output rows r0..r1 of image n's
-                // channels in its panels. The offsets in `table` plus a tile's
-                // columns stay inside x_n (the windows' span), and every output
-                // index is inside y (shape checked above).
-                unsafe {
-                    let x_row = x_n.as_ptr().add(oh * s.stride_h * cols);
-                    for t in 0..tiles {
-                        let (w0, w1) = (t * s.out_w / tiles, (t + 1) * s.out_w / tiles);
-                        let at = first + w0;
-                        let out = TileOut {
-                            y: y_at.get().add(at),
-                            plane: out_plane,
-                            channels,
-                            bias: epilogue.bias.map_or(std::ptr::null(), |b| b[p * PANEL..].as_ptr()),
-                            residual: epilogue.residual.map_or(std::ptr::null(), |z| z[at..].as_ptr()),
-                            min: epilogue.min,
-                            max: epilogue.max,
-                        };
-                        tile(w1 - w0, x_row.add(w0 * STRIDE_W), table, weights.panel(p).as_ptr(), out);
-                    }
-                }
+                let at = (n * s.out_channels + p * PANEL) * out_plane + oh * s.out_w + w0;
+                let out = TileOut {
+                    // SAFETY (of the pointer arithmetic and of the tile): this task
+                    // alone writes these positions of image n's channels in its
+                    // panels; `at` and every output index are inside y (shape
+                    // checked above). The offsets in `table` plus a tile's columns
+                    // stay inside x_n (the windows' span).
+                    y: unsafe { y_at.get().add(at) },
+                    plane: out_plane,
+                    channels: PANEL.min(s.out_channels - p * PANEL),
+                    bias: epilogue.bias.map_or(std::ptr::null(), |b| b[p * PANEL..].as_ptr()),
+                    residual: epilogue.residual.map_or(std::ptr::null(), |z| z[at..].as_ptr()),
+                    min: epilogue.min,
+                    max: epilogue.max,
+                };
+                let x_tile = x_n[(oh * s.stride_h * cols + w0 * s.stride_w)..].as_ptr();
+                unsafe { tile(w1 - w0, s.stride_w, x_tile, table, weights.panel(p).as_ptr(), out) };
             }
         }
     };
@@ -297,16 +302,18 @@ struct TileOut {
     max: f32,
 }
 
-/// Dispatches a tile of `width` positions to the kernel instance of its size.
+/// Dispatches a tile of `width` positions at input stride `stride` to the
+/// kernel instance of its size.
 ///
 /// # Safety
 /// As for [`kernel`].
-unsafe fn tile(width: usize, x: *const f32, table: &[u32], w: *const f32, out: TileOut) {
+unsafe fn tile(width: usize, stride: usize, x: *const f32, table: &[u32], w: *const f32, out: TileOut) {
     macro_rules! go {
         ($($r:literal)*) => {
-            match width {
-                $($r => kernel::<$r>(x, table, w, out),)*
-                _ => unreachable!("tiles are 1..={MAX_TILE} wide"),
+            match (width, stride) {
+                $(($r, 1) => kernel::<$r, 1>(x, table, w, out),)*
+                $(($r, 2) => kernel::<$r, 2>(x, table, w, out),)*
+                _ => unreachable!("tiles are 1..={MAX_TILE} wide, strides 1 or 2"),
             }
         };
     }
@@ -315,14 +322,14 @@ unsafe fn tile(width: usize, x: *const f32, table: &[u32], w: *const f32, out: T
 
 /// The micro-kernel: `R` output positions by 32 output channels over the whole
 /// reduction. Step `q` reads weights `w[32q..32q + 32]` and, for position `i`,
-/// input element `x[table[q] + 2i]`.
+/// input element `x[table[q] + S·i]`.
 ///
 /// # Safety
 /// The CPU has AVX-512F; `w` holds `32·table.len()` values; every
-/// `x + table[q] + 2i` is readable; `out` is valid for its channels × `R`
+/// `x + table[q] + S·i` is readable; `out` is valid for its channels × `R`
 /// positions.
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel<const R: usize>(x: *const f32, table: &[u32], w: *const f32, out: TileOut) {
+unsafe fn kernel<const R: usize, const S: usize>(x: *const f32, table: &[u32], w: *const f32, out: TileOut) {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     let mut wq = w;
     for &offset in table {
@@ -331,7 +338,7 @@ unsafe fn kernel<const R: usize>(x: *const f32, table: &[u32], w: *const f32, ou
         let w1 = _mm512_loadu_ps(wq.add(16));
         wq = wq.add(PANEL);
         for (i, row) in acc.iter_mut().enumerate() {
-            let a = _mm512_set1_ps(*xq.add(STRIDE_W * i));
+            let a = _mm512_set1_ps(*xq.add(S * i));
             row[0] = _mm512_fmadd_ps(a, w0, row[0]);
             row[1] = _mm512_fmadd_ps(a, w1, row[1]);
         }
