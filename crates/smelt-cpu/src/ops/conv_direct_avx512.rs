@@ -211,7 +211,8 @@ pub fn conv(
         let (unit, band) = (task / bands, task % bands);
         let (n, group) = (unit / groups, unit % groups);
         let x_n = &input[n * s.in_channels * rows * cols..][..s.in_channels * rows * cols];
-        for row_tile in band * row_tiles / bands..(band + 1) * row_tiles / bands {
+        let first_tile = band * row_tiles / bands;
+        for row_tile in first_tile..(band + 1) * row_tiles / bands {
             let (oh, t) = (row_tile / tiles, row_tile % tiles);
             let (w0, w1) = (t * s.out_w / tiles, (t + 1) * s.out_w / tiles);
             for p in group * per_group..panels.min((group + 1) * per_group) {
@@ -231,7 +232,12 @@ pub fn conv(
                     max: epilogue.max,
                 };
                 let x_tile = x_n[(oh * s.stride_h * cols + w0 * s.stride_w)..].as_ptr();
-                unsafe { tile(w1 - w0, s.stride_w, x_tile, table, weights.panel(p).as_ptr(), out) };
+                // On the task's first tile its panels come from memory: fetch
+                // the next one while this one is multiplied.
+                let next = p + 1 < panels.min((group + 1) * per_group) && row_tile == first_tile;
+                let prefetch = if next { weights.panel(p + 1).as_ptr() } else { std::ptr::null() };
+                let w = (weights.panel(p).as_ptr(), prefetch);
+                unsafe { tile(w1 - w0, s.stride_w, x_tile, table, w, out) };
             }
         }
     };
@@ -285,6 +291,9 @@ fn pad_input(s: &DirectShape, x: &[f32], padded: &mut [f32], rows: usize, cols: 
     });
 }
 
+/// A tile's weight panel, and the panel to prefetch step by step (or null).
+type Weights = (*const f32, *const f32);
+
 /// Where one tile's 32 output channels go, and its epilogue.
 #[derive(Clone, Copy)]
 struct TileOut {
@@ -307,7 +316,7 @@ struct TileOut {
 ///
 /// # Safety
 /// As for [`kernel`].
-unsafe fn tile(width: usize, stride: usize, x: *const f32, table: &[u32], w: *const f32, out: TileOut) {
+unsafe fn tile(width: usize, stride: usize, x: *const f32, table: &[u32], w: Weights, out: TileOut) {
     macro_rules! go {
         ($($r:literal)*) => {
             match (width, stride) {
@@ -329,10 +338,15 @@ unsafe fn tile(width: usize, stride: usize, x: *const f32, table: &[u32], w: *co
 /// `x + table[q] + S·i` is readable; `out` is valid for its channels × `R`
 /// positions.
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel<const R: usize, const S: usize>(x: *const f32, table: &[u32], w: *const f32, out: TileOut) {
+unsafe fn kernel<const R: usize, const S: usize>(x: *const f32, table: &[u32], w: Weights, out: TileOut) {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let mut wq = w;
+    let (mut wq, mut pf) = w;
     for &offset in table {
+        if !pf.is_null() {
+            _mm_prefetch::<_MM_HINT_T1>(pf as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>(pf.add(16) as *const i8);
+            pf = pf.add(PANEL);
+        }
         let xq = x.add(offset as usize);
         let w0 = _mm512_loadu_ps(wq);
         let w1 = _mm512_loadu_ps(wq.add(16));
