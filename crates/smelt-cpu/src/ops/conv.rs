@@ -76,7 +76,15 @@ pub fn prepare(attrs: &ConvAttrs, constants: &[Option<&Arc<Tensor>>]) -> Option<
     let shape = weight.shape();
     let group = attrs.group.max(1);
     let depthwise = shape[1] == 1 && shape.len() <= 4;
-    let packed = if depthwise || shape[0] % group != 0 {
+    #[cfg(target_arch = "x86_64")]
+    let direct = direct::DirectSlot::new(attrs, weight);
+    // Strided layers the direct kernel takes never reach the GEMM with packed
+    // weights (ResNet-50's would hold 23 MB for nothing).
+    #[cfg(target_arch = "x86_64")]
+    let always_direct = direct.as_ref().is_some_and(|d| d.strided);
+    #[cfg(not(target_arch = "x86_64"))]
+    let always_direct = false;
+    let packed = if depthwise || shape[0] % group != 0 || always_direct {
         None
     } else {
         let (rows, cols) = (shape[0] / group, shape[1..].iter().product::<usize>());
@@ -95,7 +103,7 @@ pub fn prepare(attrs: &ConvAttrs, constants: &[Option<&Arc<Tensor>>]) -> Option<
         winograd,
         policy: WinogradPolicy::from_env(),
         #[cfg(target_arch = "x86_64")]
-        direct: direct::DirectSlot::new(attrs, weight),
+        direct,
     }))
 }
 
@@ -241,6 +249,8 @@ mod direct {
     /// (whether a pointwise layer does depends on its input size).
     pub struct DirectSlot {
         packed: OnceLock<Option<DirectWeights>>,
+        /// A horizontal stride of 2: every call the kernel can run takes it.
+        pub strided: bool,
     }
 
     impl DirectSlot {
@@ -251,7 +261,8 @@ mod direct {
                 && attrs.group.max(1) == 1
                 && attrs.strides.get(1).is_none_or(|&s| s <= 2)
                 && attrs.dilations.iter().all(|&d| d == 1);
-            (suits && enabled() && kernel::available()).then(|| DirectSlot { packed: OnceLock::new() })
+            let strided = attrs.strides.get(1) == Some(&2);
+            (suits && enabled() && kernel::available()).then(|| DirectSlot { packed: OnceLock::new(), strided })
         }
 
         pub fn weights(&self, weight: &Tensor) -> Option<&DirectWeights> {
