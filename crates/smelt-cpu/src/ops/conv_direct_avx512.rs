@@ -361,48 +361,98 @@ unsafe fn kernel<const R: usize, const S: usize>(x: *const f32, table: &[u32], w
 }
 
 /// Writes a finished tile transposed (position-major accumulators into
-/// channel-major output): the bias, and the clamp unless a residual comes
-/// between, in registers; then channel by channel, the residual and the clamp.
+/// channel-major output): the bias added, each 16-channel half transposed in
+/// registers, then per channel the residual (if any) and the clamp, and one
+/// masked store of the tile's `R` positions. Stores element by element made
+/// the store a sixth of a tile's time at 147 steps (the 7×7 stem).
 #[inline(always)]
 unsafe fn store<const R: usize>(acc: [[__m512; 2]; R], out: TileOut) {
-    let full = out.channels >= PANEL;
-    let masks: [__mmask16; 2] = if full {
-        [0xFFFF; 2]
-    } else {
-        let lanes = |n: usize| if n >= 16 { 0xFFFF } else { ((1u32 << n) - 1) as __mmask16 };
-        [lanes(out.channels), lanes(out.channels.saturating_sub(16))]
-    };
-    let bias = if out.bias.is_null() {
-        [_mm512_setzero_ps(); 2]
-    } else {
-        [_mm512_maskz_loadu_ps(masks[0], out.bias), _mm512_maskz_loadu_ps(masks[1], out.bias.add(16))]
-    };
-    let clamp_now = out.residual.is_null();
+    let positions: __mmask16 = ((1u32 << R) - 1) as __mmask16;
     let (lo, hi) = (_mm512_set1_ps(out.min), _mm512_set1_ps(out.max));
-    let mut tile = [[0f32; PANEL]; R];
-    for (row, dst) in acc.iter().zip(tile.iter_mut()) {
-        for v in 0..2 {
-            let mut r = _mm512_add_ps(row[v], bias[v]);
-            if clamp_now {
-                // max(lo, r) then min(hi, r) return r when it is NaN, as the
-                // graph's Relu and Clip do.
-                r = _mm512_min_ps(hi, _mm512_max_ps(lo, r));
+    for v in 0..2 {
+        let first = 16 * v;
+        if first >= out.channels {
+            break;
+        }
+        let mut rows = [_mm512_setzero_ps(); 16];
+        for (row, a) in rows.iter_mut().zip(&acc) {
+            *row = a[v];
+        }
+        let columns = transpose16(rows);
+        for (j, &column) in columns.iter().enumerate().take(out.channels - first) {
+            let c = first + j;
+            let mut r = column;
+            if !out.bias.is_null() {
+                r = _mm512_add_ps(r, _mm512_set1_ps(*out.bias.add(c)));
             }
-            _mm512_storeu_ps(dst.as_mut_ptr().add(16 * v), r);
+            if !out.residual.is_null() {
+                r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(positions, out.residual.add(c * out.plane)));
+            }
+            // max(lo, r) then min(hi, r) return r when it is NaN, as the
+            // graph's Relu and Clip do.
+            r = _mm512_min_ps(hi, _mm512_max_ps(lo, r));
+            _mm512_mask_storeu_ps(out.y.add(c * out.plane), positions, r);
         }
     }
-    for j in 0..out.channels.min(PANEL) {
-        let y = out.y.add(j * out.plane);
-        if clamp_now {
-            for (i, row) in tile.iter().enumerate() {
-                *y.add(i) = row[j];
+}
+
+/// The transpose of a 16×16 block held as 16 row vectors: element `c` of row
+/// `r` becomes element `r` of row `c`. Interleaves pairs of rows by 32-bit
+/// elements, then by 64-bit pairs, then moves 128-bit lanes twice.
+#[inline(always)]
+unsafe fn transpose16(mut r: [__m512; 16]) -> [__m512; 16] {
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    let (pd, ps) = (_mm512_castps_pd, _mm512_castpd_ps);
+    for i in 0..4 {
+        let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+        r[4 * i] = ps(_mm512_unpacklo_pd(pd(a), pd(c)));
+        r[4 * i + 1] = ps(_mm512_unpackhi_pd(pd(a), pd(c)));
+        r[4 * i + 2] = ps(_mm512_unpacklo_pd(pd(b), pd(d)));
+        r[4 * i + 3] = ps(_mm512_unpackhi_pd(pd(b), pd(d)));
+    }
+    for i in 0..4 {
+        t[i] = _mm512_shuffle_f32x4::<0x88>(r[i], r[i + 4]);
+        t[i + 4] = _mm512_shuffle_f32x4::<0xdd>(r[i], r[i + 4]);
+        t[i + 8] = _mm512_shuffle_f32x4::<0x88>(r[i + 8], r[i + 12]);
+        t[i + 12] = _mm512_shuffle_f32x4::<0xdd>(r[i + 8], r[i + 12]);
+    }
+    for i in 0..8 {
+        r[i] = _mm512_shuffle_f32x4::<0x88>(t[i], t[i + 8]);
+        r[i + 8] = _mm512_shuffle_f32x4::<0xdd>(t[i], t[i + 8]);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose16_transposes() {
+        if !available() {
+            return;
+        }
+        let block: Vec<f32> = (0..256).map(|e| e as f32).collect();
+        // SAFETY: the CPU has AVX-512F; every load and store is of 16 elements
+        // inside a 256-element buffer.
+        let got = unsafe {
+            let mut rows = [_mm512_setzero_ps(); 16];
+            for (r, row) in rows.iter_mut().enumerate() {
+                *row = _mm512_loadu_ps(block[16 * r..].as_ptr());
             }
-        } else {
-            let z = out.residual.add(j * out.plane);
-            for (i, row) in tile.iter().enumerate() {
-                let v = row[j] + *z.add(i);
-                let v = if v < out.min { out.min } else { v };
-                *y.add(i) = if v > out.max { out.max } else { v };
+            let mut got = vec![0f32; 256];
+            for (c, column) in transpose16(rows).iter().enumerate() {
+                _mm512_storeu_ps(got[16 * c..].as_mut_ptr(), *column);
+            }
+            got
+        };
+        for r in 0..16 {
+            for c in 0..16 {
+                assert_eq!(got[16 * c + r], block[16 * r + c], "row {r}, column {c}");
             }
         }
     }
