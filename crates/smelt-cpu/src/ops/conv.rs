@@ -218,8 +218,8 @@ mod direct {
     use super::super::activation::clamp_bounds;
     use super::super::broadcast::for_each_chunk;
     use super::super::conv_direct_avx512::{self as kernel, DirectEpilogue, DirectShape, DirectWeights};
-    use super::{checked_residual, expect_dtype, expect_shape, ConvGeometry, Epilogue};
-    use crate::{CpuError, Result, Scratch};
+    use super::{checked_bias, checked_residual, expect_dtype, expect_shape, ConvGeometry, Epilogue};
+    use crate::{Result, Scratch};
     use smelt_ir::{ConvAttrs, DType, Tensor, TensorView, TensorViewMut};
     use std::sync::OnceLock;
 
@@ -335,17 +335,7 @@ mod direct {
         expect_shape(OP, "output", y.shape, &geo.out_shape())?;
         expect_dtype(OP, "output", y.dtype, DType::F32)?;
         let residual = checked_residual(residual, y)?.map(|z| z.as_slice::<f32>()).transpose()?;
-        let bias = match bias {
-            Some(b) => {
-                expect_dtype(OP, "B", b.dtype, DType::F32)?;
-                if b.len() != shape.out_channels {
-                    let why = format!("B has {} elements for {} output channels", b.len(), shape.out_channels);
-                    return Err(CpuError::invalid(OP, why));
-                }
-                Some(b.as_slice::<f32>()?)
-            }
-            None => None,
-        };
+        let bias = checked_bias(OP, bias, geo.out_channels, DType::F32)?.map(|b| b.as_slice::<f32>()).transpose()?;
         let activation = attrs.activation.as_ref();
         let bounds = activation.and_then(clamp_bounds);
         let (min, max) = bounds.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
@@ -378,19 +368,7 @@ fn conv_winograd(
     expect_shape(OP, "output", y.shape, &geo.out_shape())?;
     expect_dtype(OP, "output", y.dtype, DType::F32)?;
     let residual = checked_residual(residual, y)?.map(|z| z.as_slice::<f32>()).transpose()?;
-    let bias = match bias {
-        Some(b) => {
-            expect_dtype(OP, "B", b.dtype, DType::F32)?;
-            if b.len() != geo.out_channels {
-                return Err(CpuError::invalid(
-                    OP,
-                    format!("B has {} elements for {} output channels", b.len(), geo.out_channels),
-                ));
-            }
-            Some(b.as_slice::<f32>()?)
-        }
-        None => None,
-    };
+    let bias = checked_bias(OP, bias, geo.out_channels, DType::F32)?.map(|b| b.as_slice::<f32>()).transpose()?;
     let shape = WinogradShape {
         batch: geo.batch,
         in_channels: geo.in_channels,
@@ -417,6 +395,23 @@ fn conv_winograd(
         }
     }
     Ok(())
+}
+
+/// The bias `B` of operator `op`, checked to be of `dtype` with one element per
+/// output channel.
+fn checked_bias<'a>(
+    op: &'static str,
+    bias: Option<TensorView<'a>>,
+    channels: usize,
+    dtype: DType,
+) -> Result<Option<TensorView<'a>>> {
+    if let Some(b) = &bias {
+        expect_dtype(op, "B", b.dtype, dtype)?;
+        if b.len() != channels {
+            return Err(CpuError::invalid(op, format!("B has {} elements for {channels} output channels", b.len())));
+        }
+    }
+    Ok(bias)
 }
 
 /// The residual input `Z`, checked to have the output's dtype and shape.
@@ -694,15 +689,7 @@ fn conv(
     expect_shape(OP, "output", y.shape, &geo.out_shape())?;
     expect_dtype(OP, "W", w.dtype, x.dtype)?;
     expect_dtype(OP, "output", y.dtype, x.dtype)?;
-    if let Some(b) = bias {
-        expect_dtype(OP, "B", b.dtype, x.dtype)?;
-        if b.len() != geo.out_channels {
-            return Err(CpuError::invalid(
-                OP,
-                format!("B has {} elements for {} output channels", b.len(), geo.out_channels),
-            ));
-        }
-    }
+    let bias = checked_bias(OP, bias, geo.out_channels, x.dtype)?;
     let residual = checked_residual(residual, y)?;
     let activation = attrs.activation.as_ref();
     match x.dtype {
@@ -1372,15 +1359,7 @@ fn conv_transpose(
     expect_shape(OP, "output", y.shape, &geo.out_shape())?;
     expect_dtype(OP, "W", w.dtype, x.dtype)?;
     expect_dtype(OP, "output", y.dtype, x.dtype)?;
-    if let Some(b) = bias {
-        expect_dtype(OP, "B", b.dtype, x.dtype)?;
-        if b.len() != geo.out_channels {
-            return Err(CpuError::invalid(
-                OP,
-                format!("B has {} elements for {} output channels", b.len(), geo.out_channels),
-            ));
-        }
-    }
+    let bias = checked_bias(OP, bias, geo.out_channels, x.dtype)?;
     let act = attrs.conv.activation.as_ref();
     let workers = transpose_workers(&geo);
     let col_len = transpose_col_len(&geo);
