@@ -119,7 +119,8 @@ struct PreparedConv {
     winograd: Option<WinogradWeights>,
     policy: WinogradPolicy,
     /// For 2-D ungrouped layers the direct kernel may run (see
-    /// [`direct::shape`]): its weights, packed on the first call that uses them.
+    /// [`direct::DirectSlot::shape`]): its weights, packed on the first call
+    /// that uses them.
     #[cfg(target_arch = "x86_64")]
     direct: Option<direct::DirectSlot>,
 }
@@ -203,7 +204,7 @@ impl Kernel for PreparedConv {
         }
         #[cfg(target_arch = "x86_64")]
         if let (Some(slot), DType::F32) = (&self.direct, x.dtype) {
-            if let Some((shape, weights)) = direct::shape(&geo).zip(slot.weights(&self.weight)) {
+            if let Some((shape, weights)) = slot.shape(&geo).zip(slot.weights(&self.weight)) {
                 return direct::run(&self.attrs, &geo, &shape, weights, x, bias, residual, y, scratch);
             }
         }
@@ -225,17 +226,6 @@ mod direct {
 
     const OP: &str = "Conv";
 
-    /// `SMELT_CPU_DIRECT=off` sends every layer through im2col + GEMM, and
-    /// `strided` only pointwise ones, for A/B measurements.
-    pub fn enabled() -> bool {
-        std::env::var("SMELT_CPU_DIRECT").as_deref() != Ok("off")
-    }
-
-    fn pointwise_enabled() -> bool {
-        static ON: OnceLock<bool> = OnceLock::new();
-        *ON.get_or_init(|| std::env::var("SMELT_CPU_DIRECT").as_deref() != Ok("strided"))
-    }
-
     /// Pointwise layers run the direct kernel up to this many positions per
     /// image (8×8 maps). ResNet-50's 7×7 layers make 49-column GEMMs with a
     /// quarter of the kernel's work wasted: direct, its layer4 1×1 layers took
@@ -251,18 +241,27 @@ mod direct {
         packed: OnceLock<Option<DirectWeights>>,
         /// A horizontal stride of 2: every call the kernel can run takes it.
         pub strided: bool,
+        /// Pointwise layers on small maps take the kernel too.
+        pointwise: bool,
     }
 
     impl DirectSlot {
         /// A slot when the layer's attributes suit the kernel (2-D, one group,
         /// dilation 1, horizontal stride 1 or 2) and the CPU runs it.
+        /// `SMELT_CPU_DIRECT=off` sends every layer through im2col + GEMM, and
+        /// `strided` only the pointwise ones, for A/B measurements.
         pub fn new(attrs: &ConvAttrs, weight: &Tensor) -> Option<DirectSlot> {
+            let mode = std::env::var("SMELT_CPU_DIRECT");
             let suits = weight.rank() == 4
                 && attrs.group.max(1) == 1
                 && attrs.strides.get(1).is_none_or(|&s| s <= 2)
                 && attrs.dilations.iter().all(|&d| d == 1);
-            let strided = attrs.strides.get(1) == Some(&2);
-            (suits && enabled() && kernel::available()).then(|| DirectSlot { packed: OnceLock::new(), strided })
+            let slot = DirectSlot {
+                packed: OnceLock::new(),
+                strided: attrs.strides.get(1) == Some(&2),
+                pointwise: mode.as_deref() != Ok("strided"),
+            };
+            (suits && mode.as_deref() != Ok("off") && kernel::available()).then_some(slot)
         }
 
         pub fn weights(&self, weight: &Tensor) -> Option<&DirectWeights> {
@@ -272,34 +271,15 @@ mod direct {
             };
             self.packed.get_or_init(pack).as_ref()
         }
-    }
 
-    /// The kernel's view of `geo` when it runs it: 2-D layers with a horizontal
-    /// stride of 2, and pointwise layers (as one row of all their positions) on
-    /// maps of up to [`POINTWISE_POSITIONS`].
-    pub fn shape(geo: &ConvGeometry) -> Option<DirectShape> {
-        if geo.input.len() != 2 || geo.group != 1 || geo.dilations.iter().any(|&d| d != 1) {
-            return None;
-        }
-        let shape = if geo.is_pointwise() && geo.out_size() <= POINTWISE_POSITIONS && pointwise_enabled() {
-            let positions = geo.out_size();
-            DirectShape {
-                batch: geo.batch,
-                in_channels: geo.in_channels,
-                out_channels: geo.out_channels,
-                in_h: 1,
-                in_w: positions,
-                out_h: 1,
-                out_w: positions,
-                kernel_h: 1,
-                kernel_w: 1,
-                stride_h: 1,
-                stride_w: 1,
-                pad_top: 0,
-                pad_left: 0,
+        /// The kernel's view of `geo` when it runs it: 2-D layers with a
+        /// horizontal stride of 2, and pointwise layers (as one row of all their
+        /// positions) on maps of up to [`POINTWISE_POSITIONS`].
+        pub fn shape(&self, geo: &ConvGeometry) -> Option<DirectShape> {
+            if geo.input.len() != 2 || geo.group != 1 || geo.dilations.iter().any(|&d| d != 1) {
+                return None;
             }
-        } else if geo.strides[1] == 2 {
-            DirectShape {
+            let planes = DirectShape {
                 batch: geo.batch,
                 in_channels: geo.in_channels,
                 out_channels: geo.out_channels,
@@ -310,14 +290,20 @@ mod direct {
                 kernel_h: geo.kernel[0],
                 kernel_w: geo.kernel[1],
                 stride_h: geo.strides[0],
-                stride_w: 2,
+                stride_w: geo.strides[1],
                 pad_top: geo.pads[0],
                 pad_left: geo.pads[1],
-            }
-        } else {
-            return None;
-        };
-        shape.fits().then_some(shape)
+            };
+            let positions = geo.out_size();
+            let shape = if self.pointwise && geo.is_pointwise() && positions <= POINTWISE_POSITIONS {
+                DirectShape { in_h: 1, in_w: positions, out_h: 1, out_w: positions, ..planes }
+            } else if planes.stride_w == 2 {
+                planes
+            } else {
+                return None;
+            };
+            shape.fits().then_some(shape)
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -873,16 +859,37 @@ fn balance(panels: usize, tiles: usize, tasks: usize, threads: usize) -> f64 {
 /// A pointer that may cross threads; every use documents why the accesses
 /// through it are disjoint.
 #[derive(Clone, Copy)]
-struct SharedMut<T>(*mut T);
+pub(super) struct SharedMut<T>(pub(super) *mut T);
 
 impl<T> SharedMut<T> {
-    fn get(self) -> *mut T {
+    /// Through a method, so closures capture the whole `SharedMut`, not its
+    /// (non-`Sync`) pointer field.
+    pub(super) fn get(self) -> *mut T {
         self.0
     }
 }
 // SAFETY: users only touch disjoint elements from different threads.
 unsafe impl<T: Send> Send for SharedMut<T> {}
 unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+/// Runs tasks `0..tasks` on one worker per item of `workers` (each item the
+/// worker's own state, e.g. its slice of scratch). Each worker takes the next
+/// task as it comes free, so one that starts late (woken from sleep, or sharing
+/// its core) takes fewer tasks instead of holding up the layer.
+pub(super) fn share_tasks<S: Send>(
+    tasks: usize,
+    workers: impl ParallelIterator<Item = S>,
+    run: impl Fn(usize, &mut S) + Sync,
+) {
+    let next = AtomicUsize::new(0);
+    workers.for_each(|mut state| loop {
+        let task = next.fetch_add(1, Ordering::Relaxed);
+        if task >= tasks {
+            break;
+        }
+        run(task, &mut state);
+    });
+}
 
 #[allow(clippy::too_many_arguments)]
 fn conv_float<T: Float>(
@@ -991,21 +998,13 @@ fn conv_float<T: Float>(
         (0..plan.tasks).for_each(|t| run(t, buf));
         return;
     }
-    // Each worker owns a slice of scratch and takes the next task as it comes
-    // free, so a worker that starts late (woken from sleep, or sharing its core)
-    // takes fewer tasks instead of holding up the layer.
-    let next = AtomicUsize::new(0);
-    let work = |buf: &mut [T]| loop {
-        let t = next.fetch_add(1, Ordering::Relaxed);
-        if t >= plan.tasks {
-            break;
-        }
-        run(t, buf);
-    };
+    // Each worker owns a slice of scratch.
     if plan.worker_len() == 0 {
-        (0..plan.workers).into_par_iter().for_each(|_| work(&mut []));
+        let workers = (0..plan.workers).into_par_iter().map(|_| <&mut [T]>::default());
+        share_tasks(plan.tasks, workers, |t, buf| run(t, buf));
     } else {
-        buf[..plan.scratch_len()].par_chunks_mut(plan.worker_len()).for_each(work);
+        let workers = buf[..plan.scratch_len()].par_chunks_mut(plan.worker_len());
+        share_tasks(plan.tasks, workers, |t, buf| run(t, buf));
     }
 }
 
@@ -1700,7 +1699,9 @@ mod tests {
             (attrs(2, &[2, 2], &[], &[], NotSet), &[1, 16, 7, 7], &[32, 8, 1, 1]),
         ];
         for (a, xs, ws) in gemm_cases {
-            assert!(direct::shape(&ConvGeometry::new(a, None, xs, ws).unwrap()).is_none(), "{a:?} {xs:?} {ws:?}");
+            let geo = ConvGeometry::new(a, None, xs, ws).unwrap();
+            let slot = direct::DirectSlot::new(a, &random(DType::F32, ws, 1));
+            assert!(slot.is_none_or(|slot| slot.shape(&geo).is_none()), "{a:?} {xs:?} {ws:?}");
         }
         for threads in [1, 3] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -1720,7 +1721,8 @@ mod tests {
                 }
                 let mut kernel = kernel_with_policy(a, &w, None, WinogradPolicy::Fixed(None));
                 kernel.direct = direct::DirectSlot::new(a, &w);
-                assert!(kernel.direct.is_some() && direct::shape(&geo).is_some(), "{a:?} {xs:?}");
+                let slot = kernel.direct.as_ref().expect("the kernel's attributes");
+                assert!(slot.shape(&geo).is_some(), "{a:?} {xs:?}");
                 let mut y = Tensor::zeros(DType::F32, &geo.out_shape());
                 let inputs = [Some(x.view()), Some(w.view()), Some(b.view()), z.as_ref().map(|z| z.view())];
                 pool.install(|| kernel.run(&inputs, &mut [y.view_mut()], &mut Scratch::new())).unwrap();

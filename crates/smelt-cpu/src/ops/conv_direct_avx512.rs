@@ -28,9 +28,9 @@
 
 #![cfg(target_arch = "x86_64")]
 
+use super::conv::{share_tasks, SharedMut};
 use rayon::prelude::*;
 use std::arch::x86_64::*;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Output channels per weight panel and per tile: two 16-lane vectors.
 const PANEL: usize = 32;
@@ -206,16 +206,17 @@ pub fn conv(
     let row_tiles = s.out_h * tiles;
     let bands = (TASKS_PER_THREAD * threads).div_ceil(units).clamp(1, row_tiles);
     let tasks = units * bands;
-    let y_at = SharedOut(y.as_mut_ptr());
+    let y_at = SharedMut(y.as_mut_ptr());
     let run = |task: usize| {
         let (unit, band) = (task / bands, task % bands);
         let (n, group) = (unit / groups, unit % groups);
         let x_n = &input[n * s.in_channels * rows * cols..][..s.in_channels * rows * cols];
         let first_tile = band * row_tiles / bands;
+        let group_panels = group * per_group..panels.min((group + 1) * per_group);
         for row_tile in first_tile..(band + 1) * row_tiles / bands {
             let (oh, t) = (row_tile / tiles, row_tile % tiles);
             let (w0, w1) = (t * s.out_w / tiles, (t + 1) * s.out_w / tiles);
-            for p in group * per_group..panels.min((group + 1) * per_group) {
+            for p in group_panels.clone() {
                 let at = (n * s.out_channels + p * PANEL) * out_plane + oh * s.out_w + w0;
                 let out = TileOut {
                     // SAFETY (of the pointer arithmetic and of the tile): this task
@@ -234,7 +235,7 @@ pub fn conv(
                 let x_tile = x_n[(oh * s.stride_h * cols + w0 * s.stride_w)..].as_ptr();
                 // On the task's first tile its panels come from memory: fetch
                 // the next one while this one is multiplied.
-                let next = p + 1 < panels.min((group + 1) * per_group) && row_tile == first_tile;
+                let next = p + 1 < group_panels.end && row_tile == first_tile;
                 let prefetch = if next { weights.panel(p + 1).as_ptr() } else { std::ptr::null() };
                 let w = (weights.panel(p).as_ptr(), prefetch);
                 unsafe { tile(w1 - w0, s.stride_w, x_tile, table, w, out) };
@@ -245,30 +246,8 @@ pub fn conv(
         (0..tasks).for_each(run);
         return;
     }
-    let next = AtomicUsize::new(0);
-    (0..threads.min(tasks)).into_par_iter().for_each(|_| loop {
-        let task = next.fetch_add(1, Ordering::Relaxed);
-        if task >= tasks {
-            break;
-        }
-        run(task);
-    });
+    share_tasks(tasks, (0..threads.min(tasks)).into_par_iter(), |task, _| run(task));
 }
-
-/// The output pointer, shared by tasks that write disjoint parts of it.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-
-impl SharedOut {
-    /// Through a method, so closures capture the whole `SharedOut`, not its
-    /// (non-`Sync`) pointer field.
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-// SAFETY: tasks write disjoint elements (see `conv`).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
 
 /// Copies each input plane into `rows`×`cols` with zeros where the windows
 /// reach past the input.
