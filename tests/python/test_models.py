@@ -27,6 +27,7 @@ TOLERANCE = 1e-4
 CASES = [
     ("resnet50.onnx", 1, 128),
     ("resnet50.onnx", 2, 128),
+    ("resnet50.onnx", 8, 128),
     ("bert_base.onnx", 1, 128),
     ("bert_base.onnx", 2, 128),
     ("gpt2_small.onnx", 1, 128),

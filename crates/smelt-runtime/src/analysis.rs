@@ -1,6 +1,7 @@
 //! Static analysis of a prepared graph at concrete input shapes: every value's
 //! shape, each node's estimated FLOPs, and the planned arena size.
 
+use crate::cpu::batch_split::SplitSetting;
 use crate::cpu::layout::{Layout, ShapeDependence};
 use crate::Result;
 use smelt_ir::{Graph, Tensor, TensorView};
@@ -15,6 +16,9 @@ pub struct Analysis {
     pub arena_bytes: usize,
     /// Bytes the intermediates would take with one buffer each.
     pub unplanned_bytes: usize,
+    /// Runs of nodes the CPU backend executes a chunk of the batch at a time,
+    /// and the chunks each is run in.
+    pub split: Vec<(std::ops::Range<usize>, usize)>,
 }
 
 /// Analyses `graph` for the given inputs (graph-input order). Only shapes matter
@@ -22,7 +26,7 @@ pub struct Analysis {
 pub fn analyse(graph: &Graph, inputs: &[Tensor]) -> Result<Analysis> {
     let views: Vec<TensorView> = inputs.iter().map(|t| t.view()).collect();
     let dep = ShapeDependence::analyse(graph);
-    let layout = Layout::resolve(graph, &dep, &views)?;
+    let layout = Layout::resolve(graph, &dep, &views, SplitSetting::from_env())?;
     let node_flops: Vec<u64> = graph
         .nodes
         .iter()
@@ -38,6 +42,7 @@ pub fn analyse(graph: &Graph, inputs: &[Tensor]) -> Result<Analysis> {
         node_flops,
         arena_bytes: layout.arena_bytes,
         unplanned_bytes: layout.unplanned_bytes,
+        split: layout.split.segments.iter().map(|s| (s.nodes.clone(), s.chunks)).collect(),
         shapes: layout.shapes,
     })
 }

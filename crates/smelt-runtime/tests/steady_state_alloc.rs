@@ -377,6 +377,43 @@ fn wide_cnn() -> Graph {
     b.finish(&[logits])
 }
 
+/// Side of the large CNN's images: at batch 8 its first layers' tensors (1
+/// MiB an image) are large enough for the CPU plan to run them image by image.
+const LARGE: usize = 128;
+
+/// image [batch, 8, LARGE, LARGE] → logits [batch, 10]: a 3×3 Conv+BN+Relu, a
+/// 1×1 Conv+BN with a residual Add and Relu, and a 4×4 MaxPool, which a batch of
+/// 8 runs image by image; then a 3×3 Conv on the pooled maps, GlobalAveragePool
+/// and a Gemm, batched.
+fn large_cnn() -> Graph {
+    let mut b = GraphBuilder::new();
+    let dims = vec![Dim::Sym("batch".into()), Dim::Fixed(8), Dim::Fixed(LARGE), Dim::Fixed(LARGE)];
+    let x = b.input("image", DType::F32, dims);
+    let a = conv_bn(&mut b, "a", x, 8, 16, 3, 1, true);
+    let c = conv_bn(&mut b, "b", a, 16, 16, 1, 1, false);
+    let sum = b.node("b.add", Op::Binary(BinaryOp::Add), &[c, a]);
+    let act = b.node("b.relu", Op::Unary(UnaryOp::Relu), &[sum]);
+    let pool = PoolAttrs {
+        kernel_shape: vec![4, 4],
+        strides: vec![4, 4],
+        pads: vec![0; 4],
+        dilations: vec![1, 1],
+        auto_pad: AutoPad::NotSet,
+        ceil_mode: false,
+        count_include_pad: false,
+        storage_order: 0,
+    };
+    let pooled = b.node("pool", Op::MaxPool(pool), &[act]);
+    let d = conv_bn(&mut b, "d", pooled, 16, 32, 3, 1, true);
+    let gap = b.node("gap", Op::GlobalAveragePool, &[d]);
+    let flat = b.node("flatten", Op::Flatten { axis: 1 }, &[gap]);
+    let fc_w = b.weight("fc.w", &[10, 32], 0.3);
+    let fc_b = b.weight("fc.b", &[10], 0.1);
+    let gemm = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true, activation: None };
+    let logits = b.node("fc", gemm, &[flat, fc_w, fc_b]);
+    b.finish(&[logits])
+}
+
 const VOCAB: usize = 50;
 const HIDDEN: usize = 16;
 const HEADS: usize = 2;
@@ -469,6 +506,10 @@ fn image(batch: usize, seed: u64) -> Tensor {
     Tensor::from_vec(&[batch, 3, 16, 16], values(batch * 3 * 16 * 16, seed, 1.0)).unwrap()
 }
 
+fn large_image(batch: usize, seed: u64) -> Tensor {
+    Tensor::from_vec(&[batch, 8, LARGE, LARGE], values(batch * 8 * LARGE * LARGE, seed, 1.0)).unwrap()
+}
+
 fn features(batch: usize, seed: u64) -> Tensor {
     Tensor::from_vec(&[batch, WIDE, 16, 16], values(batch * WIDE * 16 * 16, seed, 1.0)).unwrap()
 }
@@ -547,6 +588,29 @@ fn wide_cnn_steady_state_allocates_nothing() {
     for batch in [2, 4] {
         let x = features(batch, batch as u64);
         check_steady(&format!("wide cnn batch {batch}"), &session, &[("features", &x)]);
+    }
+}
+
+/// A batch whose first layers run image by image is steady too, and each
+/// image's logits are those of the image run alone.
+#[test]
+fn split_batch_steady_state_allocates_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let session = session(large_cnn(), true);
+    let x = large_image(8, 5);
+    let analysis = smelt_runtime::analysis::analyse(session.graph(), std::slice::from_ref(&x)).unwrap();
+    assert_eq!(analysis.split.len(), 1, "one run of nodes split: {:?}", analysis.split);
+    assert_eq!(analysis.split[0].1, 8, "one image per chunk");
+    check_steady("large cnn batch 8", &session, &[("image", &x)]);
+    let batched = session.run(&[("image", &x)]).unwrap();
+    let logits = batched[0].1.as_slice::<f32>().unwrap();
+    let image_len = 8 * LARGE * LARGE;
+    for i in 0..8 {
+        let one = &x.as_slice::<f32>().unwrap()[i * image_len..][..image_len];
+        let one = Tensor::from_vec(&[1, 8, LARGE, LARGE], one.to_vec()).unwrap();
+        let alone = session.run(&[("image", &one)]).unwrap();
+        let want = Tensor::from_vec(&[1, 10], logits[i * 10..][..10].to_vec()).unwrap();
+        assert_close(&format!("large cnn image {i}"), &alone[0].1, &want);
     }
 }
 

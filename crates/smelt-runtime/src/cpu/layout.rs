@@ -1,9 +1,10 @@
 //! Resolving every value's concrete shape for one set of input shapes, and placing
 //! the intermediates in one arena by lifetime.
 
+use super::batch_split::{BatchSplit, SplitSetting};
 use crate::{Result, RuntimeError};
 use smelt_ir::{infer, Fact, Graph, Op, Shape, TensorView};
-use smelt_passes::memory::{lifetimes, plan_memory, BufferLifetime};
+use smelt_passes::memory::{lifetimes, plan_memory, BufferLifetime, MemoryPlan, ARENA_ALIGNMENT};
 use std::sync::Arc;
 
 /// Which nodes must be evaluated on the host while resolving shapes.
@@ -48,16 +49,20 @@ pub struct Layout {
     pub arena_bytes: usize,
     /// What the intermediates would take unplanned (one buffer each).
     pub unplanned_bytes: usize,
+    /// Runs of nodes executed a chunk of the batch at a time.
+    pub split: BatchSplit,
 }
 
 impl Layout {
+    /// Byte offset and length of arena value `v`: the whole value, or one
+    /// chunk's for a value only its segment uses.
     pub fn range(&self, v: usize) -> (usize, usize) {
         self.ranges[v]
     }
 
     /// Walks the graph once with shape inference, evaluating on the host only the
-    /// small nodes whose values decide shapes.
-    pub fn resolve(graph: &Graph, dep: &ShapeDependence, inputs: &[TensorView]) -> Result<Layout> {
+    /// small nodes whose values decide shapes, and plans its batch split.
+    pub fn resolve(graph: &Graph, dep: &ShapeDependence, inputs: &[TensorView], split: SplitSetting) -> Result<Layout> {
         let mut facts: Vec<Option<Fact>> =
             graph.values.iter().map(|v| v.fact.constant.as_ref().map(|_| v.fact.clone())).collect();
         for (k, &v) in graph.inputs.iter().enumerate() {
@@ -108,21 +113,54 @@ impl Layout {
 
         let shapes: Vec<Vec<usize>> =
             facts.iter().map(|f| f.as_ref().and_then(|f| f.shape.as_fixed()).unwrap_or_default()).collect();
-        let lifetimes = lifetimes(graph);
+        let split = BatchSplit::plan(graph, &shapes, split);
+        let mut lifetimes = lifetimes(graph);
+        // Every chunk of a segment reads and writes the values it touches, so
+        // they hold their bytes from the segment's start to its end.
+        for segment in &split.segments {
+            let touched =
+                graph.nodes[segment.nodes.clone()].iter().flat_map(|n| n.inputs.iter().flatten().chain(&n.outputs));
+            for &v in touched {
+                if let (Some((first, last)), None) = (&mut lifetimes[v], split.region[v]) {
+                    *first = (*first).min(segment.nodes.start);
+                    *last = (*last).max(segment.nodes.end - 1);
+                }
+            }
+        }
+        let full_bytes = |v: usize| smelt_ir::num_elements(&shapes[v]) * graph.values[v].fact.dtype.size();
+        let lifetime = |v: usize, size: usize| {
+            let (first, last) = lifetimes[v].expect("arena value");
+            BufferLifetime { size, first_use: first, last_use: last }
+        };
         let arena_values: Vec<usize> = (0..graph.values.len()).filter(|&v| lifetimes[v].is_some()).collect();
-        let buffers: Vec<BufferLifetime> = arena_values
-            .iter()
-            .map(|&v| {
-                let (first, last) = lifetimes[v].expect("filtered");
-                let bytes = smelt_ir::num_elements(&shapes[v]) * graph.values[v].fact.dtype.size();
-                BufferLifetime { size: bytes, first_use: first, last_use: last }
+        let unplanned_bytes = arena_values.iter().map(|&v| full_bytes(v).next_multiple_of(ARENA_ALIGNMENT)).sum();
+        // Each segment's own values, at chunk size, in one region of the arena
+        // that lives as long as the segment.
+        let regions: Vec<(Vec<usize>, MemoryPlan)> = (0..split.segments.len())
+            .map(|k| {
+                let values: Vec<usize> = arena_values.iter().copied().filter(|&v| split.region[v] == Some(k)).collect();
+                let chunk_len = |v: usize| split.views[v].as_ref().expect("region values are sliced").len;
+                let buffers: Vec<BufferLifetime> = values.iter().map(|&v| lifetime(v, chunk_len(v))).collect();
+                (values, plan_memory(&buffers))
             })
             .collect();
+        let whole: Vec<usize> = arena_values.iter().copied().filter(|&v| split.region[v].is_none()).collect();
+        let mut buffers: Vec<BufferLifetime> = whole.iter().map(|&v| lifetime(v, full_bytes(v))).collect();
+        for (segment, (_, region)) in split.segments.iter().zip(&regions) {
+            let (first_use, last_use) = (segment.nodes.start, segment.nodes.end - 1);
+            buffers.push(BufferLifetime { size: region.peak_bytes, first_use, last_use });
+        }
         let plan = plan_memory(&buffers);
         let mut ranges = vec![(0, 0); graph.values.len()];
-        for (i, &v) in arena_values.iter().enumerate() {
+        for (i, &v) in whole.iter().enumerate() {
             ranges[v] = (plan.offsets[i], buffers[i].size);
         }
-        Ok(Layout { shapes, ranges, arena_bytes: plan.peak_bytes, unplanned_bytes: plan.naive_bytes })
+        for (k, (values, region)) in regions.iter().enumerate() {
+            let base = plan.offsets[whole.len() + k];
+            for (i, &v) in values.iter().enumerate() {
+                ranges[v] = (base + region.offsets[i], split.views[v].as_ref().expect("sliced").len);
+            }
+        }
+        Ok(Layout { shapes, ranges, arena_bytes: plan.peak_bytes, unplanned_bytes, split })
     }
 }

@@ -6,11 +6,13 @@
 //! heap allocation at all: the layout is found without building a key, node views
 //! live on the stack, and intermediates and kernel scratch come from pooled arenas.
 
+pub(crate) mod batch_split;
 pub(crate) mod layout;
 mod profile;
 
 use crate::backend::{Backend, MemoryReport, Plan};
 use crate::{Result, RuntimeError};
+use batch_split::SplitSetting;
 use layout::{Layout, ShapeDependence};
 use smelt_cpu::{Kernel, Scratch};
 use smelt_ir::{AlignedBytes, DType, Graph, Tensor, TensorView, TensorViewMut, ValueId};
@@ -105,6 +107,7 @@ impl Backend for CpuBackend {
         Ok(Box::new(CpuPlan {
             profile: profile::NodeProfile::from_env(graph.nodes.len()),
             dependence: ShapeDependence::analyse(graph),
+            split: SplitSetting::from_env(),
             graph: graph.clone(),
             kernels,
             slots,
@@ -153,6 +156,9 @@ struct CpuPlan {
     kernels: Vec<Box<dyn Kernel>>,
     slots: Vec<Slot>,
     dependence: ShapeDependence,
+    /// Whether layouts run per-image layers a chunk of the batch at a time
+    /// (`SMELT_CPU_BATCH_SPLIT`, read once when the plan is compiled).
+    split: SplitSetting,
     pool: Arc<rayon::ThreadPool>,
     /// Layouts by input shapes. Searched linearly: it holds a handful of entries,
     /// and comparing shapes in place needs no key to be built (no allocation).
@@ -179,12 +185,12 @@ impl CpuPlan {
     fn layout_for(&self, inputs: &[TensorView]) -> Result<Arc<Layout>> {
         if self.dependence.data_dependent {
             // Shapes depend on input values: resolve every time, never cache.
-            return Ok(Arc::new(Layout::resolve(&self.graph, &self.dependence, inputs)?));
+            return Ok(Arc::new(Layout::resolve(&self.graph, &self.dependence, inputs, self.split)?));
         }
         if let Some(c) = self.layouts.read().map_err(|_| poisoned())?.iter().find(|c| c.fits(inputs)) {
             return Ok(c.layout.clone());
         }
-        let layout = Arc::new(Layout::resolve(&self.graph, &self.dependence, inputs)?);
+        let layout = Arc::new(Layout::resolve(&self.graph, &self.dependence, inputs, self.split)?);
         self.peak.fetch_max(layout.arena_bytes, Ordering::Relaxed);
         self.unplanned.fetch_max(layout.unplanned_bytes, Ordering::Relaxed);
         let mut cache = self.layouts.write().map_err(|_| poisoned())?;
@@ -224,50 +230,68 @@ impl CpuPlan {
     ) -> Result<()> {
         arena.bytes.resize(layout.arena_bytes);
         let base = arena.bytes.as_mut_slice().as_mut_ptr();
-        let view = |v: ValueId| -> TensorView<'_> {
-            match &self.slots[v] {
+        // Value `v` as a node sees it: whole, or (`chunk` = Some(c)) chunk c's
+        // slice while a segment runs its nodes chunk by chunk.
+        let view = |v: ValueId, chunk: Option<usize>| -> TensorView<'_> {
+            let dtype = self.graph.values[v].fact.dtype;
+            let sliced = chunk.zip(layout.split.views[v].as_ref());
+            let whole = match &self.slots[v] {
                 Slot::Input(k) => inputs[*k],
                 Slot::Const(t) => t.view(),
                 Slot::Arena => {
                     let (off, len) = layout.range(v);
-                    // SAFETY: the layout places every arena value inside `arena_bytes`,
-                    // which `base` covers, and values live at the same time never share
-                    // bytes; a node's inputs are live while it runs, so they are
-                    // disjoint from its outputs, which are borrowed mutably below.
+                    let (off, len, shape) = match sliced {
+                        Some((c, s)) => (off + c * s.stride, s.len, s.shape.as_slice()),
+                        None => (off, len, layout.shapes[v].as_slice()),
+                    };
+                    // SAFETY: the layout places every arena value (and each chunk
+                    // of a sliced one) inside `arena_bytes`, which `base` covers,
+                    // and values live at the same time never share bytes; a node's
+                    // inputs are live while it runs, so they are disjoint from its
+                    // outputs, which are borrowed mutably below.
                     let data = unsafe { std::slice::from_raw_parts(base.add(off), len) };
-                    TensorView::new(self.graph.values[v].fact.dtype, &layout.shapes[v], data)
+                    return TensorView::new(dtype, shape, data);
                 }
+            };
+            match sliced {
+                Some((c, s)) => TensorView::new(dtype, &s.shape, &whole.data[c * s.stride..][..s.len]),
+                None => whole,
             }
         };
-        let view_mut = |o: ValueId| -> TensorViewMut<'_> {
+        let view_mut = |o: ValueId, chunk: Option<usize>| -> TensorViewMut<'_> {
             let (off, len) = layout.range(o);
+            let (off, len, shape) = match chunk.zip(layout.split.views[o].as_ref()) {
+                Some((c, s)) => (off + c * s.stride, s.len, s.shape.as_slice()),
+                None => (off, len, layout.shapes[o].as_slice()),
+            };
             // SAFETY: as above; a node's outputs are distinct values with disjoint
             // ranges (their lifetimes all start at this node).
             let data = unsafe { std::slice::from_raw_parts_mut(base.add(off), len) };
-            TensorViewMut::new(self.graph.values[o].fact.dtype, &layout.shapes[o], data)
+            TensorViewMut::new(self.graph.values[o].fact.dtype, shape, data)
         };
-        for (index, (node, kernel)) in self.graph.nodes.iter().zip(&self.kernels).enumerate() {
+        let mut run_node = |index: usize, chunk: Option<usize>| -> Result<()> {
+            let (node, kernel) = (&self.graph.nodes[index], &self.kernels[index]);
             let start = self.profile.as_ref().map(|_| std::time::Instant::now());
             let mut inline_ins = [None; INLINE_INPUTS];
             let heap_ins: Vec<Option<TensorView>>;
             let ins: &[Option<TensorView>] = if node.inputs.len() <= INLINE_INPUTS {
                 for (slot, v) in inline_ins.iter_mut().zip(&node.inputs) {
-                    *slot = v.map(view);
+                    *slot = v.map(|v| view(v, chunk));
                 }
                 &inline_ins[..node.inputs.len()]
             } else {
-                heap_ins = node.inputs.iter().map(|v| v.map(view)).collect();
+                heap_ins = node.inputs.iter().map(|v| v.map(|v| view(v, chunk))).collect();
                 &heap_ins
             };
             let mut inline_outs: [TensorViewMut; INLINE_OUTPUTS] = std::array::from_fn(|_| empty_view_mut());
             let mut heap_outs: Vec<TensorViewMut>;
             let outs: &mut [TensorViewMut] = if node.outputs.len() <= INLINE_OUTPUTS {
                 for (slot, &o) in inline_outs.iter_mut().zip(&node.outputs) {
-                    *slot = view_mut(o);
+                    *slot = view_mut(o, chunk);
                 }
                 &mut inline_outs[..node.outputs.len()]
             } else {
-                heap_outs = node.outputs.iter().map(|&o| view_mut(o)).collect();
+                heap_outs = node.outputs.iter().map(|&o| view_mut(o, chunk)).collect();
                 &mut heap_outs
             };
             kernel.run(ins, outs, &mut arena.scratch).map_err(|e| RuntimeError::Node {
@@ -276,12 +300,30 @@ impl CpuPlan {
                 message: e.to_string(),
             })?;
             if let (Some(profile), Some(start)) = (&self.profile, start) {
-                profile.record(index, start);
+                profile.record(index, start, chunk.unwrap_or(0) == 0);
+            }
+            Ok(())
+        };
+        let mut index = 0;
+        while index < self.graph.nodes.len() {
+            match layout.split.starting_at(index) {
+                Some(segment) => {
+                    for chunk in 0..segment.chunks {
+                        for i in segment.nodes.clone() {
+                            run_node(i, Some(chunk))?;
+                        }
+                    }
+                    index = segment.nodes.end;
+                }
+                None => {
+                    run_node(index, None)?;
+                    index += 1;
+                }
             }
         }
         outputs.truncate(self.graph.outputs.len());
         for (k, &o) in self.graph.outputs.iter().enumerate() {
-            let value = view(o);
+            let value = view(o, None);
             match outputs.get_mut(k) {
                 Some(t) if t.dtype() == value.dtype && t.shape() == value.shape => {
                     t.bytes_mut().copy_from_slice(value.data)

@@ -40,10 +40,17 @@ impl NodeProfile {
 
     /// Adds the time since `start` to node `index`. A node's first call is
     /// counted but not timed: it pays one-off costs (weights transformed on
-    /// first use, pages touched) that steady state does not.
-    pub(super) fn record(&self, index: usize, start: Instant) {
+    /// first use, pages touched) that steady state does not. A node that runs
+    /// chunk by chunk (a split batch) is called once per chunk, and only a
+    /// run's `first_chunk` counts as a call.
+    pub(super) fn record(&self, index: usize, start: Instant, first_chunk: bool) {
         let nanos = start.elapsed().as_nanos() as u64;
-        if self.calls[index].fetch_add(1, Ordering::Relaxed) > 0 {
+        let earlier = if first_chunk {
+            self.calls[index].fetch_add(1, Ordering::Relaxed)
+        } else {
+            self.calls[index].load(Ordering::Relaxed) - 1
+        };
+        if earlier > 0 {
             self.nanos[index].fetch_add(nanos, Ordering::Relaxed);
         }
     }

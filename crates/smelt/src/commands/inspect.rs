@@ -97,6 +97,14 @@ pub fn main(args: Args) -> Result<()> {
                 human_bytes(a.arena_bytes as u64),
                 human_bytes(a.unplanned_bytes as u64)
             );
+            for (nodes, chunks) in &a.split {
+                let (first, last) = (&graph.nodes[nodes.start].name, &graph.nodes[nodes.end - 1].name);
+                let which = match nodes.len() {
+                    1 => format!("node {} ({first})", nodes.start),
+                    n => format!("{n} nodes, {}..{} ({first} to {last}),", nodes.start, nodes.end),
+                };
+                println!("  split batch        {which} run in {chunks} chunks of the batch");
+            }
             if args.optimized {
                 print_graph(&graph, Some(&a.shapes), &a.node_flops);
             }
