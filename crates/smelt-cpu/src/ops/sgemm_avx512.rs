@@ -63,6 +63,14 @@ fn b_in_place(m: usize, k: usize, ld: usize) -> bool {
 /// Bands of C per thread in a parallel product (see [`run`]).
 const BANDS_PER_THREAD: usize = 4;
 
+/// Every band of rows reads all of B. A B read in place of more elements than
+/// this (512 KiB, half of a 1 MiB L2) comes from L3 again for each band, so a
+/// product split by rows then makes one band per thread. ResNet-50's 1024→256
+/// 1×1 layers on 14×14 maps (B 784 KiB) took 1.42–1.43 ms at batch 1 against
+/// 1.67–1.68 with four bands per thread, its 1024→512 one 0.52–0.53 against
+/// 0.60–0.61 (`SMELT_CPU_PROFILE=all`, alternated twice).
+const BANDED_B_MAX: usize = 128 * 1024;
+
 /// Whether this CPU runs AVX-512F (checked once).
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
@@ -392,7 +400,12 @@ fn run(m: usize, n: usize, p: Problem, threads: usize) {
     let (by_cols, by_rows) = (band_cost(m, cols.min(n)), band_cost(rows.min(m), n));
     // Bands go out as a parallel range (jobs on the stack), not as scope spawns,
     // which box every job: an allocation per band per call.
-    if by_cols < by_rows || (by_cols == by_rows && m <= n) {
+    let by_cols = by_cols < by_rows || (by_cols == by_rows && m <= n);
+    let rows = match p.b {
+        B::Direct(..) if !by_cols && p.k * n > BANDED_B_MAX => m.div_ceil(threads).next_multiple_of(MR),
+        _ => rows,
+    };
+    if by_cols {
         (0..n.div_ceil(cols)).into_par_iter().for_each(|b| {
             let j0 = b * cols;
             band(&p, 0, m, j0, (j0 + cols).min(n));
@@ -851,11 +864,20 @@ mod tests {
         if !available() {
             return;
         }
-        // Sizes straddling every block edge: MR, NR, KC, MC, NC; and a B past
-        // DIRECT_B_MAX read in place for a single block of rows.
-        for &(m, n, k) in
-            &[(1, 1, 1), (13, 33, 7), (25, 70, 300), (150, 1100, 260), (12, 32, 256), (300, 17, 513), (20, 2100, 300)]
-        {
+        // Sizes straddling every block edge: MR, NR, KC, MC, NC; a B past
+        // DIRECT_B_MAX read in place for a single block of rows; and one past
+        // BANDED_B_MAX read in place by bands of rows, one per thread.
+        let sizes = [
+            (1, 1, 1),
+            (13, 33, 7),
+            (25, 70, 300),
+            (150, 1100, 260),
+            (12, 32, 256),
+            (300, 17, 513),
+            (20, 2100, 300),
+            (260, 200, 1030),
+        ];
+        for &(m, n, k) in &sizes {
             let a = values(m * k, 1);
             let b = values(k * n, 2);
             for (al, bl) in [
