@@ -800,6 +800,7 @@ impl TilePlan {
         let panels = s.div_ceil(PANEL).max(1);
         let cap = (COL_TILE_ELEMS / rows.max(1) / PANEL).max(MIN_TILE_PANELS);
         let mut tiles = panels.div_ceil(cap);
+        let fewest_tiles = tiles;
         let max_tiles = (panels / MIN_TILE_PANELS).max(1);
         let work = geo.cout_g() * rows * s * images;
         let parallel = threads > 1 && work >= 1 << 18;
@@ -816,6 +817,12 @@ impl TilePlan {
         let tiles = tiles.min(panels);
         let tasks = images * tiles;
         let balanced = parallel && tasks >= threads && balance(panels, tiles, tasks, threads) >= MIN_BALANCE;
+        // Unbalanced, the tasks run one after another, each GEMM split over the
+        // threads: as few and as wide as the column tile allows, since every task
+        // reads all the weights (see `sgemm_avx512::BANDED_B_MAX` for what this
+        // gained on 14×14 maps).
+        let tiles = if balanced { tiles } else { fewest_tiles.min(panels) };
+        let tasks = images * tiles;
         let workers = if balanced { threads } else { 1 };
         let width = panels.div_ceil(tiles) * PANEL;
         let col_len = if pointwise || depthwise { 0 } else { rows * width.min(s) };
@@ -1923,6 +1930,24 @@ mod tests {
         assert!(!plan(&one, &[3, 24, 7, 7], &[20, 24, 1, 1]).flat);
         assert!(!plan(&attrs(2, &[2, 2], &[], &[], NotSet), &[3, 24, 13, 13], &[20, 12, 1, 1]).flat);
         assert!(!plan(&attrs(24, &[], &[1, 1, 1, 1], &[], NotSet), &[3, 24, 7, 7], &[24, 1, 3, 3]).flat);
+    }
+
+    #[test]
+    fn unbalanced_plans_split_the_widest_tiles() {
+        let one = attrs(1, &[], &[], &[], AutoPad::NotSet);
+        let plan = |x: &[usize], w: &[usize]| TilePlan::new(&ConvGeometry::new(&one, None, x, w).unwrap());
+        // 14×14: 7 panels deal unevenly to 2 threads (3 and 4), so the GEMM
+        // splits instead, over all 196 positions at once: each tile reads all
+        // 1 MiB of weights.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        pool.install(|| {
+            let p = plan(&[1, 1024, 14, 14], &[256, 1024, 1, 1]);
+            assert_eq!((p.tiles, p.workers), (1, 1), "{p:?}");
+            assert!(matches!(p.gemm_par, Parallelism::Rayon(2)), "{p:?}");
+            // 8 images deal evenly: tasks, as before.
+            let p = plan(&[8, 1024, 14, 14], &[256, 1024, 1, 1]);
+            assert_eq!(p.workers, 2, "{p:?}");
+        });
     }
 
     #[test]

@@ -66,9 +66,11 @@ const BANDS_PER_THREAD: usize = 4;
 /// Every band of rows reads all of B. A B read in place of more elements than
 /// this (512 KiB, half of a 1 MiB L2) comes from L3 again for each band, so a
 /// product split by rows then makes one band per thread. ResNet-50's 1024→256
-/// 1×1 layers on 14×14 maps (B 784 KiB) took 1.42–1.43 ms at batch 1 against
-/// 1.67–1.68 with four bands per thread, its 1024→512 one 0.52–0.53 against
-/// 0.60–0.61 (`SMELT_CPU_PROFILE=all`, alternated twice).
+/// 1×1 layers on 14×14 maps at batch 1 (B 784 KiB, one 196-column product
+/// since `conv::TilePlan` stopped cutting it in two) took 0.25–0.26 ms each
+/// against 0.32–0.33 with four bands per thread on two 98-column tiles, its
+/// 1024→512 one 0.48–0.49 against 0.59–0.60 (`SMELT_CPU_PROFILE=all`,
+/// alternated twice).
 const BANDED_B_MAX: usize = 128 * 1024;
 
 /// Whether this CPU runs AVX-512F (checked once).
