@@ -454,6 +454,7 @@ fn max_plane_2d<T: Element>(geo: &PoolGeometry, x: &[T], y: &mut [T], lowest: T)
         let row_len = iw;
         // Same order per column as above: the first cell, then the rest.
         super::wide::run(|| match inner.stride {
+            2 if inner.width == 3 && wy.valid == 3 && out.len() > 1 => inner_max_3x3_s2(rows, row_len, first, out),
             1 => inner_max::<T, 1>(rows, row_len, first, inner.width, out),
             2 => inner_max::<T, 2>(rows, row_len, first, inner.width, out),
             _ => inner_max_strided(rows, row_len, first, inner.width, inner.stride, out),
@@ -487,6 +488,40 @@ fn inner_max<T: Element, const S: usize>(rows: &[T], row_len: usize, first: usiz
             last[0] = if tail > last[0] { tail } else { last[0] };
         }
     }
+}
+
+/// [`inner_max`] for 3×3 windows two apart (ResNet's stem pool), all nine
+/// cells of a window in one pass and its output stored once, where
+/// `inner_max` loads and stores the output row once per cell. Same order.
+#[inline(always)]
+fn inner_max_3x3_s2<T: Element>(rows: &[T], row_len: usize, first: usize, out: &mut [T]) {
+    let n = out.len();
+    let m = n - 1;
+    // Window i covers cells 2i, 2i + 1, 2i + 2 of each row: the first m windows
+    // as chunk i of the pairs from 0 and from 2; the last one alone.
+    let row = |t: usize| &rows[t * row_len + first..][..2 * m + 3];
+    let (a, b, c) = (row(0), row(1), row(2));
+    fn pairs<T>(r: &[T], m: usize) -> impl Iterator<Item = (&[T], &[T])> {
+        r[..2 * m].chunks_exact(2).zip(r[2..2 * m + 2].chunks_exact(2))
+    }
+    let greater = |v: T, best: T| if v > best { v } else { best };
+    let (body, last) = out.split_at_mut(m);
+    for (o, ((a, b), c)) in body.iter_mut().zip(pairs(a, m).zip(pairs(b, m)).zip(pairs(c, m))) {
+        let mut best = a.0[0];
+        best = greater(a.0[1], best);
+        best = greater(a.1[0], best);
+        for (lo, hi) in [b, c] {
+            best = greater(lo[0], best);
+            best = greater(lo[1], best);
+            best = greater(hi[0], best);
+        }
+        *o = best;
+    }
+    let mut best = a[2 * m];
+    for v in [a[2 * m + 1], a[2 * m + 2], b[2 * m], b[2 * m + 1], b[2 * m + 2], c[2 * m], c[2 * m + 1], c[2 * m + 2]] {
+        best = greater(v, best);
+    }
+    last[0] = best;
 }
 
 /// [`inner_max`] for any other stride.
@@ -789,6 +824,23 @@ mod tests {
         let bits = |t: &Tensor| t.to_f64_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&values[0]), bits(&both[0]));
         assert!(values[0].to_f64_vec().iter().any(|v| v.is_nan()), "a window starting on NaN gives NaN");
+        // Wider planes take the one-pass 3×3 stride-2 path: ties, signed zeros
+        // and NaN anywhere in a window come out as the window-by-window rule
+        // (the Indices path) gives them.
+        let v: Vec<f32> = (0..2 * 12 * 13)
+            .map(|i| match (i * 7) % 11 {
+                0 => f32::NAN,
+                1 | 2 => 0.0,
+                3 => -0.0,
+                k => (k % 4) as f32 - 2.0,
+            })
+            .collect();
+        let x = Tensor::from_vec(&[1, 2, 12, 13], v).unwrap();
+        let a = pool_attrs(&[3, 3], &[2, 2], &[1, 1, 1, 1], &[]);
+        let out = PoolGeometry::new("MaxPool", &a, x.shape(), &mut Scratch::new()).unwrap().out_shape.clone();
+        let both = run_op(&Op::MaxPool(a.clone()), &[Some(&x)], &[(DType::F32, &out), (DType::I64, &out)]);
+        let values = run_op(&Op::MaxPool(a), &[Some(&x)], &[(DType::F32, &out)]);
+        assert_eq!(bits(&values[0]), bits(&both[0]));
     }
 
     #[test]
