@@ -283,6 +283,20 @@ fn strided_conv(pad: usize, stride: usize) -> Op {
     })
 }
 
+/// Non-overlapping `window`×`window` pooling windows.
+fn pool(window: usize) -> PoolAttrs {
+    PoolAttrs {
+        kernel_shape: vec![window; 2],
+        strides: vec![window; 2],
+        pads: vec![0; 4],
+        dilations: vec![1, 1],
+        auto_pad: AutoPad::NotSet,
+        ceil_mode: false,
+        count_include_pad: false,
+        storage_order: 0,
+    }
+}
+
 /// Conv + BatchNormalization (+ Relu when `relu`), as exported CNNs have them.
 #[allow(clippy::too_many_arguments)]
 fn conv_bn(
@@ -318,17 +332,7 @@ fn cnn() -> Graph {
     let batch = Dim::Sym("batch".into());
     let x = b.input("image", DType::F32, vec![batch, Dim::Fixed(3), Dim::Fixed(16), Dim::Fixed(16)]);
     let stem = conv_bn(&mut b, "stem", x, 3, 8, 3, 2, true);
-    let pool = PoolAttrs {
-        kernel_shape: vec![2, 2],
-        strides: vec![2, 2],
-        pads: vec![0; 4],
-        dilations: vec![1, 1],
-        auto_pad: AutoPad::NotSet,
-        ceil_mode: false,
-        count_include_pad: false,
-        storage_order: 0,
-    };
-    let pooled = b.node("pool", Op::MaxPool(pool), &[stem]);
+    let pooled = b.node("pool", Op::MaxPool(pool(2)), &[stem]);
     let a = conv_bn(&mut b, "block.a", pooled, 8, 8, 3, 1, true);
     let c = conv_bn(&mut b, "block.b", a, 8, 8, 1, 1, false);
     let sum = b.node("block.add", Op::Binary(BinaryOp::Add), &[c, pooled]);
@@ -393,17 +397,7 @@ fn large_cnn() -> Graph {
     let c = conv_bn(&mut b, "b", a, 16, 16, 1, 1, false);
     let sum = b.node("b.add", Op::Binary(BinaryOp::Add), &[c, a]);
     let act = b.node("b.relu", Op::Unary(UnaryOp::Relu), &[sum]);
-    let pool = PoolAttrs {
-        kernel_shape: vec![4, 4],
-        strides: vec![4, 4],
-        pads: vec![0; 4],
-        dilations: vec![1, 1],
-        auto_pad: AutoPad::NotSet,
-        ceil_mode: false,
-        count_include_pad: false,
-        storage_order: 0,
-    };
-    let pooled = b.node("pool", Op::MaxPool(pool), &[act]);
+    let pooled = b.node("pool", Op::MaxPool(pool(4)), &[act]);
     let d = conv_bn(&mut b, "d", pooled, 16, 32, 3, 1, true);
     let gap = b.node("gap", Op::GlobalAveragePool, &[d]);
     let flat = b.node("flatten", Op::Flatten { axis: 1 }, &[gap]);
