@@ -799,29 +799,29 @@ impl TilePlan {
         let (s, images) = if flat { (geo.batch * geo.out_size(), 1) } else { (geo.out_size(), geo.batch * geo.group) };
         let panels = s.div_ceil(PANEL).max(1);
         let cap = (COL_TILE_ELEMS / rows.max(1) / PANEL).max(MIN_TILE_PANELS);
-        let mut tiles = panels.div_ceil(cap);
-        let fewest_tiles = tiles;
+        let fewest = panels.div_ceil(cap).min(panels);
         let max_tiles = (panels / MIN_TILE_PANELS).max(1);
         let work = geo.cout_g() * rows * s * images;
         let parallel = threads > 1 && work >= 1 << 18;
+        // Spread over the threads as tasks: prefer a task count that is a
+        // multiple of the thread count.
+        let mut spread = fewest;
         if parallel {
-            // Prefer a task count that is a multiple of the thread count.
-            let mut t = tiles;
+            let mut t = spread;
             while !(images * t).is_multiple_of(threads) && t < max_tiles {
                 t += 1;
             }
             if (images * t).is_multiple_of(threads) {
-                tiles = t;
+                spread = t.min(panels);
             }
         }
-        let tiles = tiles.min(panels);
-        let tasks = images * tiles;
-        let balanced = parallel && tasks >= threads && balance(panels, tiles, tasks, threads) >= MIN_BALANCE;
+        let balanced =
+            parallel && images * spread >= threads && balance(panels, spread, images * spread, threads) >= MIN_BALANCE;
         // Unbalanced, the tasks run one after another, each GEMM split over the
         // threads: as few and as wide as the column tile allows, since every task
         // reads all the weights (see `sgemm_avx512::BANDED_B_MAX` for what this
         // gained on 14×14 maps).
-        let tiles = if balanced { tiles } else { fewest_tiles.min(panels) };
+        let tiles = if balanced { spread } else { fewest };
         let tasks = images * tiles;
         let workers = if balanced { threads } else { 1 };
         let width = panels.div_ceil(tiles) * PANEL;

@@ -164,7 +164,11 @@ impl BatchSplit {
         }
         let mut split = none;
         let producer = graph.producers();
-        let segment_of = |i: usize| candidates.iter().position(|(r, _)| r.contains(&i));
+        let mut node_segment: Vec<Option<usize>> = vec![None; graph.nodes.len()];
+        for (k, (range, _)) in candidates.iter().enumerate() {
+            node_segment[range.clone()].fill(Some(k));
+        }
+        let segment_of = |i: usize| node_segment[i];
         // A value is the region's when its segment writes it and nothing outside
         // reads it.
         let mut read_outside = vec![false; graph.values.len()];
@@ -206,7 +210,15 @@ impl BatchSplit {
 
     /// The segment that starts at node `index`.
     pub fn starting_at(&self, index: usize) -> Option<&Segment> {
-        self.segments.iter().find(|s| s.nodes.start == index)
+        // Segments are in node order: a search, not a scan, on every node of a run.
+        let k = self.segments.binary_search_by_key(&index, |s| s.nodes.start).ok()?;
+        Some(&self.segments[k])
+    }
+
+    /// Where chunk `chunk` of value `v` lies within the value's bytes, its
+    /// length and its shape, when segment nodes see `v` sliced.
+    pub fn chunk(&self, v: usize, chunk: usize) -> Option<(usize, usize, &[usize])> {
+        self.views[v].as_ref().map(|s| (chunk * s.stride, s.len, s.shape.as_slice()))
     }
 }
 

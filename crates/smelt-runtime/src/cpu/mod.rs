@@ -232,18 +232,23 @@ impl CpuPlan {
         let base = arena.bytes.as_mut_slice().as_mut_ptr();
         // Value `v` as a node sees it: whole, or (`chunk` = Some(c)) chunk c's
         // slice while a segment runs its nodes chunk by chunk.
+        // Where value `v` lies in the arena as a node sees it: whole, or (`chunk`
+        // = Some(c)) chunk c's slice while a segment runs chunk by chunk.
+        let sliced = |v: ValueId, chunk: Option<usize>| chunk.and_then(|c| layout.split.chunk(v, c));
+        let place = |v: ValueId, chunk: Option<usize>| -> (usize, usize, &[usize]) {
+            let (off, len) = layout.range(v);
+            match sliced(v, chunk) {
+                Some((at, len, shape)) => (off + at, len, shape),
+                None => (off, len, layout.shapes[v].as_slice()),
+            }
+        };
         let view = |v: ValueId, chunk: Option<usize>| -> TensorView<'_> {
             let dtype = self.graph.values[v].fact.dtype;
-            let sliced = chunk.zip(layout.split.views[v].as_ref());
             let whole = match &self.slots[v] {
                 Slot::Input(k) => inputs[*k],
                 Slot::Const(t) => t.view(),
                 Slot::Arena => {
-                    let (off, len) = layout.range(v);
-                    let (off, len, shape) = match sliced {
-                        Some((c, s)) => (off + c * s.stride, s.len, s.shape.as_slice()),
-                        None => (off, len, layout.shapes[v].as_slice()),
-                    };
+                    let (off, len, shape) = place(v, chunk);
                     // SAFETY: the layout places every arena value (and each chunk
                     // of a sliced one) inside `arena_bytes`, which `base` covers,
                     // and values live at the same time never share bytes; a node's
@@ -253,17 +258,13 @@ impl CpuPlan {
                     return TensorView::new(dtype, shape, data);
                 }
             };
-            match sliced {
-                Some((c, s)) => TensorView::new(dtype, &s.shape, &whole.data[c * s.stride..][..s.len]),
+            match sliced(v, chunk) {
+                Some((at, len, shape)) => TensorView::new(dtype, shape, &whole.data[at..][..len]),
                 None => whole,
             }
         };
         let view_mut = |o: ValueId, chunk: Option<usize>| -> TensorViewMut<'_> {
-            let (off, len) = layout.range(o);
-            let (off, len, shape) = match chunk.zip(layout.split.views[o].as_ref()) {
-                Some((c, s)) => (off + c * s.stride, s.len, s.shape.as_slice()),
-                None => (off, len, layout.shapes[o].as_slice()),
-            };
+            let (off, len, shape) = place(o, chunk);
             // SAFETY: as above; a node's outputs are distinct values with disjoint
             // ranges (their lifetimes all start at this node).
             let data = unsafe { std::slice::from_raw_parts_mut(base.add(off), len) };
