@@ -7,15 +7,16 @@
 //! `Scratch`. Throughput is reported in FLOP (criterion's "elements") so results
 //! read as FLOP/s; for memory-bound ops it is the element count.
 //!
-//! Threads: kernels run on rayon's global pool; set RAYON_NUM_THREADS to match a
-//! deployment (2 on the CI machines). Run with `cargo bench -p smelt-cpu`, or one
+//! Threads: kernels run on one team of SMELT_BENCH_THREADS threads (default: one
+//! per core); set it to match a deployment (2 on the CI machines). Run with `cargo bench -p smelt-cpu`, or one
 //! group with e.g. `cargo bench -p smelt-cpu -- gemm`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use smelt_cpu::team::Team;
 use smelt_cpu::{Kernel, Scratch};
 use smelt_ir::{AttentionAttrs, AttentionMask, AutoPad, ConvAttrs, Op, Tensor, TensorView, TensorViewMut, UnaryOp};
 use std::hint::black_box;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Deterministic values in [-1, 1).
@@ -31,6 +32,16 @@ fn random(shape: &[usize], seed: u64) -> Tensor {
         })
         .collect();
     Tensor::from_vec(shape, values).expect("shape and values agree")
+}
+
+/// The threads every case runs on.
+fn team() -> &'static Team {
+    static TEAM: OnceLock<Team> = OnceLock::new();
+    TEAM.get_or_init(|| {
+        let threads = std::env::var("SMELT_BENCH_THREADS").ok().and_then(|v| v.parse().ok());
+        let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Team::new(threads, "bench").expect("bench threads start")
+    })
 }
 
 /// One kernel ready to run: its inputs, outputs and scratch.
@@ -57,7 +68,7 @@ impl Case {
     fn run(&mut self) {
         let ins: Vec<Option<TensorView>> = self.inputs.iter().map(|t| Some(t.view())).collect();
         let mut outs: Vec<TensorViewMut> = self.outputs.iter_mut().map(|t| t.view_mut()).collect();
-        self.kernel.run(&ins, &mut outs, &mut self.scratch).expect("kernel runs");
+        team().run(|| self.kernel.run(&ins, &mut outs, &mut self.scratch)).expect("kernel runs");
         black_box(&outs);
     }
 }

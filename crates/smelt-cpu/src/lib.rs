@@ -9,6 +9,7 @@
 mod error;
 pub mod ops;
 mod scratch;
+pub mod team;
 
 pub use error::{CpuError, Result};
 pub use scratch::Scratch;

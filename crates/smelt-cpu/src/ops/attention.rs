@@ -14,8 +14,8 @@
 
 use crate::ops::gemm::{sgemm, Layout, Parallelism};
 use crate::ops::reduce::softmax::{row_max, row_sum, SoftFloat, EXP_FLUSH_BELOW};
+use crate::team;
 use crate::{CpuError, Result, Scratch};
-use rayon::prelude::*;
 use smallvec::SmallVec;
 use smelt_ir::{AttentionAttrs, AttentionMask, DType, TensorView, TensorViewMut};
 
@@ -226,7 +226,7 @@ fn run(g: &Geometry, ops: &Operands, out: &mut [f32], scratch: &mut Scratch) {
         return;
     }
     let work = batch_count * g.s * g.l * (g.d + g.dv);
-    let threads = if work < PARALLEL_MIN_WORK { 1 } else { rayon::current_num_threads().max(1) };
+    let threads = if work < PARALLEL_MIN_WORK { 1 } else { team::threads().max(1) };
     let rows = block_rows(g, batch_count, threads);
     let blocks = g.s.div_ceil(rows);
     let tasks = batch_count * blocks;
@@ -251,7 +251,7 @@ fn run(g: &Geometry, ops: &Operands, out: &mut [f32], scratch: &mut Scratch) {
     }
     let per = tasks.div_ceil(workers);
     let out_ptr = SendPtr(out.as_mut_ptr());
-    tiles.par_chunks_mut(tile).enumerate().for_each(|(worker, tile)| {
+    team::for_each_piece(tiles, tile, |worker, tile| {
         let (t0, t1) = ((worker * per).min(tasks), ((worker + 1) * per).min(tasks));
         let (r0, r1) = (first_row(t0), first_row(t1));
         // SAFETY: workers' task ranges are disjoint, so are their output rows

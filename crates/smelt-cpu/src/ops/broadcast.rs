@@ -9,7 +9,7 @@
 //! segment kind and leave the index arithmetic here.
 
 use super::dims::Dims;
-use rayon::prelude::*;
+use crate::team;
 use smallvec::{smallvec, SmallVec};
 use std::ops::Range;
 
@@ -198,14 +198,14 @@ pub fn for_each_chunk<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync
 /// once per element type rather than once per kernel.
 fn chunks_dyn<T: Send>(out: &mut [T], f: &(dyn Fn(usize, &mut [T]) + Sync)) {
     let n = out.len();
-    if n < PARALLEL_MIN_ELEMENTS || rayon::current_num_threads() <= 1 {
+    if n < PARALLEL_MIN_ELEMENTS || team::threads() <= 1 {
         f(0, out);
         return;
     }
     // A few chunks per thread for balance; multiples of 64 keep chunks cache-line aligned.
-    let pieces = rayon::current_num_threads() * 4;
+    let pieces = team::threads() * 4;
     let chunk = n.div_ceil(pieces).max(PARALLEL_MIN_ELEMENTS / 4).next_multiple_of(64);
-    out.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i * chunk, c));
+    team::for_each_piece(out, chunk, |i, c| f(i * chunk, c));
 }
 
 /// Calls `f(rows, chunk)` over `out` cut into blocks of whole rows of `row_len`
@@ -226,14 +226,14 @@ fn row_blocks_dyn<T: Send>(out: &mut [T], row_len: usize, work: usize, f: &(dyn 
         return;
     }
     let rows = out.len() / row_len;
-    if work < PARALLEL_MIN_ELEMENTS || rows < 2 || rayon::current_num_threads() <= 1 {
+    if work < PARALLEL_MIN_ELEMENTS || rows < 2 || team::threads() <= 1 {
         f(0..rows, out);
         return;
     }
-    let pieces = rayon::current_num_threads() * 4;
+    let pieces = team::threads() * 4;
     let min_rows = (PARALLEL_MIN_ELEMENTS / 4 * rows).div_ceil(work.max(1)).max(1);
     let block = rows.div_ceil(pieces).max(min_rows);
-    out.par_chunks_mut(block * row_len).enumerate().for_each(|(i, c)| {
+    team::for_each_piece(out, block * row_len, |i, c| {
         let first = i * block;
         f(first..first + c.len() / row_len, c)
     });

@@ -23,9 +23,9 @@ use super::dims::{explicit_pads, per_dim, Dims};
 use super::gemm::{gemm, gemm_raw, parallelism, Float, GemmEpilogue, Layout, PackedLhs, Parallelism};
 use super::operands::{expect_dtype, expect_shape, first_output, optional, required};
 use super::winograd::{WinogradConv, WinogradShape, WinogradTile};
+use crate::team;
 use crate::{CpuError, Kernel, Result, Scratch};
 use half::f16;
-use rayon::prelude::*;
 use smallvec::smallvec;
 use smelt_ir::semantics::conv_transpose::{spatial_geometry, SpatialGeometry};
 use smelt_ir::{AutoPad, ConvAttrs, ConvTransposeAttrs, DType, Op, Tensor, TensorView, TensorViewMut, UnaryOp};
@@ -328,7 +328,7 @@ mod direct {
         let buf = scratch.f32s(shape.scratch_len());
         let y = y.as_mut_slice::<f32>()?;
         let epilogue = DirectEpilogue { bias, residual, min, max };
-        kernel::conv(shape, weights, x.as_slice()?, epilogue, y, buf, rayon::current_num_threads());
+        kernel::conv(shape, weights, x.as_slice()?, epilogue, y, buf, crate::team::threads());
         if let (Some(_), None) = (activation, bounds) {
             // Activations other than a clamp: one pass after.
             let after = Epilogue { bias: None, residual: None, activation };
@@ -789,7 +789,7 @@ struct TilePlan {
 
 impl TilePlan {
     fn new(geo: &ConvGeometry) -> TilePlan {
-        let threads = rayon::current_num_threads().max(1);
+        let threads = team::threads().max(1);
         let depthwise = geo.is_depthwise();
         let padded = geo.out_size().next_multiple_of(PANEL);
         let pointwise = !depthwise && geo.is_pointwise();
@@ -879,23 +879,30 @@ impl<T> SharedMut<T> {
 unsafe impl<T: Send> Send for SharedMut<T> {}
 unsafe impl<T: Send> Sync for SharedMut<T> {}
 
-/// Runs tasks `0..tasks` on one worker per item of `workers` (each item the
-/// worker's own state, e.g. its slice of scratch). Each worker takes the next
-/// task as it comes free, so one that starts late (woken from sleep, or sharing
-/// its core) takes fewer tasks instead of holding up the layer.
-pub(super) fn share_tasks<S: Send>(
+/// Runs tasks `0..tasks` on `workers` workers, each with its own
+/// `worker_len` piece of `scratch` (none when `worker_len` is 0). Each worker
+/// takes the next task as it comes free, so one that starts late (sharing its
+/// core) takes fewer tasks instead of holding up the layer.
+fn share_tasks<T: Send>(
     tasks: usize,
-    workers: impl ParallelIterator<Item = S>,
-    run: impl Fn(usize, &mut S) + Sync,
+    workers: usize,
+    scratch: &mut [T],
+    worker_len: usize,
+    run: impl Fn(usize, &mut [T]) + Sync,
 ) {
     let next = AtomicUsize::new(0);
-    workers.for_each(|mut state| loop {
+    let work = |own: &mut [T]| loop {
         let task = next.fetch_add(1, Ordering::Relaxed);
         if task >= tasks {
             break;
         }
-        run(task, &mut state);
-    });
+        run(task, own);
+    };
+    if worker_len == 0 {
+        team::for_each(workers, |_| work(&mut []));
+    } else {
+        team::for_each_piece(&mut scratch[..workers * worker_len], worker_len, |_, own| work(own));
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1006,13 +1013,7 @@ fn conv_float<T: Float>(
         return;
     }
     // Each worker owns a slice of scratch.
-    if plan.worker_len() == 0 {
-        let workers = (0..plan.workers).into_par_iter().map(|_| <&mut [T]>::default());
-        share_tasks(plan.tasks, workers, |t, buf| run(t, buf));
-    } else {
-        let workers = buf[..plan.scratch_len()].par_chunks_mut(plan.worker_len());
-        share_tasks(plan.tasks, workers, |t, buf| run(t, buf));
-    }
+    share_tasks(plan.tasks, plan.workers, buf, plan.worker_len(), run);
 }
 
 /// Fills a column tile of `width` positions: `fill(channels, rows)` for every
@@ -1029,7 +1030,7 @@ fn fill_columns<T: Float>(
         fill(0..geo.cin_g(), col);
     } else {
         let per_channel = geo.kernel_size() * width;
-        col.par_chunks_mut(per_channel).enumerate().for_each(|(c, rows)| fill(c..c + 1, rows));
+        team::for_each_piece(col, per_channel, |c, rows| fill(c..c + 1, rows));
     }
 }
 
@@ -1290,8 +1291,8 @@ fn depthwise<T: Float>(geo: &ConvGeometry, x: &[T], w: &[T], epilogue: Epilogue<
         epilogue.apply(m, p * out_size, yp);
     };
     let planes = geo.batch * geo.out_channels;
-    if rayon::current_num_threads() > 1 && planes > 1 && planes * out_size * ksize >= 1 << 16 {
-        y.par_chunks_mut(out_size).enumerate().for_each(|(p, yp)| plane(p, yp));
+    if team::threads() > 1 && planes > 1 && planes * out_size * ksize >= 1 << 16 {
+        team::for_each_piece(y, out_size, |p, yp| plane(p, yp));
     } else {
         y.chunks_mut(out_size).enumerate().for_each(|(p, yp)| plane(p, yp));
     }
@@ -1406,7 +1407,7 @@ fn transpose_workers(geo: &TransposeGeometry) -> usize {
     if work < 1 << 18 {
         1
     } else {
-        rayon::current_num_threads().min(tasks).max(1)
+        team::threads().min(tasks).max(1)
     }
 }
 
@@ -1465,11 +1466,9 @@ fn conv_transpose_float<T: Float>(
         y.chunks_mut(y_chunk).enumerate().for_each(|(t, yg)| run_task(t, yg, col));
     } else {
         let per_worker = tasks.div_ceil(workers);
-        y.par_chunks_mut(y_chunk * per_worker).zip(buf.par_chunks_mut(col_len.max(1))).enumerate().for_each(
-            |(wkr, (ys, col))| {
-                ys.chunks_mut(y_chunk).enumerate().for_each(|(i, yg)| run_task(wkr * per_worker + i, yg, col));
-            },
-        );
+        team::for_each_piece_pair(y, y_chunk * per_worker, buf, col_len.max(1), |wkr, ys, col| {
+            ys.chunks_mut(y_chunk).enumerate().for_each(|(i, yg)| run_task(wkr * per_worker + i, yg, col));
+        });
     }
 }
 
@@ -1711,7 +1710,7 @@ mod tests {
             assert!(slot.is_none_or(|slot| slot.shape(&geo).is_none()), "{a:?} {xs:?} {ws:?}");
         }
         for threads in [1, 3] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = crate::team::Team::new(threads, "test").unwrap();
             for (seed, (a, xs, ws, with_residual)) in cases.iter().enumerate() {
                 let seed = 700 + 5 * seed as u64;
                 let x = random(DType::F32, xs, seed);
@@ -1732,7 +1731,7 @@ mod tests {
                 assert!(slot.shape(&geo).is_some(), "{a:?} {xs:?}");
                 let mut y = Tensor::zeros(DType::F32, &geo.out_shape());
                 let inputs = [Some(x.view()), Some(w.view()), Some(b.view()), z.as_ref().map(|z| z.view())];
-                pool.install(|| kernel.run(&inputs, &mut [y.view_mut()], &mut Scratch::new())).unwrap();
+                pool.run(|| kernel.run(&inputs, &mut [y.view_mut()], &mut Scratch::new())).unwrap();
                 assert_close(&y, &want, 1e-4);
             }
         }
@@ -1823,7 +1822,7 @@ mod tests {
     #[test]
     #[ignore]
     fn calibrate_winograd() {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let pool = crate::team::Team::new(2, "test").unwrap();
         let a = attrs(1, &[1, 1], &[1, 1, 1, 1], &[], AutoPad::NotSet);
         for batch in [1, 8] {
             for (c, hw) in [(64, 56), (128, 28), (256, 14), (512, 7)] {
@@ -1833,12 +1832,12 @@ mod tests {
                 for policy in [None, Some(WinogradTile::F2), Some(WinogradTile::F4)] {
                     let kernel = kernel_with_policy(&a, &w, None, WinogradPolicy::Fixed(policy));
                     let run = || run_prepared(&kernel, &x, &w, None);
-                    pool.install(run);
+                    pool.run(run);
                     let reps = 5;
                     let mut best = f64::MAX;
                     for _ in 0..reps {
                         let t = std::time::Instant::now();
-                        pool.install(run);
+                        pool.run(run);
                         best = best.min(t.elapsed().as_secs_f64() * 1e3);
                     }
                     times.push(best);
@@ -1862,7 +1861,7 @@ mod tests {
     #[test]
     #[ignore]
     fn calibrate_gemm_convs() {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let pool = crate::team::Team::new(2, "test").unwrap();
         // (label, C, K, kernel, stride, pad, input side)
         let layers = [
             ("stem 7x7/2", 3, 64, 7, 2, 3, 224),
@@ -1901,11 +1900,11 @@ mod tests {
                     let inputs = [Some(x.view()), Some(w.view()), Some(b.view())];
                     kernel.run(&inputs, &mut [y.view_mut()], &mut scratch).unwrap();
                 };
-                pool.install(&mut run);
+                pool.run(&mut run);
                 let mut best = f64::MAX;
                 for _ in 0..5 {
                     let t = std::time::Instant::now();
-                    pool.install(&mut run);
+                    pool.run(&mut run);
                     best = best.min(t.elapsed().as_secs_f64());
                 }
                 let flops = 2.0 * (batch * k * c * r * r * geo.out_size()) as f64;
@@ -1939,8 +1938,8 @@ mod tests {
         // 14×14: 7 panels deal unevenly to 2 threads (3 and 4), so the GEMM
         // splits instead, over all 196 positions at once: each tile reads all
         // 1 MiB of weights.
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        pool.install(|| {
+        let pool = crate::team::Team::new(2, "test").unwrap();
+        pool.run(|| {
             let p = plan(&[1, 1024, 14, 14], &[256, 1024, 1, 1]);
             assert_eq!((p.tiles, p.workers), (1, 1), "{p:?}");
             assert!(matches!(p.gemm_par, Parallelism::Rayon(2)), "{p:?}");

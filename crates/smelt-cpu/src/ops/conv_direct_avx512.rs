@@ -28,8 +28,7 @@
 
 #![cfg(target_arch = "x86_64")]
 
-use super::conv::{share_tasks, SharedMut};
-use rayon::prelude::*;
+use super::conv::SharedMut;
 use std::arch::x86_64::*;
 
 /// Output channels per weight panel and per tile: two 16-lane vectors.
@@ -246,14 +245,14 @@ pub fn conv(
         (0..tasks).for_each(run);
         return;
     }
-    share_tasks(tasks, (0..threads.min(tasks)).into_par_iter(), |task, _| run(task));
+    crate::team::for_each(tasks, run);
 }
 
 /// Copies each input plane into `rows`×`cols` with zeros where the windows
 /// reach past the input.
 fn pad_input(s: &DirectShape, x: &[f32], padded: &mut [f32], rows: usize, cols: usize) {
     let (h, w) = (s.in_h, s.in_w);
-    padded.par_chunks_mut(rows * cols).enumerate().for_each(|(plane, dst)| {
+    crate::team::for_each_piece(padded, rows * cols, |plane, dst| {
         let src = &x[plane * h * w..][..h * w];
         for (r, dst_row) in dst.chunks_exact_mut(cols).enumerate() {
             let Some(ir) = r.checked_sub(s.pad_top).filter(|&ir| ir < h) else {

@@ -8,9 +8,9 @@
 
 use super::gemm::{gemm, gemm_wrapping, parallelism, Layout, Parallelism};
 use super::operands::{expect_dtype, expect_shape, first_output};
+use crate::team;
 use crate::{CpuError, Result};
 use half::{bf16, f16};
-use rayon::prelude::*;
 use smelt_ir::semantics::einsum::{EinsumSpec, Label};
 use smelt_ir::{DType, TensorView, TensorViewMut};
 use std::borrow::Cow;
@@ -415,9 +415,9 @@ fn pair<'a, T: Scalar>(
         T::matmul(m, n, k, &a.data[ao..], al, &b.data[bo..], bl, ci, cl, par);
     };
     if m * n > 0 {
-        let threads = rayon::current_num_threads();
+        let threads = team::threads();
         if threads > 1 && batches >= threads && batches * m * n * k >= 1 << 18 {
-            c.par_chunks_mut(m * n).enumerate().for_each(|(i, ci)| run(i, ci, Parallelism::None));
+            team::for_each_piece(c, m * n, |i, ci| run(i, ci, Parallelism::None));
         } else {
             let par = parallelism(m, n, k);
             c.chunks_mut(m * n).enumerate().for_each(|(i, ci)| run(i, ci, par));

@@ -11,7 +11,6 @@ use super::dims::Dims;
 use super::layout;
 use super::movement::{normalize_axis, output, required};
 use crate::{CpuError, Result};
-use rayon::prelude::*;
 use smelt_ir::{DType, Op, ScatterReduction, TensorView, TensorViewMut};
 
 pub fn eval(op: &Op, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut]) -> Result<()> {
@@ -105,7 +104,7 @@ fn gather(axis: i64, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut
     let inner = data.shape[axis + 1..].iter().product::<usize>();
     let block = inner * es;
     let n = values.len();
-    let copy_block = |(b, dst): (usize, &mut [u8])| {
+    let copy_block = |b: usize, dst: &mut [u8]| {
         let (o, j) = (b / n, b % n);
         let src = (o * size + row(j)) * block;
         dst.copy_from_slice(&data.data[src..src + block]);
@@ -118,9 +117,9 @@ fn gather(axis: i64, inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut
         return Ok(());
     }
     if layout::worth_parallel(out.data.len()) {
-        out.data.par_chunks_mut(block).enumerate().for_each(copy_block);
+        crate::team::for_each_piece(out.data, block, copy_block);
     } else {
-        out.data.chunks_mut(block).enumerate().for_each(copy_block);
+        out.data.chunks_mut(block).enumerate().for_each(|(b, dst)| copy_block(b, dst));
     }
     Ok(())
 }
@@ -265,7 +264,7 @@ fn gather_nd(batch_dims: usize, inputs: &[Option<TensorView>], outputs: &mut [Te
         dst.copy_from_slice(&data.data[offset * data.dtype.size()..][..block]);
     };
     if layout::worth_parallel(out.data.len()) {
-        out.data.par_chunks_mut(block).zip(&nd.offsets).for_each(copy_slice);
+        crate::team::for_each_piece(out.data, block, |i, dst| copy_slice((dst, &nd.offsets[i])));
     } else {
         out.data.chunks_mut(block).zip(&nd.offsets).for_each(copy_slice);
     }

@@ -3,6 +3,7 @@
 //! backend (the `gemm` crate, or Accelerate's `cblas_sgemm` on macOS with the
 //! `accelerate` feature) and of threading lives in one place.
 
+use crate::team;
 pub use gemm::Parallelism;
 use num_traits::{WrappingAdd, WrappingMul, Zero};
 use smelt_ir::UnaryOp;
@@ -105,13 +106,13 @@ impl<'a, T: Float> GemmEpilogue<'a, T> {
 }
 
 /// Below this many multiply-adds a product runs on the calling thread: handing
-/// work to rayon costs a few microseconds, about what a 64³ product takes.
+/// work to other threads costs a few microseconds, about what a 64³ product takes.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
 /// Threads for one `m`×`n`×`k` product when nothing around it runs in parallel:
-/// the current rayon pool's when the product is large enough to pay for it.
+/// the current team's when the product is large enough to pay for it.
 pub fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
-    let threads = rayon::current_num_threads();
+    let threads = team::threads();
     if threads > 1 && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_WORK {
         Parallelism::Rayon(threads)
     } else {
@@ -124,7 +125,7 @@ pub fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
 fn threads(parallelism: Parallelism) -> usize {
     match parallelism {
         Parallelism::None => 1,
-        Parallelism::Rayon(0) => rayon::current_num_threads(),
+        Parallelism::Rayon(0) => team::threads(),
         Parallelism::Rayon(n) => n,
     }
 }
@@ -287,27 +288,36 @@ unsafe fn crate_gemm<T: Float>(
     beta: T,
     parallelism: Parallelism,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        c,
-        c_layout.col as isize,
-        c_layout.row as isize,
-        beta != T::zero(),
-        a,
-        a_layout.col as isize,
-        a_layout.row as isize,
-        b,
-        b_layout.col as isize,
-        b_layout.row as isize,
-        beta,
-        alpha,
-        false,
-        false,
-        false,
-        parallelism,
-    )
+    // The crate splits its work on a rayon pool, which the team lends its
+    // cores to; the operands cross to that pool's threads as addresses.
+    let (a, b, c) = (a as usize, b as usize, c as usize);
+    let product = move || {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c as *mut T,
+            c_layout.col as isize,
+            c_layout.row as isize,
+            beta != T::zero(),
+            a as *const T,
+            a_layout.col as isize,
+            a_layout.row as isize,
+            b as *const T,
+            b_layout.col as isize,
+            b_layout.row as isize,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    };
+    match parallelism {
+        Parallelism::None => product(),
+        Parallelism::Rayon(_) => team::lend_cores(product),
+    }
 }
 
 impl Float for f32 {
@@ -764,6 +774,28 @@ mod tests {
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
+    }
+
+    /// Where the AVX-512 kernel is missing, products go to the `gemm` crate on
+    /// the rayon pool the team lends its cores to.
+    #[test]
+    fn crate_products_run_on_lent_cores() {
+        let (m, n, k) = (96, 80, 128);
+        let (a, b) = (values(m * k, 4), values(k * n, 5));
+        let mut c = vec![0.0f32; m * n];
+        let team = crate::team::Team::new(2, "test").unwrap();
+        team.run(|| {
+            let par = parallelism(m, n, k);
+            assert!(matches!(par, Parallelism::Rayon(2)));
+            let (al, bl, cl) = (Layout::row_major(k), Layout::row_major(n), Layout::row_major(n));
+            unsafe { crate_gemm(m, n, k, a.as_ptr(), al, b.as_ptr(), bl, c.as_mut_ptr(), cl, 1.0, 0.0, par) };
+        });
+        let a64: Vec<f64> = a.iter().map(|&v| v as f64).collect();
+        let b64: Vec<f64> = b.iter().map(|&v| v as f64).collect();
+        let want = naive(m, n, k, &a64, Layout::row_major(k), &b64, Layout::row_major(n));
+        for (got, want) in c.iter().zip(&want) {
+            assert!((*got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()), "{got} vs {want}");
+        }
     }
 
     #[test]

@@ -17,8 +17,8 @@
 //! serves every dtype of that size whatever the buffer's alignment.
 
 use super::dims::{self, Dims, SignedDims};
+use crate::team;
 use crate::{CpuError, Result};
-use rayon::prelude::*;
 use smallvec::{smallvec, SmallVec};
 
 /// Where element `[0, .., 0]` of a strided operand lies and how far one step along
@@ -46,7 +46,7 @@ struct Axis {
 
 /// Whether moving this many bytes is worth splitting across threads.
 pub fn worth_parallel(bytes: usize) -> bool {
-    bytes >= PARALLEL_BYTES && rayon::current_num_threads() > 1
+    bytes >= PARALLEL_BYTES && team::threads() > 1
 }
 
 /// Row-major strides of `shape`, as the signed strides [`Strided`] takes.
@@ -97,8 +97,8 @@ pub fn copy_bytes(op: &'static str, dst: &mut [u8], src: &[u8]) -> Result<()> {
         return Err(CpuError::invalid(op, format!("output holds {} bytes but the input {}", dst.len(), src.len())));
     }
     if worth_parallel(dst.len()) {
-        let chunk = dst.len().div_ceil(rayon::current_num_threads() * 4);
-        dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| d.copy_from_slice(s));
+        let chunk = dst.len().div_ceil(team::threads() * 4);
+        team::for_each_piece(dst, chunk, |i, d| d.copy_from_slice(&src[i * chunk..][..d.len()]));
     } else {
         dst.copy_from_slice(src);
     }
@@ -196,9 +196,9 @@ where
         // Only with a destination that is exactly `shape` in row-major order: then a
         // range of the outermost dimension is a contiguous range of `dst`.
         Some(first) if parallel && dst_off == 0 && first.dst as usize * first.len == dst.len() => {
-            let rows_per_chunk = first.len.div_ceil(rayon::current_num_threads() * 4).max(1);
+            let rows_per_chunk = first.len.div_ceil(team::threads() * 4).max(1);
             let step = first.dst as usize;
-            dst.par_chunks_mut(rows_per_chunk * step).enumerate().for_each(|(c, chunk)| {
+            team::for_each_piece(dst, rows_per_chunk * step, |c, chunk| {
                 let mut sub = axes.clone();
                 sub[0].len = chunk.len() / step;
                 let start = (c * rows_per_chunk) as isize;

@@ -8,9 +8,9 @@ use super::gemm::{
     Parallelism,
 };
 use super::operands::{expect_dtype, expect_shape, first_output, optional, required};
+use crate::team;
 use crate::{CpuError, Kernel, Result, Scratch};
 use half::{bf16, f16};
-use rayon::prelude::*;
 use smallvec::smallvec;
 use smelt_ir::{DType, Element, Op, Tensor, TensorView, TensorViewMut, UnaryOp};
 use std::sync::Arc;
@@ -282,7 +282,7 @@ fn matmul_float<T: Float>(
         }
         return;
     }
-    let threads = rayon::current_num_threads();
+    let threads = team::threads();
     let batch_parallel = threads > 1 && batches >= threads && batches * m * n * k >= 1 << 18;
     let run = |index: usize, c: &mut [T], par: Parallelism| {
         let (ao, bo) = plan.offsets(index);
@@ -303,7 +303,7 @@ fn matmul_float<T: Float>(
         bias_cols_then_activate(c, n, bias, activation);
     };
     if batch_parallel {
-        y.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| run(i, c, Parallelism::None));
+        team::for_each_piece(y, m * n, |i, c| run(i, c, Parallelism::None));
     } else {
         let par = parallelism(m, n, k);
         y.chunks_mut(m * n).enumerate().for_each(|(i, c)| run(i, c, par));

@@ -9,9 +9,9 @@
 
 use super::dims::{explicit_pads, per_dim, Dims};
 use super::operands::{expect_dtype, expect_shape, first_output, required};
+use crate::team;
 use crate::{CpuError, Result, Scratch};
 use half::{bf16, f16};
-use rayon::prelude::*;
 use smallvec::{smallvec, SmallVec};
 use smelt_ir::{AutoPad, DType, Element, Op, PoolAttrs, TensorView, TensorViewMut};
 
@@ -275,7 +275,7 @@ trait WindowReducer {
 /// Whether spreading planes over threads pays for the hand-off.
 fn parallel_planes(geo: &PoolGeometry) -> bool {
     let cells: usize = (0..geo.input.len()).map(|d| geo.windows(d).first().map_or(1, |w| w.valid)).product();
-    rayon::current_num_threads() > 1 && geo.planes > 1 && geo.planes * geo.out_size() * cells >= 1 << 16
+    team::threads() > 1 && geo.planes > 1 && geo.planes * geo.out_size() * cells >= 1 << 16
 }
 
 // ── MaxPool ────────────────────────────────────────────────────────────────
@@ -594,10 +594,7 @@ fn max_pool_planes<T: Element>(
     match indices {
         Some(ind) => {
             if parallel_planes(geo) {
-                y.par_chunks_mut(out_size)
-                    .zip(ind.par_chunks_mut(out_size))
-                    .enumerate()
-                    .for_each(|(p, (yp, ip))| plane(p, yp, Some(ip)));
+                team::for_each_piece_pair(y, out_size, ind, out_size, |p, yp, ip| plane(p, yp, Some(ip)));
             } else {
                 y.chunks_mut(out_size)
                     .zip(ind.chunks_mut(out_size))
@@ -615,7 +612,7 @@ fn max_pool_planes<T: Element>(
                 }
             };
             if parallel_planes(geo) {
-                y.par_chunks_mut(out_size).enumerate().for_each(|(p, yp)| values(p, yp));
+                team::for_each_piece(y, out_size, |p, yp| values(p, yp));
             } else {
                 y.chunks_mut(out_size).enumerate().for_each(|(p, yp)| values(p, yp));
             }
@@ -702,7 +699,7 @@ fn reduce_planes<T: Element>(geo: &PoolGeometry, kind: Reduction, x: &[T], y: &m
         geo.visit_windows(&mut r);
     };
     if parallel_planes(geo) {
-        y.par_chunks_mut(out_size).enumerate().for_each(|(p, yp)| plane(p, yp));
+        team::for_each_piece(y, out_size, |p, yp| plane(p, yp));
     } else {
         y.chunks_mut(out_size).enumerate().for_each(|(p, yp)| plane(p, yp));
     }

@@ -10,8 +10,8 @@
 //! gather in the input's own type.
 
 use super::operands::{expect_dtype, expect_shape, first_output, optional_nonempty, required};
+use crate::team;
 use crate::{CpuError, Result};
-use rayon::prelude::*;
 use smelt_ir::semantics::resize::{axis_filter, nearest_map, AxisFilter, ResizePlan};
 use smelt_ir::{Element, Op, ResizeAttrs, ResizeMode, TensorView, TensorViewMut};
 
@@ -104,8 +104,8 @@ fn nearest<T: Element>(attrs: &ResizeAttrs, plan: &ResizePlan, shape: &[usize], 
             }
         }
     };
-    if rayon::current_num_threads() > 1 && y.len() >= 1 << 16 {
-        y.par_chunks_mut(row_len).enumerate().for_each(|(r, out)| row(r, out));
+    if team::threads() > 1 && y.len() >= 1 << 16 {
+        team::for_each_piece(y, row_len, |r, out| row(r, out));
     } else {
         y.chunks_mut(row_len).enumerate().for_each(|(r, out)| row(r, out));
     }
@@ -156,8 +156,8 @@ fn resample_axis(src: &[f64], shape: &[usize], axis: usize, filter: &AxisFilter,
             }
         }
     };
-    if rayon::current_num_threads() > 1 && outer > 1 && dst.len() * taps >= 1 << 16 {
-        dst.par_chunks_mut(output * inner).enumerate().for_each(|(o, out)| block(o, out));
+    if team::threads() > 1 && outer > 1 && dst.len() * taps >= 1 << 16 {
+        team::for_each_piece(&mut dst, output * inner, |o, out| block(o, out));
     } else {
         dst.chunks_mut(output * inner).enumerate().for_each(|(o, out)| block(o, out));
     }

@@ -30,7 +30,6 @@
 #![cfg(target_arch = "x86_64")]
 
 use super::gemm::{Finish, GemmEpilogue, Layout};
-use rayon::prelude::*;
 use smelt_ir::UnaryOp;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -408,12 +407,12 @@ fn run(m: usize, n: usize, p: Problem, threads: usize) {
         _ => rows,
     };
     if by_cols {
-        (0..n.div_ceil(cols)).into_par_iter().for_each(|b| {
+        crate::team::for_each(n.div_ceil(cols), |b| {
             let j0 = b * cols;
             band(&p, 0, m, j0, (j0 + cols).min(n));
         });
     } else {
-        (0..m.div_ceil(rows)).into_par_iter().for_each(|b| {
+        crate::team::for_each(m.div_ceil(rows), |b| {
             let i0 = b * rows;
             band(&p, i0, (i0 + rows).min(m), 0, n);
         });
@@ -837,11 +836,11 @@ mod tests {
                 .collect();
             let mut c = vec![0f32; m * n];
             for threads in [1, 2] {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let pool = crate::team::Team::new(threads, "test").unwrap();
                 let mut line = format!("{m}x{k}x{n}, {threads} thread(s):");
                 for (label, cycle) in [("warm", 1), ("cold", copies)] {
                     let (mut best, mut total) = (f64::MAX, 0.0);
-                    pool.install(|| {
+                    pool.run(|| {
                         for rep in 0..15 {
                             let pb = &packed[rep % cycle];
                             let t = std::time::Instant::now();

@@ -22,8 +22,8 @@
 //! finished output planes.
 
 use super::gemm::{gemm_raw, Float, GemmEpilogue, Layout, PackedLhs, Parallelism};
+use crate::team;
 use lanes::{Input, Output, OutputFinish};
-use rayon::prelude::*;
 use smelt_ir::UnaryOp;
 use tile_map::{TileMap, MAX_BLOCK_TILES};
 
@@ -342,15 +342,15 @@ impl WinogradConv {
             });
         }
         if let Some(act) = act {
-            y[..shape.batch * k_n * out_plane].par_chunks_mut(out_plane.max(1)).for_each(|p| f32::activate(p, act));
+            team::for_each_piece(&mut y[..shape.batch * k_n * out_plane], out_plane, |_, p| f32::activate(p, act));
         }
     }
 }
 
 /// Runs `f(i)` for `i` in `0..count`, spread over the rayon pool.
 fn for_each_index(count: usize, f: impl Fn(usize) + Sync + Send) {
-    if rayon::current_num_threads() > 1 && count > 1 {
-        (0..count).into_par_iter().with_min_len(1).for_each(f);
+    if team::threads() > 1 && count > 1 {
+        team::for_each(count, f);
     } else {
         (0..count).for_each(f);
     }

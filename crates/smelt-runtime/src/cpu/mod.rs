@@ -14,10 +14,11 @@ use crate::backend::{Backend, MemoryReport, Plan};
 use crate::{Result, RuntimeError};
 use batch_split::SplitSetting;
 use layout::{Layout, ShapeDependence};
+use smelt_cpu::team::Team;
 use smelt_cpu::{Kernel, Scratch};
 use smelt_ir::{AlignedBytes, DType, Graph, Tensor, TensorView, TensorViewMut, ValueId};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Distinct input-shape sets whose layouts are kept; beyond this the cache is
 /// cleared (a server sees a handful of batch sizes, not thousands).
@@ -29,37 +30,20 @@ const MAX_CACHED_LAYOUTS: usize = 64;
 const INLINE_INPUTS: usize = 16;
 const INLINE_OUTPUTS: usize = 8;
 
-/// Runs graphs on the host CPU with a dedicated rayon pool.
+/// Runs graphs on the host CPU; every kernel's parallel loops split across one
+/// team of threads that all the backend's plans share.
 pub struct CpuBackend {
-    pool: Arc<rayon::ThreadPool>,
+    team: Arc<Team>,
 }
 
 impl CpuBackend {
-    /// `threads`: size of the pool that every kernel's parallel work runs on;
-    /// `None` uses one thread per core.
+    /// `threads`: threads every kernel's parallel loops split across, the
+    /// thread that calls a run included; `None` uses one per core.
     pub fn new(threads: Option<usize>) -> Result<CpuBackend> {
-        // Wait until every worker has started, so that thread start-up (and what it
-        // allocates) is over before the first run rather than racing it.
-        let started = Arc::new((Mutex::new(0usize), Condvar::new()));
-        let signal = started.clone();
-        let mut builder =
-            rayon::ThreadPoolBuilder::new().thread_name(|i| format!("smelt-cpu-{i}")).start_handler(move |_| {
-                let (count, ready) = &*signal;
-                *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                ready.notify_all();
-            });
-        if let Some(n) = threads {
-            builder = builder.num_threads(n.max(1));
-        }
-        let pool =
-            builder.build().map_err(|e| RuntimeError::Other(format!("cannot start the CPU thread pool: {e}")))?;
-        let (count, ready) = &*started;
-        let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
-        while *running < pool.current_num_threads() {
-            running = ready.wait(running).unwrap_or_else(|e| e.into_inner());
-        }
-        drop(running);
-        Ok(CpuBackend { pool: Arc::new(pool) })
+        let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let team = Team::new(threads.max(1), "smelt-cpu")
+            .map_err(|e| RuntimeError::Other(format!("cannot start the CPU threads: {e}")))?;
+        Ok(CpuBackend { team: Arc::new(team) })
     }
 
     /// The graph passes for CPU plans: the defaults, plus attention and residual
@@ -69,7 +53,7 @@ impl CpuBackend {
     }
 
     pub fn threads(&self) -> usize {
-        self.pool.current_num_threads()
+        self.team.threads()
     }
 }
 
@@ -111,7 +95,7 @@ impl Backend for CpuBackend {
             graph: graph.clone(),
             kernels,
             slots,
-            pool: self.pool.clone(),
+            team: self.team.clone(),
             layouts: RwLock::new(Vec::new()),
             arenas: Mutex::new(Vec::new()),
             arena_count: AtomicUsize::new(0),
@@ -159,7 +143,7 @@ struct CpuPlan {
     /// Whether layouts run per-image layers a chunk of the batch at a time
     /// (`SMELT_CPU_BATCH_SPLIT`, read once when the plan is compiled).
     split: SplitSetting,
-    pool: Arc<rayon::ThreadPool>,
+    team: Arc<Team>,
     /// Layouts by input shapes. Searched linearly: it holds a handful of entries,
     /// and comparing shapes in place needs no key to be built (no allocation).
     layouts: RwLock<Vec<CachedLayout>>,
@@ -354,7 +338,7 @@ impl Plan for CpuPlan {
     }
 
     fn run_into(&self, inputs: &[TensorView], outputs: &mut Vec<Tensor>) -> Result<()> {
-        self.pool.install(|| {
+        self.team.run(|| {
             let layout = self.layout_for(inputs)?;
             let mut arena = self.take_arena();
             let result = self.execute(&layout, inputs, &mut arena, outputs);

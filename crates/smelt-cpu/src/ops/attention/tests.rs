@@ -117,8 +117,8 @@ fn random_masks_broadcast_batches_and_odd_sizes() {
 fn long_keys_split_the_queries_into_blocks_on_several_threads() {
     // L = 3000 keys: a tile holds 5 query rows, so 40 queries make 8 blocks per
     // head; with 2 threads the blocks are shared between workers.
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-    pool.install(|| {
+    let pool = crate::team::Team::new(2, "test").unwrap();
+    pool.run(|| {
         let mask = random(DType::F32, &[1, 1, 1, 3000], 60);
         let a = attrs(0.05, true, AttentionMask::Add);
         check(a, &[1, 3, 40, 16], &[1, 3, 16, 3000], &[1, 3, 3000, 8], Some(mask), &[1, 3, 40, 8], 61);

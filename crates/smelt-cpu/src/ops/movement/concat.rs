@@ -4,7 +4,6 @@
 use super::{int_values, layout, normalize_axis, optional, output, output_at, required};
 use crate::ops::dims::Dims;
 use crate::{CpuError, Result};
-use rayon::prelude::*;
 use smallvec::{smallvec, SmallVec};
 use smelt_ir::{TensorView, TensorViewMut};
 
@@ -46,7 +45,7 @@ pub fn concat(axis: i64, inputs: &[Option<TensorView>], outputs: &mut [TensorVie
         }
         return Ok(());
     }
-    let fill_row = |(o, row): (usize, &mut [u8])| {
+    let fill_row = |o: usize, row: &mut [u8]| {
         let mut at = 0;
         for &(data, len) in &blocks {
             row[at..at + len].copy_from_slice(&data[o * len..(o + 1) * len]);
@@ -55,9 +54,9 @@ pub fn concat(axis: i64, inputs: &[Option<TensorView>], outputs: &mut [TensorVie
     };
     let row = shape[axis] * inner;
     if layout::worth_parallel(out.data.len()) {
-        out.data.par_chunks_mut(row).enumerate().for_each(fill_row);
+        crate::team::for_each_piece(out.data, row, fill_row);
     } else {
-        out.data.chunks_mut(row).enumerate().for_each(fill_row);
+        out.data.chunks_mut(row).enumerate().for_each(|(o, r)| fill_row(o, r));
     }
     Ok(())
 }
