@@ -18,6 +18,7 @@ use crate::team;
 use crate::{CpuError, Result, Scratch};
 use smallvec::SmallVec;
 use smelt_ir::{AttentionAttrs, AttentionMask, DType, TensorView, TensorViewMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const OP: &str = "Attention";
 
@@ -26,7 +27,7 @@ const OP: &str = "Attention";
 const TILE_ELEMENTS: usize = 16 * 1024;
 
 /// Below this many multiply-adds in all, one thread does everything: handing
-/// tasks to rayon costs more than it saves.
+/// tasks to other threads costs more than it saves.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
 type Strides = SmallVec<[usize; 6]>;
@@ -199,10 +200,14 @@ struct Operands<'a> {
     scale: f32,
 }
 
-/// Query rows per task: as many as fit a tile, at most [`MAX_BLOCK_ROWS`], and
-/// fewer when that leaves too few tasks to share between the threads.
-fn block_rows(g: &Geometry, batch_count: usize, threads: usize) -> usize {
-    let fit = (TILE_ELEMENTS / g.l.max(1)).clamp(1, MAX_BLOCK_ROWS);
+/// Query rows per task: as many as fit a tile (at most [`MAX_BLOCK_ROWS`] where a
+/// selecting mask may hide keys from whole blocks), and fewer when that leaves
+/// too few tasks to share between the threads. Every block packs the keys and
+/// values it reads again, so without a selecting mask blocks are as tall as a
+/// tile allows.
+fn block_rows(g: &Geometry, batch_count: usize, threads: usize, selecting: bool) -> usize {
+    let cap = if selecting { MAX_BLOCK_ROWS } else { usize::MAX };
+    let fit = (TILE_ELEMENTS / g.l.max(1)).clamp(1, cap);
     let wanted_tasks = threads * 4;
     let per_batch = wanted_tasks.div_ceil(batch_count.max(1));
     fit.min(g.s.div_ceil(per_batch).max(1))
@@ -227,7 +232,7 @@ fn run(g: &Geometry, ops: &Operands, out: &mut [f32], scratch: &mut Scratch) {
     }
     let work = batch_count * g.s * g.l * (g.d + g.dv);
     let threads = if work < PARALLEL_MIN_WORK { 1 } else { team::threads().max(1) };
-    let rows = block_rows(g, batch_count, threads);
+    let rows = block_rows(g, batch_count, threads, matches!(ops.mask, Mask::Select(..)));
     let blocks = g.s.div_ceil(rows);
     let tasks = batch_count * blocks;
     let workers = threads.min(tasks);
@@ -249,22 +254,26 @@ fn run(g: &Geometry, ops: &Operands, out: &mut [f32], scratch: &mut Scratch) {
         run_tasks(0..tasks, tiles, out);
         return;
     }
-    let per = tasks.div_ceil(workers);
+    // Each worker owns a tile and takes the next task as it comes free.
+    let next = AtomicUsize::new(0);
     let out_ptr = SendPtr(out.as_mut_ptr());
-    team::for_each_piece(tiles, tile, |worker, tile| {
-        let (t0, t1) = ((worker * per).min(tasks), ((worker + 1) * per).min(tasks));
-        let (r0, r1) = (first_row(t0), first_row(t1));
-        // SAFETY: workers' task ranges are disjoint, so are their output rows
-        // [r0, r1), all inside `out` (`first_row(tasks)` is its row count).
+    team::for_each_piece(tiles, tile, |_, tile| loop {
+        let t = next.fetch_add(1, Ordering::Relaxed);
+        if t >= tasks {
+            break;
+        }
+        let (r0, r1) = (first_row(t), first_row(t + 1));
+        // SAFETY: each task is taken once, and tasks' output rows [r0, r1) are
+        // disjoint and inside `out` (`first_row(tasks)` is its row count).
         let out = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(r0 * g.dv), (r1 - r0) * g.dv) };
-        run_tasks(t0..t1, tile, out);
+        run_tasks(t..t + 1, tile, out);
     });
 }
 
 /// A pointer workers write disjoint parts through.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
-// SAFETY: each worker writes only its own rows (see `run`).
+// SAFETY: each task writes only its own rows (see `run`).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
@@ -339,6 +348,7 @@ fn masked_scores(
             let at = mask_rows + i * g.mask.row;
             match ops.mask {
                 Mask::None => {}
+                Mask::Add(m) if g.mask.col == 1 => row.iter_mut().zip(&m[at..at + keys]).for_each(|(x, m)| *x += m),
                 Mask::Add(m) => row.iter_mut().enumerate().for_each(|(j, x)| *x += m[at + j * g.mask.col]),
                 Mask::Select(keep, fill) => {
                     row.iter_mut()

@@ -363,6 +363,18 @@ struct GpuPlan {
     unplanned: AtomicUsize,
 }
 
+/// The threads that ops the GPU cannot run split their loops across on the
+/// host: one per core, shared by every GPU plan, started on first use (none if
+/// they cannot start: the ops then run on the calling thread alone).
+fn host_team() -> Option<&'static smelt_cpu::team::Team> {
+    static TEAM: std::sync::OnceLock<Option<smelt_cpu::team::Team>> = std::sync::OnceLock::new();
+    TEAM.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        smelt_cpu::team::Team::new(threads, "smelt-host").ok()
+    })
+    .as_ref()
+}
+
 fn node_err(node: &smelt_ir::Node, message: impl Into<String>) -> RuntimeError {
     RuntimeError::Node { node: node.name.clone(), op: node.op.name(), message: message.into() }
 }
@@ -929,8 +941,12 @@ impl GpuPlan {
                 })
             })
             .collect();
-        let outs =
-            smelt_cpu::eval_alloc(&node.op, &tensors, node.outputs.len()).map_err(|e| node_err(node, e.to_string()))?;
+        let eval = || smelt_cpu::eval_alloc(&node.op, &tensors, node.outputs.len());
+        let outs = match host_team() {
+            Some(team) => team.run(eval),
+            None => eval(),
+        }
+        .map_err(|e| node_err(node, e.to_string()))?;
         for (&o, t) in node.outputs.iter().zip(&outs) {
             if let Loc::Device { buffer, offset } = &layout.locs[o] {
                 let mut bytes = t.bytes().to_vec();
