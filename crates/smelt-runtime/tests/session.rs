@@ -170,3 +170,46 @@ fn symbolic_dims_must_agree_across_inputs() {
     let err = s.run(&[("a", &t1), ("b", &t3)]).unwrap_err().to_string();
     assert!(err.contains("batch") && err.contains("'a'") && err.contains("'b'"), "{err}");
 }
+
+/// x → Tanh → Reshape → Tanh → Flatten → Tanh → Reshape, added to the first
+/// Tanh; the first Reshape is an output too. Reshape and Flatten change no
+/// byte, so the CPU plan places their outputs on their inputs' bytes: the
+/// owner must then live as long as its aliases are read.
+fn reshape_chain() -> Graph {
+    let mut g = Graph::new(17);
+    let x = g.add_value("x", Fact::new(DType::F32, Shape::new(vec![Dim::Sym("batch".into()), Dim::Fixed(8)])));
+    g.inputs.push(x);
+    let unknown = || Fact::new(DType::F32, Shape::unknown());
+    let quads = g.add_constant("quads", Tensor::from_vec(&[2], vec![-1i64, 4]).unwrap());
+    let rows = g.add_constant("rows", Tensor::from_vec(&[2], vec![-1i64, 8]).unwrap());
+    let names = ["t1", "r", "u", "f", "v", "w", "y"];
+    let [t1, r, u, f, v, w, y] = names.map(|n| g.add_value(n, unknown()));
+    g.add_node("tanh1", Op::Unary(UnaryOp::Tanh), vec![Some(x)], vec![t1]);
+    g.add_node("reshape1", Op::Reshape { allowzero: false }, vec![Some(t1), Some(quads)], vec![r]);
+    g.add_node("tanh2", Op::Unary(UnaryOp::Tanh), vec![Some(r)], vec![u]);
+    g.add_node("flatten", Op::Flatten { axis: 0 }, vec![Some(u)], vec![f]);
+    g.add_node("tanh3", Op::Unary(UnaryOp::Tanh), vec![Some(f)], vec![v]);
+    g.add_node("reshape2", Op::Reshape { allowzero: false }, vec![Some(v), Some(rows)], vec![w]);
+    g.add_node("add", Op::Binary(BinaryOp::Add), vec![Some(w), Some(t1)], vec![y]);
+    g.outputs.extend([y, r]);
+    g
+}
+
+#[test]
+fn reshaped_values_share_bytes_and_stay_correct() {
+    for optimize in [false, true] {
+        let opts = SessionOptions { threads: Some(2), optimize, ..Default::default() };
+        let s = Session::from_graph(reshape_chain(), &opts).unwrap();
+        for batch in [1, 3, 6] {
+            let x = values(batch * 8, 40 + batch as u64);
+            let t = Tensor::from_vec(&[batch, 8], x.clone()).unwrap();
+            let out = s.run(&[("x", &t)]).unwrap();
+            let t1: Vec<f32> = x.iter().map(|v| v.tanh()).collect();
+            let y: Vec<f32> = t1.iter().map(|v| v.tanh().tanh() + v).collect();
+            assert_eq!(out[0].1.shape(), &[batch, 8]);
+            assert_close(out[0].1.as_slice::<f32>().unwrap(), &y);
+            assert_eq!(out[1].1.shape(), &[2 * batch, 4]);
+            assert_close(out[1].1.as_slice::<f32>().unwrap(), &t1);
+        }
+    }
+}
