@@ -128,6 +128,13 @@ pub fn optimize(graph: &mut Graph, eval: &dyn ConstEval, opts: &OptimizeOptions)
             report.activations_fused += fused.activations;
             changes += fused.biases + fused.activations;
         }
+        if opts.fuse_residual {
+            // After epilogue fusion: a transformer's projection adds its bias
+            // before the residual, so only then is the MatMul next to the sum.
+            let fused = residual::fuse_matmul_residual(graph)?;
+            report.residuals_fused += fused;
+            changes += fused;
+        }
 
         let removed = dead::remove_dead_nodes(graph)?;
         report.dead_nodes_removed += removed;

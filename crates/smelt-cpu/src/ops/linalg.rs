@@ -172,11 +172,16 @@ impl MatMulPlan {
     }
 }
 
+/// The residual's position among MatMul's inputs (`A, B, bias?, Z?`), which
+/// residual fusion adds.
+const RESIDUAL_INPUT: usize = 3;
+
 fn matmul(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut], activation: Option<&UnaryOp>) -> Result<()> {
     const OP: &str = "MatMul";
     let a = required(OP, inputs, 0)?;
     let b = required(OP, inputs, 1)?;
     let bias = optional(inputs, 2);
+    let residual = optional(inputs, RESIDUAL_INPUT);
     let y = first_output(OP, outputs)?;
     let plan = MatMulPlan::new(a.shape, b.shape)?;
     expect_shape(OP, "output", y.shape, &plan.out_shape)?;
@@ -185,23 +190,31 @@ fn matmul(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut], activati
     if let Some(bias) = bias {
         expect_dtype(OP, "bias", bias.dtype, a.dtype)?;
     }
+    if let Some(z) = residual {
+        expect_dtype(OP, "Z", z.dtype, a.dtype)?;
+        expect_shape(OP, "Z", z.shape, &plan.out_shape)?;
+    }
     match a.dtype {
-        DType::F32 => matmul_typed::<f32>(&plan, a, b.as_slice()?, bias, y, activation),
-        DType::F64 => matmul_typed::<f64>(&plan, a, b.as_slice()?, bias, y, activation),
-        DType::F16 => matmul_typed::<f16>(&plan, a, b.as_slice()?, bias, y, activation),
+        DType::F32 => matmul_typed::<f32>(&plan, a, b.as_slice()?, bias, residual, y, activation),
+        DType::F64 => matmul_typed::<f64>(&plan, a, b.as_slice()?, bias, residual, y, activation),
+        DType::F16 => matmul_typed::<f16>(&plan, a, b.as_slice()?, bias, residual, y, activation),
         DType::BF16 => {
             let a32 = widen_bf16(a.as_slice()?);
             let b32 = widen_bf16(b.as_slice()?);
             let bias32 = bias.map(|t| t.as_slice::<bf16>().map(widen_bf16)).transpose()?;
+            let z32 = residual.map(|t| t.as_slice::<bf16>().map(widen_bf16)).transpose()?;
             let mut y32 = vec![0f32; y.len()];
             let bias32 = bias_vector(OP, bias32.as_deref(), plan.n)?;
-            matmul_float(&plan, &a32, &b32, None, bias32.as_deref(), &mut y32, activation);
+            matmul_float(&plan, &a32, &b32, None, bias32.as_deref(), z32.as_deref(), &mut y32, activation);
             narrow_bf16(&y32, y.as_mut_slice()?);
             Ok(())
         }
         dtype if dtype.is_int() => {
-            if activation.is_some() || bias.is_some() {
-                return Err(CpuError::invalid(OP, format!("fused bias or activation on {dtype} is not supported")));
+            if activation.is_some() || bias.is_some() || residual.is_some() {
+                return Err(CpuError::invalid(
+                    OP,
+                    format!("fused bias, residual or activation on {dtype} is not supported"),
+                ));
             }
             dispatch_int!(dtype, T => matmul_wrapping::<T>(&plan, a, b, y))
         }
@@ -214,12 +227,14 @@ fn matmul_typed<T: Float + Element>(
     a: TensorView,
     b: &[T],
     bias: Option<TensorView>,
+    residual: Option<TensorView>,
     y: &mut TensorViewMut,
     activation: Option<&UnaryOp>,
 ) -> Result<()> {
     let bias = bias.map(|t| t.as_slice::<T>()).transpose()?;
     let bias = bias_vector("MatMul", bias, plan.n)?;
-    matmul_float(plan, a.as_slice()?, b, None, bias.as_deref(), y.as_mut_slice()?, activation);
+    let residual = residual.map(|t| t.as_slice::<T>()).transpose()?;
+    matmul_float(plan, a.as_slice()?, b, None, bias.as_deref(), residual, y.as_mut_slice()?, activation);
     Ok(())
 }
 
@@ -238,13 +253,17 @@ fn bias_vector<'a, T: Float>(
     }
 }
 
-/// The float MatMul, shared by `eval` and the prepared kernel.
+/// The float MatMul, shared by `eval` and the prepared kernel: `y ← a·b`, plus
+/// `bias` (one value per column) and the `residual` (shaped as `y`), then the
+/// activation.
+#[allow(clippy::too_many_arguments)]
 fn matmul_float<T: Float>(
     plan: &MatMulPlan,
     a: &[T],
     b: &[T],
     packed_b: Option<&PackedRhs>,
     bias: Option<&[T]>,
+    residual: Option<&[T]>,
     y: &mut [T],
     activation: Option<&UnaryOp>,
 ) {
@@ -257,9 +276,9 @@ fn matmul_float<T: Float>(
         let rows = batches * m;
         let par = parallelism(rows, n, k);
         assert!(a.len() >= rows * k && y.len() >= rows * n, "MatMul operands are smaller than the plan");
-        // Bias and activation as the packed product writes Y (see `GemmEpilogue`);
-        // after the whole product otherwise.
-        let epilogue = GemmEpilogue { col_bias: bias, activation, ..GemmEpilogue::NONE };
+        // Bias, residual and activation as the packed product writes Y (see
+        // `GemmEpilogue`); after the whole product otherwise.
+        let epilogue = GemmEpilogue { col_bias: bias, residual, activation, ..GemmEpilogue::NONE };
         // SAFETY: A spans rows·k elements and Y rows·n, as just checked; Y is borrowed mutably.
         let done = packed_b.is_some_and(|p| unsafe {
             T::gemm_packed_rhs(
@@ -278,7 +297,8 @@ fn matmul_float<T: Float>(
         });
         if !done {
             gemm(rows, n, k, a, Layout::row_major(k), b, Layout::row_major(n), y, Layout::row_major(n), one, zero, par);
-            bias_cols_then_activate(y, n, bias, activation);
+            // SAFETY: Y holds rows·n elements, borrowed mutably here.
+            unsafe { epilogue.apply_rows(y.as_mut_ptr(), rows, n, n) };
         }
         return;
     }
@@ -300,7 +320,10 @@ fn matmul_float<T: Float>(
             zero,
             par,
         );
-        bias_cols_then_activate(c, n, bias, activation);
+        let residual = residual.map(|z| &z[index * m * n..][..m * n]);
+        let epilogue = GemmEpilogue { col_bias: bias, residual, activation, ..GemmEpilogue::NONE };
+        // SAFETY: `c` is this batch's m·n elements, borrowed mutably here.
+        unsafe { epilogue.apply_rows(c.as_mut_ptr(), m, n, n) };
     };
     if batch_parallel {
         team::for_each_piece(y, m * n, |i, c| run(i, c, Parallelism::None));
@@ -382,12 +405,21 @@ impl Kernel for PreparedMatMul {
             (None, None) => None,
         };
         let bias = bias_vector(OP, bias, plan.n)?;
+        let residual = match optional(inputs, RESIDUAL_INPUT) {
+            Some(z) => {
+                expect_dtype(OP, "Z", z.dtype, DType::F32)?;
+                expect_shape(OP, "Z", z.shape, &plan.out_shape)?;
+                Some(z.as_slice::<f32>()?)
+            }
+            None => None,
+        };
         matmul_float(
             &plan,
             a.as_slice()?,
             self.b.as_slice()?,
             self.packed.as_ref(),
             bias.as_deref(),
+            residual,
             y.as_mut_slice()?,
             self.activation.as_ref(),
         );
@@ -802,6 +834,38 @@ mod tests {
         // A batched B is not prepared (its batches are not one weight matrix).
         let b3 = Arc::new(random(DType::F32, &[2, 8, 6], 6));
         assert!(prepare(&op, &[None, Some(&b3)]).is_none());
+    }
+
+    /// The fused residual `Z` is added after the bias and before the activation,
+    /// on every path: one tall product (packed B or not) and batched B.
+    #[test]
+    fn matmul_residual_joins_before_the_activation() {
+        let a = random(DType::F32, &[2, 40, 32], 13);
+        let b = random(DType::F32, &[32, 24], 14);
+        let bias = random(DType::F32, &[24], 15);
+        let z = random(DType::F32, &[2, 40, 24], 16);
+        let (shape, product) = reference_matmul(&a, &b);
+        let (bv, zv) = (bias.to_f64_vec(), z.to_f64_vec());
+        let want: Vec<f64> = product.iter().enumerate().map(|(i, p)| (p + bv[i % 24] + zv[i]).max(0.0)).collect();
+        let op = Op::MatMul { activation: Some(UnaryOp::Relu) };
+        let inputs = [Some(&a), Some(&b), Some(&bias), Some(&z)];
+        let got = run_op(&op, &inputs, &[(DType::F32, &shape)]).remove(0);
+        assert_close(&got, &want, 1e-5);
+        let (b_arc, bias_arc) = (Arc::new(b.clone()), Arc::new(bias.clone()));
+        let kernel = prepare(&op, &[None, Some(&b_arc), Some(&bias_arc)]).expect("prepared MatMul");
+        let prepared = run_kernel(kernel.as_ref(), &inputs, &[(DType::F32, &shape)]).remove(0);
+        assert_close(&prepared, &want, 1e-5);
+        // Batched B: each batch's product takes its own rows of Z.
+        let b3 = random(DType::F32, &[2, 32, 24], 17);
+        let (_, product) = reference_matmul(&a, &b3);
+        let want: Vec<f64> = product.iter().enumerate().map(|(i, p)| (p + zv[i]).max(0.0)).collect();
+        let got = run_op(&op, &[Some(&a), Some(&b3), None, Some(&z)], &[(DType::F32, &shape)]).remove(0);
+        assert_close(&got, &want, 1e-5);
+        // A Z of another shape is refused, naming it.
+        let bad = random(DType::F32, &[2, 40, 23], 18);
+        let err =
+            crate::ops::testing::try_run_op(&op, &[Some(&a), Some(&b), None, Some(&bad)], &[(DType::F32, &shape)]);
+        assert!(err.unwrap_err().to_string().contains('Z'));
     }
 
     #[test]

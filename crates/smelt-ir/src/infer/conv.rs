@@ -118,16 +118,22 @@ pub(super) fn conv(attrs: &ConvAttrs, inputs: &[Option<&Fact>]) -> Result<Vec<Fa
     }
     let facts = conv_output(attrs, &inputs[..inputs.len().min(3)])?;
     if let (Some(z), [y]) = (inputs.get(3).copied().flatten(), &facts[..]) {
-        if z.dtype != y.dtype {
-            return Err(format!("Z must have the output's dtype {}, got {}", y.dtype, z.dtype));
-        }
-        if let (Some(zd), Some(yd)) = (z.shape.dims(), y.shape.dims()) {
-            if zd.len() != yd.len() || zd.iter().zip(yd).any(|(a, b)| unify(a, b).is_none()) {
-                return Err(format!("Z {} must have the output's shape {}", z.shape, y.shape));
-            }
-        }
+        check_residual(z, y)?;
     }
     Ok(facts)
+}
+
+/// A fused residual input `Z` (Conv's or MatMul's) has the output's dtype and shape.
+pub(super) fn check_residual(z: &Fact, y: &Fact) -> Result<(), String> {
+    if z.dtype != y.dtype {
+        return Err(format!("Z must have the output's dtype {}, got {}", y.dtype, z.dtype));
+    }
+    if let (Some(zd), Some(yd)) = (z.shape.dims(), y.shape.dims()) {
+        if zd.len() != yd.len() || zd.iter().zip(yd).any(|(a, b)| unify(a, b).is_none()) {
+            return Err(format!("Z {} must have the output's shape {}", z.shape, y.shape));
+        }
+    }
+    Ok(())
 }
 
 fn conv_output(attrs: &ConvAttrs, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, String> {

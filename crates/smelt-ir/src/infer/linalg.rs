@@ -4,14 +4,20 @@ use super::dims::{broadcast_dims, check_broadcasts_to, unify};
 use super::{dims_of_rank, Args};
 use crate::{AttentionAttrs, AttentionMask, DType, Dim, Fact, Shape};
 
+/// MatMul, with the bias and the residual input `Z` that fusion adds: the bias
+/// broadcasts to the output, `Z` has its dtype and shape.
 pub(super) fn matmul(inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, String> {
-    let a = Args::new(inputs, &["A", "B", "bias"], 2)?;
+    let a = Args::new(inputs, &["A", "B", "bias", "Z"], 2)?;
     let dtype = a.same_dtype(&[0, 1, 2])?;
     let shape = matmul_shape(&a.req(0).shape, &a.req(1).shape)?;
     if let Some(bias) = a.opt(2) {
         check_broadcasts_to(&bias.shape, &shape, "bias")?;
     }
-    Ok(vec![Fact::new(dtype, shape)])
+    let y = Fact::new(dtype, shape);
+    if let Some(z) = a.opt(3) {
+        super::conv::check_residual(z, &y)?;
+    }
+    Ok(vec![y])
 }
 
 /// numpy matmul: 1-D operands gain a dim that the result then drops, leading dims

@@ -249,8 +249,22 @@ mod tests {
     fn input_count_is_checked() {
         let x = Fact::new(DType::F32, Shape::fixed(&[2]));
         let e = infer(&Op::MatMul { activation: None }, &[Some(&x)], 1).unwrap_err();
-        assert!(e.contains("expects 2 to 3 input(s)"), "{e}");
+        assert!(e.contains("expects 2 to 4 input(s)"), "{e}");
         let e = infer(&Op::Reshape { allowzero: false }, &[Some(&x), None], 1).unwrap_err();
         assert!(e.contains("shape") && e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn matmul_residual_must_match_the_output() {
+        let (a, w) = (Fact::new(DType::F32, Shape::fixed(&[3, 4])), Fact::new(DType::F32, Shape::fixed(&[4, 5])));
+        let op = Op::MatMul { activation: None };
+        let z = Fact::new(DType::F32, Shape::fixed(&[3, 5]));
+        let out = infer(&op, &[Some(&a), Some(&w), None, Some(&z)], 1).unwrap();
+        assert_eq!(out[0].shape, Shape::fixed(&[3, 5]));
+        let z = Fact::new(DType::F32, Shape::fixed(&[1, 5]));
+        let e = infer(&op, &[Some(&a), Some(&w), None, Some(&z)], 1).unwrap_err();
+        assert!(e.contains("Z") && e.contains("shape"), "{e}");
+        let z = Fact::new(DType::F64, Shape::fixed(&[3, 5]));
+        assert!(infer(&op, &[Some(&a), Some(&w), None, Some(&z)], 1).is_err());
     }
 }

@@ -122,3 +122,36 @@ fn adds_that_stay() {
     let mut g = b.finish(&[sum, main]);
     assert_eq!(fuse_residual(&mut g).unwrap(), 0);
 }
+
+/// A transformer's output projection: `Add(Add(MatMul(x, W), bias), h)`. Epilogue
+/// fusion gives the MatMul its bias; the residual then joins as input 3. A
+/// MatMul with an activation, or a sum that broadcasts, stays as it is.
+#[test]
+fn projection_residual_joins_the_matmul_after_its_bias() {
+    let mut b = Builder::new();
+    let x = b.input("x", &[2, 5, 4]);
+    let h = b.input("h", &[2, 5, 4]);
+    let w = b.g.add_constant("w", f32s(&[4, 4], &[0.25; 16]));
+    let bias = b.g.add_constant("bias", f32s(&[4], &[0.1; 4]));
+    let mm = b.node(Op::MatMul { activation: None }, &[x, w]);
+    let biased = b.node(Op::Binary(BinaryOp::Add), &[mm, bias]);
+    let sum = b.node(Op::Binary(BinaryOp::Add), &[h, biased]);
+    let gelu = b.node(Op::MatMul { activation: Some(UnaryOp::Relu) }, &[x, w]);
+    let broadcast_in = b.input("row", &[4]);
+    let not_same_shape = b.node(Op::Binary(BinaryOp::Add), &[gelu, broadcast_in]);
+    let mut g = b.finish(&[sum, not_same_shape]);
+
+    // Before the bias is fused, the residual Add reads the bias Add: nothing to do.
+    assert_eq!(fuse_matmul_residual(&mut g).unwrap(), 0);
+    assert_eq!(fuse_epilogues(&mut g).unwrap().biases, 1);
+    assert_eq!(fuse_matmul_residual(&mut g).unwrap(), 1);
+    g.infer_facts().unwrap();
+    let fused = g.nodes.iter().find(|n| n.outputs == [sum]).unwrap();
+    assert_eq!(fused.op, Op::MatMul { activation: None });
+    assert_eq!(fused.inputs.len(), 4);
+    assert_eq!(fused.inputs[0], Some(x));
+    assert_eq!(fused.inputs[3], Some(h));
+    // The Conv pass leaves MatMuls alone, and the activated MatMul keeps its Add.
+    assert_eq!(fuse_residual(&mut g).unwrap(), 0);
+    assert!(g.nodes.iter().any(|n| n.outputs == [not_same_shape] && n.op == Op::Binary(BinaryOp::Add)));
+}
