@@ -260,13 +260,13 @@ fn gather_nd(batch_dims: usize, inputs: &[Option<TensorView>], outputs: &mut [Te
         return Ok(());
     }
     let block = nd.slice * data.dtype.size();
-    let copy_slice = |(dst, &offset): (&mut [u8], &usize)| {
-        dst.copy_from_slice(&data.data[offset * data.dtype.size()..][..block]);
+    let copy_slice = |i: usize, dst: &mut [u8]| {
+        dst.copy_from_slice(&data.data[nd.offsets[i] * data.dtype.size()..][..block]);
     };
     if layout::worth_parallel(out.data.len()) {
-        crate::team::for_each_piece(out.data, block, |i, dst| copy_slice((dst, &nd.offsets[i])));
+        crate::team::for_each_piece(out.data, block, copy_slice);
     } else {
-        out.data.chunks_mut(block).zip(&nd.offsets).for_each(copy_slice);
+        out.data.chunks_mut(block).enumerate().for_each(|(i, dst)| copy_slice(i, dst));
     }
     Ok(())
 }

@@ -176,12 +176,25 @@ impl MatMulPlan {
 /// residual fusion adds.
 const RESIDUAL_INPUT: usize = 3;
 
+/// The fused residual input, checked to have the output's dtype and shape.
+fn residual_input<'a>(
+    inputs: &[Option<TensorView<'a>>],
+    plan: &MatMulPlan,
+    dtype: DType,
+) -> Result<Option<TensorView<'a>>> {
+    let residual = optional(inputs, RESIDUAL_INPUT);
+    if let Some(z) = residual {
+        expect_dtype("MatMul", "Z", z.dtype, dtype)?;
+        expect_shape("MatMul", "Z", z.shape, &plan.out_shape)?;
+    }
+    Ok(residual)
+}
+
 fn matmul(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut], activation: Option<&UnaryOp>) -> Result<()> {
     const OP: &str = "MatMul";
     let a = required(OP, inputs, 0)?;
     let b = required(OP, inputs, 1)?;
     let bias = optional(inputs, 2);
-    let residual = optional(inputs, RESIDUAL_INPUT);
     let y = first_output(OP, outputs)?;
     let plan = MatMulPlan::new(a.shape, b.shape)?;
     expect_shape(OP, "output", y.shape, &plan.out_shape)?;
@@ -190,10 +203,7 @@ fn matmul(inputs: &[Option<TensorView>], outputs: &mut [TensorViewMut], activati
     if let Some(bias) = bias {
         expect_dtype(OP, "bias", bias.dtype, a.dtype)?;
     }
-    if let Some(z) = residual {
-        expect_dtype(OP, "Z", z.dtype, a.dtype)?;
-        expect_shape(OP, "Z", z.shape, &plan.out_shape)?;
-    }
+    let residual = residual_input(inputs, &plan, a.dtype)?;
     match a.dtype {
         DType::F32 => matmul_typed::<f32>(&plan, a, b.as_slice()?, bias, residual, y, activation),
         DType::F64 => matmul_typed::<f64>(&plan, a, b.as_slice()?, bias, residual, y, activation),
@@ -405,14 +415,7 @@ impl Kernel for PreparedMatMul {
             (None, None) => None,
         };
         let bias = bias_vector(OP, bias, plan.n)?;
-        let residual = match optional(inputs, RESIDUAL_INPUT) {
-            Some(z) => {
-                expect_dtype(OP, "Z", z.dtype, DType::F32)?;
-                expect_shape(OP, "Z", z.shape, &plan.out_shape)?;
-                Some(z.as_slice::<f32>()?)
-            }
-            None => None,
-        };
+        let residual = residual_input(inputs, &plan, DType::F32)?.map(|z| z.as_slice::<f32>()).transpose()?;
         matmul_float(
             &plan,
             a.as_slice()?,
