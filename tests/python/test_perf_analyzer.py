@@ -80,6 +80,18 @@ def run_perf_analyzer(server: SmeltServer, command: list[str]) -> tuple[subproce
         return subprocess.run(command, env=perf_analyzer_env(), capture_output=True, text=True, timeout=120), before
 
 
+def server_window_successes(output: str) -> int:
+    """The successful request count in perf_analyzer's "Server:" section.
+
+    perf_analyzer prints "Successful request count: N" there, or just
+    "Request count: 0" when its window saw no request finish.
+    """
+    server = output.split("Server:", 1)[1]
+    if "Successful request count:" in server:
+        return int(server.split("Successful request count:")[1].split()[0])
+    return int(server.split("Request count:")[1].split()[0])
+
+
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 @pytest.mark.parametrize("concurrency", [1, 4, 16])
 def test_perf_analyzer(server, protocol, concurrency, tmp_path):
@@ -105,13 +117,14 @@ def test_perf_analyzer(server, protocol, concurrency, tmp_path):
     assert float(row["p50 latency"]) > 0 and float(row["p99 latency"]) >= float(row["p50 latency"]), row
 
     # What perf_analyzer counted on its side and read from the server's
-    # statistics, and what the statistics grew by, all agree.
+    # statistics, and what the statistics grew by, are consistent.
     client_count = int(output.split("Request count:")[1].split()[0])
-    server_count = int(output.split("Successful request count:")[1].split()[0])
     assert client_count == REQUESTS, output
-    # perf_analyzer reads the statistics as soon as its last answer arrives; over
-    # gRPC the server can count the last requests a moment after answering them,
-    # so its reading may miss up to one request per client thread. The count taken
-    # after perf_analyzer exits must be exact.
-    assert REQUESTS - concurrency <= server_count <= REQUESTS, output
+    server_count = server_window_successes(output)
+    # perf_analyzer's server reading covers its measurement window only: it takes
+    # the window's first statistics snapshot after its worker threads have started
+    # sending, so on a busy machine the window misses however many requests were
+    # answered before that snapshot (113 of 200 in one CI run). Only the bound is
+    # certain; the count taken after perf_analyzer exits must be exact.
+    assert 0 <= server_count <= REQUESTS, output
     assert after - before == REQUESTS, f"statistics grew by {after - before}, perf_analyzer sent {REQUESTS}"
