@@ -355,11 +355,11 @@ impl Float for f32 {
         parallelism: Parallelism,
     ) -> bool {
         #[cfg(target_arch = "x86_64")]
-        {
+        let done = {
             use super::sgemm_avx512::{sgemm_with, Lhs, Rhs};
             let k = a.depth();
             let b = std::slice::from_raw_parts(b, b_layout.span(k, n));
-            return sgemm_with(
+            sgemm_with(
                 m,
                 n,
                 k,
@@ -371,10 +371,11 @@ impl Float for f32 {
                 beta,
                 epilogue,
                 threads(parallelism),
-            );
-        }
+            )
+        };
         #[cfg(not(target_arch = "x86_64"))]
-        false
+        let done = false;
+        done
     }
     #[allow(unused_variables)]
     unsafe fn gemm_packed_rhs(
@@ -391,11 +392,11 @@ impl Float for f32 {
         parallelism: Parallelism,
     ) -> bool {
         #[cfg(target_arch = "x86_64")]
-        {
+        let done = {
             use super::sgemm_avx512::{sgemm_with, Lhs, Rhs};
             let n = b.cols();
             let a = std::slice::from_raw_parts(a, a_layout.span(m, k));
-            return sgemm_with(
+            sgemm_with(
                 m,
                 n,
                 k,
@@ -407,10 +408,11 @@ impl Float for f32 {
                 beta,
                 epilogue,
                 threads(parallelism),
-            );
-        }
+            )
+        };
         #[cfg(not(target_arch = "x86_64"))]
-        false
+        let done = false;
+        done
     }
     unsafe fn kernel(
         m: usize,

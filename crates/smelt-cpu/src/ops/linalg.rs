@@ -36,10 +36,10 @@ pub fn eval(
 /// constant f32, or `None` to use the reference kernel.
 pub fn prepare(op: &Op, constants: &[Option<&Arc<Tensor>>]) -> Option<Box<dyn Kernel>> {
     match op {
-        Op::MatMul { activation } => PreparedMatMul::new(constants, activation.clone()),
+        Op::MatMul { activation } => PreparedMatMul::prepare(constants, activation.clone()),
         Op::Gemm { alpha, beta, trans_a, trans_b, activation } => {
             let attrs = GemmAttrs { alpha: *alpha, beta: *beta, trans_a: *trans_a, trans_b: *trans_b };
-            PreparedGemm::new(attrs, constants, activation.clone())
+            PreparedGemm::prepare(attrs, constants, activation.clone())
         }
         Op::Conv(attrs) => super::conv::prepare(attrs, constants),
         _ => None,
@@ -379,7 +379,7 @@ struct PreparedMatMul {
 }
 
 impl PreparedMatMul {
-    fn new(constants: &[Option<&Arc<Tensor>>], activation: Option<UnaryOp>) -> Option<Box<dyn Kernel>> {
+    fn prepare(constants: &[Option<&Arc<Tensor>>], activation: Option<UnaryOp>) -> Option<Box<dyn Kernel>> {
         let b = constant_at(constants, 1)?;
         if b.dtype() != DType::F32 || b.rank() != 2 {
             return None;
@@ -671,7 +671,7 @@ struct PreparedGemm {
 }
 
 impl PreparedGemm {
-    fn new(
+    fn prepare(
         attrs: GemmAttrs,
         constants: &[Option<&Arc<Tensor>>],
         activation: Option<UnaryOp>,
