@@ -14,7 +14,9 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use smelt_cpu::team::Team;
 use smelt_cpu::{Kernel, Scratch};
-use smelt_ir::{AttentionAttrs, AttentionMask, AutoPad, ConvAttrs, Op, Tensor, TensorView, TensorViewMut, UnaryOp};
+use smelt_ir::{
+    AttentionAttrs, AttentionLayout, AttentionMask, AutoPad, ConvAttrs, Op, Tensor, TensorView, TensorViewMut, UnaryOp,
+};
 use std::hint::black_box;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -210,7 +212,9 @@ fn attention(c: &mut Criterion) {
     });
     let (q, kt, v) =
         (random(&[1, heads, seq, dim], 11), random(&[1, heads, dim, seq], 12), random(&[1, heads, seq, dim], 13));
-    let fused = |mask| Op::Attention(AttentionAttrs { scale: 0.125, keys_transposed: true, mask });
+    let fused = |mask| {
+        Op::Attention(AttentionAttrs { scale: 0.125, keys_transposed: true, mask, layout: AttentionLayout::HeadMajor })
+    };
     let padding = Tensor::from_vec(&[1, 1, 1, seq], vec![0f32; seq]).expect("mask shape");
     let mut bert = Case::new(fused(AttentionMask::Add), vec![q.clone(), kt.clone(), v.clone(), padding], &[false; 4]);
     g.bench_function("fused bert 12x128x64", |b| b.iter(|| bert.run()));

@@ -23,7 +23,7 @@
 //! Missing shapes (an omitted optional input) contribute nothing; arithmetic
 //! saturates rather than overflowing.
 
-use crate::{BinaryOp, Op, ReduceKind, ResizeMode, ScatterReduction, UnaryOp, VariadicOp};
+use crate::{AttentionLayout, BinaryOp, Op, ReduceKind, ResizeMode, ScatterReduction, UnaryOp, VariadicOp};
 
 /// FLOPs charged per element for a transcendental function.
 pub const TRANSCENDENTAL: u64 = 4;
@@ -66,15 +66,20 @@ pub fn flops(op: &Op, inputs: &[Option<&[usize]>], outputs: &[&[usize]]) -> u64 
             let k = input(0).and_then(|a| a.last().copied()).unwrap_or(0) as u64;
             out_elems.saturating_mul(k).saturating_mul(2).saturating_add(fused(activation.as_ref(), input(2).is_some()))
         }
-        Op::Attention(_) => {
+        Op::Attention(attrs) => {
             // Two products (S·L·D and S·L·Dv multiply-adds per batch) and a
             // softmax over the S·L scores.
             let (Some(q), Some(v)) = (input(0), input(2)) else { return 0 };
+            let head_major = |s: &[usize]| match (attrs.layout, s) {
+                (AttentionLayout::TokenMajor, &[b, s, h, d]) => vec![b, h, s, d],
+                _ => s.to_vec(),
+            };
+            let (q, v) = (head_major(q), head_major(v));
             let last_two = |s: &[usize]| match s {
                 [.., a, b] => (*a as u64, *b as u64),
                 _ => (0, 0),
             };
-            let ((s, d), (l, dv)) = (last_two(q), last_two(v));
+            let ((s, d), (l, dv)) = (last_two(&q), last_two(&v));
             let scores = count(&q[..q.len().saturating_sub(2)]).saturating_mul(s).saturating_mul(l);
             scores.saturating_mul(2 * (d + dv)).saturating_add(scores.saturating_mul(SOFTMAX))
         }
@@ -271,10 +276,25 @@ mod tests {
         assert_eq!(f(&fused, &[&[2, 3], &[3, 4], &[4]], &[2, 4]), 2 * 2 * 3 * 4 + 2 * 8);
         let gemm = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: true, trans_b: false, activation: None };
         assert_eq!(f(&gemm, &[&[7, 4], &[7, 5]], &[4, 5]), 2 * 4 * 5 * 7);
-        let attention = Op::Attention(AttentionAttrs { scale: 1.0, keys_transposed: true, mask: AttentionMask::None });
+        let attention = Op::Attention(AttentionAttrs {
+            scale: 1.0,
+            keys_transposed: true,
+            mask: AttentionMask::None,
+            layout: AttentionLayout::HeadMajor,
+        });
         let scores = 2 * 12 * 128 * 128;
         assert_eq!(
             f(&attention, &[&[2, 12, 128, 64], &[2, 12, 64, 128], &[2, 12, 128, 32]], &[2, 12, 128, 32]),
+            scores * 2 * (64 + 32) + scores * SOFTMAX
+        );
+        let token_major = Op::Attention(AttentionAttrs {
+            scale: 1.0,
+            keys_transposed: false,
+            mask: AttentionMask::None,
+            layout: AttentionLayout::TokenMajor,
+        });
+        assert_eq!(
+            f(&token_major, &[&[2, 128, 12, 64], &[2, 128, 12, 64], &[2, 128, 12, 32]], &[2, 128, 12, 32]),
             scores * 2 * (64 + 32) + scores * SOFTMAX
         );
     }

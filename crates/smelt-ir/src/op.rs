@@ -172,15 +172,31 @@ pub enum AttentionMask {
     Select { fill: f32 },
 }
 
+/// How [`Op::Attention`]'s operands and output are laid out in memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttentionLayout {
+    /// Each head's matrix is contiguous: q `[.., S, D]`, k `[.., L, D]` (or
+    /// `[.., D, L]`), v `[.., L, Dv]`, output `[.., S, Dv]`, batch dims leading.
+    #[default]
+    HeadMajor,
+    /// Rank 4 with the heads inside each position, as a projection followed by
+    /// a Reshape leaves them: q `[B, S, H, D]`, k `[B, L, H, D]`, v `[B, L, H, Dv]`,
+    /// output `[B, S, H, Dv]`. The problem is the head-major one on those
+    /// tensors with axes 1 and 2 exchanged (the `Transpose(perm = [0, 2, 1, 3])`
+    /// exporters put around attention); the mask broadcasts to `[B, H, S, L]`.
+    TokenMajor,
+}
+
 /// Attributes of [`Op::Attention`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttentionAttrs {
     /// Multiplies `q·kᵀ` before the mask.
     pub scale: f32,
     /// The key input is given transposed, `[.., D, L]`, as exporters leave it
-    /// after their `Transpose(perm = [0, 2, 3, 1])`.
+    /// after their `Transpose(perm = [0, 2, 3, 1])`. Head-major only.
     pub keys_transposed: bool,
     pub mask: AttentionMask,
+    pub layout: AttentionLayout,
 }
 
 /// Attributes shared by Conv and ConvTranspose. Empty `strides`/`dilations` mean all

@@ -10,6 +10,10 @@
 //! Add; `Where` must keep the scores where its condition is true and put a
 //! one-element constant elsewhere (GPT-2's causal mask). Where `kᵀ` is made by a
 //! Transpose that swaps only the last two axes, the fused node reads `k` itself.
+//! Where q, k and v come from `[B, S, H, D]` projections through the Transposes
+//! that bring the heads forward, and the result goes back through one, the fused
+//! node takes those Transposes in too and works token-major
+//! ([`AttentionLayout::TokenMajor`]).
 //!
 //! Every value inside the chain must be read only by the next node of the chain
 //! (and not be a graph output), so nothing the fused node skips is lost. Only f32
@@ -21,7 +25,7 @@
 use crate::consts::single_f32;
 use crate::uses::Uses;
 use crate::{PassError, Patch};
-use smelt_ir::{AttentionAttrs, AttentionMask, BinaryOp, DType, Graph, Node, Op, ValueId};
+use smelt_ir::{AttentionAttrs, AttentionLayout, AttentionMask, BinaryOp, DType, Graph, Node, Op, ValueId};
 
 /// Replaces attention chains by `Attention` nodes; returns how many.
 pub fn fuse_attention(graph: &mut Graph) -> Result<usize, PassError> {
@@ -111,15 +115,51 @@ fn match_chain(graph: &Graph, uses: &Uses, softmax: usize) -> Option<Chain> {
     nodes.push(product);
 
     // kᵀ made by swapping k's last two axes: read k itself.
-    let (k, keys_transposed) = match producer(graph, uses, keys, product) {
+    let (k, keys_transposed, k_reader) = match producer(graph, uses, keys, product) {
         Some((t, tn)) if swaps_last_two(tn) => {
             nodes.push(t);
-            (tn.inputs[0]?, false)
+            (tn.inputs[0]?, false, t)
         }
-        _ => (keys, true),
+        _ => (keys, true, product),
     };
-    let attrs = AttentionAttrs { scale, keys_transposed, mask };
-    Some(Chain { q, k, v, mask_input, attrs, nodes, last })
+    let layout = AttentionLayout::HeadMajor;
+    let chain =
+        Chain { q, k, v, mask_input, attrs: AttentionAttrs { scale, keys_transposed, mask, layout }, nodes, last };
+    Some(token_major(graph, uses, &chain, [product, k_reader, last]).unwrap_or(chain))
+}
+
+/// The chain reading q, k and v before the `Transpose(perm = [0, 2, 1, 3])` that
+/// makes them head-major (for k, `[0, 2, 3, 1]`, which makes kᵀ) and writing its
+/// result where the same Transpose after it would, when all four Transposes are
+/// there and private to the chain: the fused node then reads and writes the
+/// projections' own layout, and those four copies disappear.
+///
+/// `readers` are the chain's nodes that read q, k and v.
+fn token_major(graph: &Graph, uses: &Uses, chain: &Chain, readers: [usize; 3]) -> Option<Chain> {
+    const HEADS_OUT: [usize; 4] = [0, 2, 1, 3];
+    const KEYS_TRANSPOSED_OUT: [usize; 4] = [0, 2, 3, 1];
+    let transposed_from = |value: ValueId, reader: usize, perm: [usize; 4]| {
+        let (t, node) = producer(graph, uses, value, reader)?;
+        match (&node.op, &node.inputs[..]) {
+            (Op::Transpose { perm: Some(p) }, [Some(input)]) if p[..] == perm => Some((t, *input)),
+            _ => None,
+        }
+    };
+    let [q_reader, k_reader, v_reader] = readers;
+    let (tq, q) = transposed_from(chain.q, q_reader, HEADS_OUT)?;
+    let k_perm = if chain.attrs.keys_transposed { KEYS_TRANSPOSED_OUT } else { HEADS_OUT };
+    let (tk, k) = transposed_from(chain.k, k_reader, k_perm)?;
+    let (tv, v) = transposed_from(chain.v, v_reader, HEADS_OUT)?;
+    let [out] = graph.nodes[chain.last].outputs[..] else { return None };
+    let tout = uses.only_reader(out)?;
+    match &graph.nodes[tout].op {
+        Op::Transpose { perm: Some(p) } if p[..] == HEADS_OUT => {}
+        _ => return None,
+    }
+    let mut nodes = chain.nodes.clone();
+    nodes.extend([tq, tk, tv, tout]);
+    let attrs = AttentionAttrs { keys_transposed: false, layout: AttentionLayout::TokenMajor, ..chain.attrs.clone() };
+    Some(Chain { q, k, v, mask_input: chain.mask_input, attrs, nodes, last: tout })
 }
 
 /// The node computing `value`, if `reader` is its only reader and it has one output.

@@ -12,12 +12,13 @@
 //! divide), the mask and the softmax are the same arithmetic as `Add`/`Where` and
 //! `Softmax`.
 
-use crate::ops::gemm::{sgemm, Layout, Parallelism};
+use crate::ops::gemm::{gemm_raw, sgemm, Layout, Parallelism};
+use crate::ops::layout;
 use crate::ops::reduce::softmax::{row_max, row_sum, SoftFloat, EXP_FLUSH_BELOW};
 use crate::team;
 use crate::{CpuError, Result, Scratch};
 use smallvec::SmallVec;
-use smelt_ir::{AttentionAttrs, AttentionMask, DType, TensorView, TensorViewMut};
+use smelt_ir::{AttentionAttrs, AttentionLayout, AttentionMask, DType, TensorView, TensorViewMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const OP: &str = "Attention";
@@ -34,17 +35,17 @@ type Strides = SmallVec<[usize; 6]>;
 
 /// Where each batch entry's matrices start in every operand.
 struct Batches {
-    /// Output batch dims (the broadcast of q's, k's and v's).
+    /// Output batch dims (the broadcast of q's, k's and v's; `[B, H]` token-major).
     dims: Strides,
-    /// Per operand (q, k, v, mask), the element stride of each output batch dim
-    /// (0 where the operand broadcasts).
-    strides: [Strides; 4],
+    /// Per operand (q, k, v, mask, output), the element stride of each output
+    /// batch dim (0 where the operand broadcasts).
+    strides: [Strides; 5],
 }
 
 impl Batches {
-    /// Element offsets of batch entry `b` in q, k, v and the mask.
-    fn offsets(&self, mut b: usize) -> [usize; 4] {
-        let mut offsets = [0; 4];
+    /// Element offsets of batch entry `b` in q, k, v, the mask and the output.
+    fn offsets(&self, mut b: usize) -> [usize; 5] {
+        let mut offsets = [0; 5];
         for (axis, &dim) in self.dims.iter().enumerate().rev() {
             let i = b % dim;
             b /= dim;
@@ -64,6 +65,11 @@ struct Geometry {
     l: usize,
     d: usize,
     dv: usize,
+    /// Elements from one row of a head's q, v and output to the next: `D`, `Dv`
+    /// and `Dv` head-major, `H` times that token-major.
+    q_row: usize,
+    v_row: usize,
+    out_row: usize,
     /// kᵀ (`D`×`L`) as laid out in k's buffer.
     keys: Layout,
     /// Mask element (i, j) of a batch entry is at `i·row + j·col` past its offset.
@@ -113,20 +119,41 @@ fn geometry(
     mask: Option<&TensorView>,
     out: &[usize],
 ) -> Result<Geometry> {
+    let mut g = match attrs.layout {
+        AttentionLayout::HeadMajor => head_major(attrs, q.shape, k.shape, v.shape, out)?,
+        AttentionLayout::TokenMajor => token_major(attrs, q.shape, k.shape, v.shape, out)?,
+    };
+    if let Some(m) = mask {
+        // The mask broadcasts to the scores [.., S, L]: strides over all of them.
+        let batch = g.batches.dims.len();
+        let mut scores: Strides = g.batches.dims.clone();
+        scores.extend([g.s, g.l]);
+        let strides = broadcast_strides(m.shape, &scores, 1).ok_or_else(|| {
+            CpuError::invalid(OP, format!("mask {:?} does not broadcast to the scores {scores:?}", m.shape))
+        })?;
+        g.mask = Layout { row: strides[batch], col: strides[batch + 1] };
+        g.batches.strides[3] = strides[..batch].iter().copied().collect();
+    }
+    Ok(g)
+}
+
+fn shapes_do_not_fit(q: &[usize], k: &[usize], v: &[usize], out: &[usize]) -> CpuError {
+    CpuError::invalid(OP, format!("shapes do not fit: Q {q:?}, K {k:?}, V {v:?}, output {out:?}"))
+}
+
+/// Each head's matrices contiguous, batch dims leading and broadcasting.
+fn head_major(attrs: &AttentionAttrs, q: &[usize], k: &[usize], v: &[usize], out: &[usize]) -> Result<Geometry> {
     let matrix = |shape: &[usize], name: &str| match shape {
         [batch @ .., rows, cols] => Ok((batch.len(), *rows, *cols)),
         _ => Err(CpuError::invalid(OP, format!("{name} must have rank 2 or more, got {shape:?}"))),
     };
-    let (_, s, d) = matrix(q.shape, "Q")?;
-    let (_, k_rows, k_cols) = matrix(k.shape, "K")?;
+    let (_, s, d) = matrix(q, "Q")?;
+    let (_, k_rows, k_cols) = matrix(k, "K")?;
     let (kd, l) = if attrs.keys_transposed { (k_rows, k_cols) } else { (k_cols, k_rows) };
-    let (_, vl, dv) = matrix(v.shape, "V")?;
+    let (_, vl, dv) = matrix(v, "V")?;
     let (out_batch, out_s, out_dv) = matrix(out, "the output")?;
     if kd != d || vl != l || out_s != s || out_dv != dv {
-        return Err(CpuError::invalid(
-            OP,
-            format!("shapes do not fit: Q {:?}, K {:?}, V {:?}, output {out:?}", q.shape, k.shape, v.shape),
-        ));
+        return Err(shapes_do_not_fit(q, k, v, out));
     }
     let dims: Strides = out[..out_batch].iter().copied().collect();
     let operand = |shape: &[usize], name: &str| -> Result<Strides> {
@@ -134,30 +161,43 @@ fn geometry(
         broadcast_strides(batch, &dims, shape[shape.len() - 2] * shape[shape.len() - 1])
             .ok_or_else(|| CpuError::invalid(OP, format!("{name} {shape:?} does not broadcast to output {out:?}")))
     };
-    let (q_strides, k_strides, v_strides) = (operand(q.shape, "Q")?, operand(k.shape, "K")?, operand(v.shape, "V")?);
-    let (mask_strides, mask_layout) = match mask {
-        None => (SmallVec::from_elem(0, dims.len()), Layout { row: 0, col: 0 }),
-        Some(m) => {
-            // The mask broadcasts to the scores [.., S, L]: strides over all of them.
-            let mut scores: Strides = dims.clone();
-            scores.extend([s, l]);
-            let strides = broadcast_strides(m.shape, &scores, 1).ok_or_else(|| {
-                CpuError::invalid(OP, format!("mask {:?} does not broadcast to the scores {scores:?}", m.shape))
-            })?;
-            let layout = Layout { row: strides[dims.len()], col: strides[dims.len() + 1] };
-            (strides[..dims.len()].iter().copied().collect(), layout)
-        }
-    };
+    let strides = [operand(q, "Q")?, operand(k, "K")?, operand(v, "V")?, no_mask(&dims), operand(out, "the output")?];
     let keys = if attrs.keys_transposed { Layout::row_major(l) } else { Layout::row_major(d).transposed() };
-    Ok(Geometry {
-        batches: Batches { dims, strides: [q_strides, k_strides, v_strides, mask_strides] },
-        s,
-        l,
-        d,
-        dv,
-        keys,
-        mask: mask_layout,
-    })
+    let batches = Batches { dims, strides };
+    Ok(Geometry { batches, s, l, d, dv, q_row: d, v_row: dv, out_row: dv, keys, mask: Layout { row: 0, col: 0 } })
+}
+
+/// q `[B, S, H, D]`, k `[B, L, H, D]`, v `[B, L, H, Dv]`, output `[B, S, H, Dv]`:
+/// the batch entries are `[B, H]`, and a head's rows are `H` vectors apart.
+fn token_major(attrs: &AttentionAttrs, q: &[usize], k: &[usize], v: &[usize], out: &[usize]) -> Result<Geometry> {
+    let (&[b, s, h, d], &[kb, l, kh, kd], &[vb, vl, vh, dv], &[ob, os, oh, odv]) = (q, k, v, out) else {
+        return Err(CpuError::invalid(
+            OP,
+            format!("token-major Q, K, V and output must have rank 4, got {q:?}, {k:?}, {v:?}, {out:?}"),
+        ));
+    };
+    if attrs.keys_transposed
+        || [kb, vb, ob] != [b; 3]
+        || [kh, vh, oh] != [h; 3]
+        || kd != d
+        || vl != l
+        || os != s
+        || odv != dv
+    {
+        return Err(shapes_do_not_fit(q, k, v, out));
+    }
+    let dims: Strides = SmallVec::from_slice(&[b, h]);
+    let per = |rows: usize, width: usize| -> Strides { SmallVec::from_slice(&[rows * h * width, width]) };
+    let strides = [per(s, d), per(l, d), per(l, dv), no_mask(&dims), per(s, dv)];
+    let keys = Layout { row: 1, col: h * d };
+    let batches = Batches { dims, strides };
+    let (q_row, v_row, out_row) = (h * d, h * dv, h * dv);
+    Ok(Geometry { batches, s, l, d, dv, q_row, v_row, out_row, keys, mask: Layout { row: 0, col: 0 } })
+}
+
+/// Batch strides of an absent mask.
+fn no_mask(dims: &Strides) -> Strides {
+    SmallVec::from_elem(0, dims.len())
 }
 
 /// Per dim of `target`, the element stride of `shape` (aligned to its end, each
@@ -237,40 +277,37 @@ fn run(g: &Geometry, ops: &Operands, out: &mut [f32], scratch: &mut Scratch) {
     let tasks = batch_count * blocks;
     let workers = threads.min(tasks);
     let tile = rows * g.l;
-    let tiles = scratch.f32s(tile.max(1) * workers);
+    // Keys whose kᵀ rows are not contiguous (token-major k) are copied out per
+    // block beside the tile: the product would otherwise gather them one by one.
+    let key_copy = if g.keys.col == 1 { 0 } else { g.d * g.l };
+    let piece = tile + key_copy;
+    let tiles = scratch.f32s(piece * workers);
 
-    // Output rows of task t, in order: tasks [t0, t1) write one contiguous range.
-    let first_row = |t: usize| (t / blocks) * g.s + ((t % blocks) * rows).min(g.s);
-    let run_tasks = |tasks: std::ops::Range<usize>, tile: &mut [f32], out: &mut [f32]| {
-        let base = first_row(tasks.start);
-        for t in tasks {
-            let (b, start) = (t / blocks, (t % blocks) * rows);
-            let n = rows.min(g.s - start);
-            let at = (first_row(t) - base) * g.dv;
-            attend_block(g, ops, b, start, n, tile, &mut out[at..at + n * g.dv]);
-        }
+    let out = SendPtr(out.as_mut_ptr());
+    let run_task = |t: usize, piece: &mut [f32]| {
+        let (tile, key_copy) = piece.split_at_mut(tile);
+        let (b, start) = (t / blocks, (t % blocks) * rows);
+        // SAFETY: `out` holds the output the geometry was checked against, and
+        // task t alone writes rows [start, start + n) of batch entry b's matrix:
+        // distinct (entry, row) pairs are distinct elements in either layout.
+        unsafe { attend_block(g, ops, b, start, rows.min(g.s - start), (tile, key_copy), out) }
     };
     if workers <= 1 {
-        run_tasks(0..tasks, tiles, out);
+        (0..tasks).for_each(|t| run_task(t, tiles));
         return;
     }
     // Each worker owns a tile and takes the next task as it comes free.
     let next = AtomicUsize::new(0);
-    let out_ptr = SendPtr(out.as_mut_ptr());
-    team::for_each_piece(tiles, tile, |_, tile| loop {
+    team::for_each_piece(tiles, piece, |_, tile| loop {
         let t = next.fetch_add(1, Ordering::Relaxed);
         if t >= tasks {
             break;
         }
-        let (r0, r1) = (first_row(t), first_row(t + 1));
-        // SAFETY: each task is taken once, and tasks' output rows [r0, r1) are
-        // disjoint and inside `out` (`first_row(tasks)` is its row count).
-        let out = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(r0 * g.dv), (r1 - r0) * g.dv) };
-        run_tasks(t..t + 1, tile, out);
+        run_task(t, tile);
     });
 }
 
-/// A pointer workers write disjoint parts through.
+/// The output, which tasks write disjoint rows of.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
 // SAFETY: each task writes only its own rows (see `run`).
@@ -284,7 +321,7 @@ impl SendPtr {
 }
 
 /// Rows `start .. start + n` of batch entry `b`: scores into `tile`, mask and
-/// softmax in place, then `tile · v` into `out` (those rows, `n`×`Dv`).
+/// softmax in place, then `tile · v` into those rows of the output.
 ///
 /// Keys that a selecting mask hides from every row of the block past some point
 /// (a causal mask hides all keys after the block's last row) are skipped: only
@@ -292,25 +329,43 @@ impl SendPtr {
 /// score exceeds the fill by [`VANISHING_BELOW_MAX`], below which the softmax's
 /// exponential is exactly zero, so the skipped columns would add exactly zero;
 /// a block where some row falls short is computed in full.
-fn attend_block(g: &Geometry, ops: &Operands, b: usize, start: usize, n: usize, tile: &mut [f32], out: &mut [f32]) {
-    let [q_at, k_at, v_at, mask_at] = g.batches.offsets(b);
+///
+/// # Safety
+/// `out` must be the whole output `g` describes, and no other thread may touch
+/// these rows of it during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_block(
+    g: &Geometry,
+    ops: &Operands,
+    b: usize,
+    start: usize,
+    n: usize,
+    (tile, key_copy): (&mut [f32], &mut [f32]),
+    out: SendPtr,
+) {
+    let [q_at, k_at, v_at, mask_at, out_at] = g.batches.offsets(b);
     let mask_rows = mask_at + start * g.mask.row;
+    let q_rows = q_at + start * g.q_row;
     let mut keys = match ops.mask {
         Mask::Select(keep, _) => (0..n).map(|i| kept_prefix(keep, mask_rows + i * g.mask.row, g.mask.col, g.l)).max(),
         _ => None,
     }
     .unwrap_or(g.l);
-    if keys < g.l && !masked_scores(g, ops, q_at + start * g.d, k_at, mask_rows, n, keys, tile) {
+    let rows = Rows { q_at: q_rows, k_at, mask_at: mask_rows, n };
+    if keys < g.l && !masked_scores(g, ops, &rows, keys, tile, key_copy) {
         keys = g.l;
     }
     if keys == g.l {
-        masked_scores(g, ops, q_at + start * g.d, k_at, mask_rows, n, keys, tile);
+        masked_scores(g, ops, &rows, keys, tile, key_copy);
     }
     let scores = &mut tile[..n * keys];
     crate::ops::wide::run(|| scores.chunks_exact_mut(keys).for_each(softmax_in_place));
     let v = &ops.v[v_at..];
-    let (p, v_layout, out_layout) = (Layout::row_major(keys), Layout::row_major(g.dv), Layout::row_major(g.dv));
-    sgemm(n, g.dv, keys, scores, p, v, v_layout, out, out_layout, 1.0, 0.0, Parallelism::None);
+    let (p, v_layout, out_layout) =
+        (Layout::row_major(keys), Layout { row: g.v_row, col: 1 }, Layout { row: g.out_row, col: 1 });
+    assert!(v_layout.span(keys, g.dv) <= v.len(), "Attention: V overruns its buffer");
+    let out = out.get().add(out_at + start * g.out_row);
+    gemm_raw(n, g.dv, keys, scores.as_ptr(), p, v.as_ptr(), v_layout, out, out_layout, 1.0, 0.0, Parallelism::None);
 }
 
 /// Columns up to and including the last key that `keep` (a mask row starting at
@@ -319,28 +374,43 @@ fn kept_prefix(keep: &[u8], at: usize, col: usize, keys: usize) -> usize {
     (0..keys).rev().find(|&j| keep[at + j * col] != 0).map_or(0, |j| j + 1)
 }
 
-/// The scaled and masked scores of `n` query rows (from element `q_at` of q)
-/// against the first `keys` keys, into `tile` as `n` rows of `keys`. With fewer
-/// than all keys, returns whether every row's maximum is more than
-/// [`VANISHING_BELOW_MAX`] above the selecting mask's fill (the skipped columns then vanish from the softmax).
-#[allow(clippy::too_many_arguments)]
+/// A block of query rows: where its first row starts in q and in the mask, where
+/// its head's keys start, and how many rows it has.
+struct Rows {
+    q_at: usize,
+    k_at: usize,
+    mask_at: usize,
+    n: usize,
+}
+
+/// The scaled and masked scores of a block's query rows against the first `keys`
+/// keys, into `tile` as `n` rows of `keys`. With fewer than all keys, returns
+/// whether every row's maximum is more than [`VANISHING_BELOW_MAX`] above the
+/// selecting mask's fill (the skipped columns then vanish from the softmax).
+/// `key_copy` (empty where kᵀ's rows are contiguous) receives kᵀ first.
 fn masked_scores(
     g: &Geometry,
     ops: &Operands,
-    q_at: usize,
-    k_at: usize,
-    mask_rows: usize,
-    n: usize,
+    rows: &Rows,
     keys: usize,
     tile: &mut [f32],
+    key_copy: &mut [f32],
 ) -> bool {
+    let Rows { q_at, k_at, mask_at: mask_rows, n } = *rows;
     let scores = &mut tile[..n * keys];
     if keys == 0 {
         return true;
     }
-    let (q, k) = (&ops.q[q_at..], &ops.k[k_at..]);
-    let (q_layout, s_layout) = (Layout::row_major(g.d), Layout::row_major(keys));
-    sgemm(n, keys, g.d, q, q_layout, k, g.keys, scores, s_layout, ops.scale, 0.0, Parallelism::None);
+    let q = &ops.q[q_at..];
+    let (q_layout, s_layout) = (Layout { row: g.q_row, col: 1 }, Layout::row_major(keys));
+    if key_copy.is_empty() {
+        sgemm(n, keys, g.d, q, q_layout, &ops.k[k_at..], g.keys, scores, s_layout, ops.scale, 0.0, Parallelism::None);
+    } else {
+        let kt = &mut key_copy[..g.d * keys];
+        copy_keys(g, ops.k, k_at, keys, kt);
+        let kt_layout = Layout::row_major(keys);
+        sgemm(n, keys, g.d, q, q_layout, kt, kt_layout, scores, s_layout, ops.scale, 0.0, Parallelism::None);
+    }
     let partial = keys < g.l;
     crate::ops::wide::run(|| {
         let mut exact = true;
@@ -362,6 +432,17 @@ fn masked_scores(
         }
         exact
     })
+}
+
+/// kᵀ's first `keys` columns (`D`×`keys`, row-major) out of k's buffer, laid out
+/// as `g.keys` says, by the blocked 2-D copy Transpose uses.
+fn copy_keys(g: &Geometry, k: &[f32], k_at: usize, keys: usize, out: &mut [f32]) {
+    let src_strides = [g.keys.row as isize, g.keys.col as isize];
+    let dst_strides = [keys as isize, 1];
+    let src = layout::Strided { offset: k_at, strides: &src_strides };
+    let dst = layout::Strided { offset: 0, strides: &dst_strides };
+    let copied = layout::copy(OP, 4, &[g.d, keys], bytemuck::cast_slice_mut(out), dst, bytemuck::cast_slice(k), src);
+    debug_assert!(copied.is_ok(), "kᵀ copy of rank 2 with rank-2 strides");
 }
 
 /// Scores this far below their row's maximum get exactly zero from the softmax:

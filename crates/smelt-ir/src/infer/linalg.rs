@@ -2,7 +2,7 @@
 
 use super::dims::{broadcast_dims, check_broadcasts_to, unify};
 use super::{dims_of_rank, Args};
-use crate::{AttentionAttrs, AttentionMask, DType, Dim, Fact, Shape};
+use crate::{AttentionAttrs, AttentionLayout, AttentionMask, DType, Dim, Fact, Shape};
 
 /// MatMul, with the bias and the residual input `Z` that fusion adds: the bias
 /// broadcasts to the output, `Z` has its dtype and shape.
@@ -54,11 +54,21 @@ pub(super) fn attention(attrs: &AttentionAttrs, inputs: &[Option<&Fact>]) -> Res
         return Err(format!("Q, K and V must be floating point, got {dtype}"));
     }
     let (q, k, v) = (&a.req(0).shape, &a.req(1).shape, &a.req(2).shape);
+    let token_major = attrs.layout == AttentionLayout::TokenMajor;
+    if token_major && attrs.keys_transposed {
+        return Err("token-major attention takes K untransposed, [B, L, H, D]".into());
+    }
     for (shape, name) in [(q, "Q"), (k, "K"), (v, "V")] {
-        if shape.dims().is_some_and(|d| d.len() < 2) {
-            return Err(format!("{name} must have rank 2 or more, got shape {shape}"));
+        match shape.dims() {
+            Some(d) if token_major && d.len() != 4 => {
+                return Err(format!("token-major {name} must have rank 4 ([B, S, H, D]), got shape {shape}"))
+            }
+            Some(d) if d.len() < 2 => return Err(format!("{name} must have rank 2 or more, got shape {shape}")),
+            _ => {}
         }
     }
+    // Token-major operands are the head-major ones with axes 1 and 2 exchanged.
+    let (q, k, v) = if token_major { (&swap_heads(q), &swap_heads(k), &swap_heads(v)) } else { (q, k, v) };
     let keys_as_rhs = if attrs.keys_transposed { k.clone() } else { swap_last_two(k) };
     let scores = matmul_shape(q, &keys_as_rhs).map_err(|e| format!("Q·Kᵀ: {e}"))?;
     let out = matmul_shape(&scores, v).map_err(|e| format!("scores·V: {e}"))?;
@@ -74,7 +84,32 @@ pub(super) fn attention(attrs: &AttentionAttrs, inputs: &[Option<&Fact>]) -> Res
         }
         (_, Some(mask)) => check_broadcasts_to(&mask.shape, &scores, "mask")?,
     }
+    if token_major {
+        // The batch and head dims of the three operands must agree exactly: the
+        // kernel walks them with one set of strides.
+        let lead = |s: &Shape| s.dims().map(|d| d[..2].to_vec());
+        if let (Some(q2), Some(k2), Some(v2)) = (lead(q), lead(k), lead(v)) {
+            let same = |a: &[Dim], b: &[Dim]| a.iter().zip(b).all(|(x, y)| unify(x, y).is_some());
+            if !same(&q2, &k2) || !same(&q2, &v2) {
+                return Err(format!(
+                    "token-major Q, K and V must share their batch and head dims, got Q [B, H] = {q2:?}, \
+                     K {k2:?}, V {v2:?}"
+                ));
+            }
+        }
+        let out = if out.rank().is_some() { swap_heads(&out) } else { Shape::of_rank(4) };
+        return Ok(vec![Fact::new(dtype, out)]);
+    }
     Ok(vec![Fact::new(dtype, out)])
+}
+
+/// A rank-4 shape with axes 1 and 2 exchanged (`[B, S, H, D]` ↔ `[B, H, S, D]`);
+/// other ranks are left as they are.
+fn swap_heads(shape: &Shape) -> Shape {
+    match shape.dims() {
+        Some(d) if d.len() == 4 => Shape::new(vec![d[0].clone(), d[2].clone(), d[1].clone(), d[3].clone()]),
+        _ => shape.clone(),
+    }
 }
 
 /// The shape with its last two dims exchanged (rank ≥ 2, or unknown).
@@ -120,7 +155,7 @@ pub(super) fn gemm(trans_a: bool, trans_b: bool, inputs: &[Option<&Fact>]) -> Re
 #[cfg(test)]
 mod tests {
     use super::super::test_util::*;
-    use crate::{AttentionAttrs, AttentionMask, DType, Op, Shape};
+    use crate::{AttentionAttrs, AttentionLayout, AttentionMask, DType, Op, Shape};
 
     fn mm() -> Op {
         Op::MatMul { activation: None }
@@ -164,7 +199,49 @@ mod tests {
     }
 
     fn attention(keys_transposed: bool, mask: AttentionMask) -> Op {
-        Op::Attention(AttentionAttrs { scale: 0.125, keys_transposed, mask })
+        Op::Attention(AttentionAttrs { scale: 0.125, keys_transposed, mask, layout: AttentionLayout::HeadMajor })
+    }
+
+    fn token_major(mask: AttentionMask) -> Op {
+        Op::Attention(AttentionAttrs {
+            scale: 0.125,
+            keys_transposed: false,
+            mask,
+            layout: AttentionLayout::TokenMajor,
+        })
+    }
+
+    #[test]
+    fn token_major_attention_keeps_heads_inside_positions() {
+        let q = f32(shape!["batch", "seq", 12, 64]);
+        let k = f32(shape!["batch", "keys", 12, 64]);
+        let v = f32(shape!["batch", "keys", 12, 32]);
+        let mask = f32(shape!["batch", 1, 1, "keys"]);
+        let out = one(&token_major(AttentionMask::Add), &[&q, &k, &v, &mask]);
+        assert_eq!(out.shape, shape!["batch", "seq", 12, 32]);
+        let unknown = one(&token_major(AttentionMask::None), &[&f32(Shape::unknown()), &k, &v]);
+        assert_eq!(unknown.shape.rank(), Some(4));
+    }
+
+    #[test]
+    fn token_major_attention_rejects_what_its_kernel_cannot_walk() {
+        let q = f32(shape![2, 7, 4, 8]);
+        let k = f32(shape![2, 5, 4, 8]);
+        let v = f32(shape![2, 5, 4, 3]);
+        let e = err(&token_major(AttentionMask::None), &[&f32(shape![7, 4, 8]), &k, &v]);
+        assert!(e.contains("rank 4") && e.contains("Q"), "{e}");
+        let e = err(&token_major(AttentionMask::None), &[&q, &k, &f32(shape![1, 5, 4, 3])]);
+        assert!(e.contains("batch and head"), "{e}");
+        let transposed = Op::Attention(AttentionAttrs {
+            scale: 1.0,
+            keys_transposed: true,
+            mask: AttentionMask::None,
+            layout: AttentionLayout::TokenMajor,
+        });
+        assert!(err(&transposed, &[&q, &f32(shape![2, 4, 8, 5]), &v]).contains("untransposed"));
+        // The mask broadcasts to the head-major scores [B, H, S, L].
+        let e = err(&token_major(AttentionMask::Add), &[&q, &k, &v, &f32(shape![2, 7, 1, 5])]);
+        assert!(e.contains("mask"), "{e}");
     }
 
     #[test]

@@ -100,7 +100,12 @@ fn bert_chain_becomes_one_node_reading_k_itself() {
     assert_eq!(fuse_attention(&mut g).unwrap(), 1);
     assert_eq!(g.nodes.len(), 1, "{:?}", g.nodes);
     let node = &g.nodes[0];
-    let want = AttentionAttrs { scale: 0.5, keys_transposed: false, mask: AttentionMask::Add };
+    let want = AttentionAttrs {
+        scale: 0.5,
+        keys_transposed: false,
+        mask: AttentionMask::Add,
+        layout: AttentionLayout::HeadMajor,
+    };
     assert_eq!(node.op, Op::Attention(want));
     assert_eq!(node.inputs, vec![Some(q), Some(k), Some(v), Some(mask)]);
     assert_eq!(node.outputs, vec![out], "the fused node keeps the graph output");
@@ -129,10 +134,90 @@ fn gpt2_chain_with_a_causal_select() {
     assert_eq!(fuse_attention(&mut g).unwrap(), 1);
     let nodes = attention_nodes(&g);
     assert_eq!(nodes.len(), 1);
-    let want = AttentionAttrs { scale: 0.25, keys_transposed: true, mask: AttentionMask::Select { fill: -3.4e38 } };
+    let want = AttentionAttrs {
+        scale: 0.25,
+        keys_transposed: true,
+        mask: AttentionMask::Select { fill: -3.4e38 },
+        layout: AttentionLayout::HeadMajor,
+    };
     assert_eq!(nodes[0].op, Op::Attention(want));
     assert_eq!(nodes[0].inputs, vec![Some(q), Some(kt), Some(v), Some(causal)]);
     assert_eq!(g.nodes.len(), 2, "the head transpose stays: {:?}", g.nodes);
+}
+
+/// Token-major projections `[1, S, H, D]` as exporters leave them: q and v through
+/// `Transpose([0, 2, 1, 3])`, k through `[0, 2, 3, 1]` (kᵀ directly) or through
+/// `[0, 2, 1, 3]` and a swap of the last two axes, the result back through
+/// `[0, 2, 1, 3]`. Returns the graph, its inputs (q, k, v, mask) and its output.
+fn token_major_chain(keys_in_two_steps: bool) -> (Graph, [ValueId; 4], ValueId) {
+    let mut b = Builder::new();
+    let projection = |b: &mut Builder, name: &str| b.input(name, f32_fact(&[1, SEQ, HEADS, DIM]));
+    let (q0, k0, v0) = (projection(&mut b, "q0"), projection(&mut b, "k0"), projection(&mut b, "v0"));
+    let mask = b.input("mask", f32_fact(&[1, 1, 1, SEQ]));
+    let q = b.transpose(q0, &[0, 2, 1, 3]);
+    let kt = if keys_in_two_steps {
+        let k = b.transpose(k0, &[0, 2, 1, 3]);
+        b.transpose(k, &[0, 1, 3, 2])
+    } else {
+        b.transpose(k0, &[0, 2, 3, 1])
+    };
+    let v = b.transpose(v0, &[0, 2, 1, 3]);
+    let scores = b.matmul(q, kt);
+    let root_d = b.constant(2.0);
+    let scaled = b.node(Op::Binary(BinaryOp::Div), &[scores, root_d]);
+    let masked = b.node(Op::Binary(BinaryOp::Add), &[scaled, mask]);
+    let probs = b.softmax(masked, -1);
+    let heads = b.matmul(probs, v);
+    let out = b.transpose(heads, &[0, 2, 1, 3]);
+    (b.finish(&[out]), [q0, k0, v0, mask], out)
+}
+
+#[test]
+fn transposes_around_the_chain_make_it_token_major() {
+    for keys_in_two_steps in [false, true] {
+        let (mut g, inputs, out) = token_major_chain(keys_in_two_steps);
+        assert_eq!(fuse_attention(&mut g).unwrap(), 1);
+        assert_eq!(g.nodes.len(), 1, "every Transpose is taken in: {:?}", g.nodes);
+        let want = AttentionAttrs {
+            scale: 0.5,
+            keys_transposed: false,
+            mask: AttentionMask::Add,
+            layout: AttentionLayout::TokenMajor,
+        };
+        assert_eq!(g.nodes[0].op, Op::Attention(want));
+        assert_eq!(g.nodes[0].inputs, inputs.map(Some).to_vec());
+        assert_eq!(g.nodes[0].outputs, vec![out]);
+        g.infer_facts().unwrap();
+        assert_eq!(g.fact(out).shape, Shape::fixed(&[1, SEQ, HEADS, DIM]));
+    }
+}
+
+/// One Transpose missing or read elsewhere: the chain is fused head-major and
+/// all four Transposes stay.
+#[test]
+fn token_major_needs_all_four_transposes_private() {
+    // The head-major result is also a graph output.
+    let (mut g, _, _) = token_major_chain(false);
+    let heads = g.nodes.last().and_then(|t| t.inputs[0]).expect("the final Transpose reads the · v product");
+    g.outputs.push(heads);
+    assert_eq!(fuse_attention(&mut g).unwrap(), 1);
+    let nodes = attention_nodes(&g);
+    assert!(matches!(&nodes[0].op, Op::Attention(a) if a.layout == AttentionLayout::HeadMajor), "{:?}", nodes[0]);
+    assert_eq!(g.nodes.iter().filter(|n| matches!(n.op, Op::Transpose { .. })).count(), 4);
+
+    // v is head-major already.
+    let mut b = Builder::new();
+    let q0 = b.input("q0", f32_fact(&[1, SEQ, HEADS, DIM]));
+    let q = b.transpose(q0, &[0, 2, 1, 3]);
+    let k = b.k;
+    let kt = b.transpose(k, &[0, 1, 3, 2]);
+    let scores = b.matmul(q, kt);
+    let (_, heads) = b.attend(scores, -1);
+    let out = b.transpose(heads, &[0, 2, 1, 3]);
+    let mut g = b.finish(&[out]);
+    assert_eq!(fuse_attention(&mut g).unwrap(), 1);
+    let nodes = attention_nodes(&g);
+    assert!(matches!(&nodes[0].op, Op::Attention(a) if a.layout == AttentionLayout::HeadMajor), "{:?}", nodes[0]);
 }
 
 #[test]
@@ -143,7 +228,12 @@ fn unscaled_unmasked_chain() {
     let (_, out) = b.attend(scores, -1);
     let mut g = b.finish(&[out]);
     assert_eq!(fuse_attention(&mut g).unwrap(), 1);
-    let want = AttentionAttrs { scale: 1.0, keys_transposed: false, mask: AttentionMask::None };
+    let want = AttentionAttrs {
+        scale: 1.0,
+        keys_transposed: false,
+        mask: AttentionMask::None,
+        layout: AttentionLayout::HeadMajor,
+    };
     assert_eq!(g.nodes[0].op, Op::Attention(want));
     assert_eq!(g.nodes[0].inputs, vec![Some(q), Some(k), Some(v)]);
 }

@@ -3,7 +3,7 @@ use crate::ops::testing::{assert_close, random, run_op, try_run_op};
 use smelt_ir::{BinaryOp, Op, Tensor};
 
 fn attrs(scale: f32, keys_transposed: bool, mask: AttentionMask) -> AttentionAttrs {
-    AttentionAttrs { scale, keys_transposed, mask }
+    AttentionAttrs { scale, keys_transposed, mask, layout: AttentionLayout::HeadMajor }
 }
 
 /// Element of `t` at `index`, an index of a shape `t` broadcasts to.
@@ -151,6 +151,65 @@ fn causal_blocks_skip_the_keys_they_cannot_see() {
         &[1, 1, 40, 8],
         99,
     );
+}
+
+/// `[B, S, H, D]` ↔ `[B, H, S, D]`.
+fn swap_heads(t: &Tensor) -> Tensor {
+    let s = t.shape();
+    let swapped = [s[0], s[2], s[1], s[3]];
+    run_op(&Op::Transpose { perm: Some(vec![0, 2, 1, 3]) }, &[Some(t)], &[(t.dtype(), &swapped)]).remove(0)
+}
+
+/// Token-major attention on q `[B, S, H, D]`, k and v `[B, L, H, ..]` against the
+/// definition on the same tensors made head-major.
+fn check_token_major(scale: f32, mask: AttentionMask, sizes: [usize; 6], mask_values: Option<Tensor>, seed: u64) {
+    let [b, s, l, h, d, dv] = sizes;
+    let q = random(DType::F32, &[b, s, h, d], seed);
+    let k = random(DType::F32, &[b, l, h, d], seed + 1);
+    let v = random(DType::F32, &[b, l, h, dv], seed + 2);
+    let token_major = AttentionAttrs { scale, keys_transposed: false, mask, layout: AttentionLayout::TokenMajor };
+    let inputs = [Some(&q), Some(&k), Some(&v), mask_values.as_ref()];
+    let n = if mask_values.is_some() { 4 } else { 3 };
+    let got = run_op(&Op::Attention(token_major), &inputs[..n], &[(DType::F32, &[b, s, h, dv])]).remove(0);
+    let (qh, kh, vh) = (swap_heads(&q), swap_heads(&k), swap_heads(&v));
+    let want = naive(&attrs(scale, false, mask), &qh, &kh, &vh, mask_values.as_ref(), &[b, h, s, dv]);
+    assert_close(&swap_heads(&got), &want, 1e-5);
+}
+
+#[test]
+fn token_major_operands_read_and_write_the_projections_layout() {
+    // BERT's padding mask [B, 1, 1, L] over 2 sequences, 3 heads; Dv ≠ D.
+    let mask: Vec<f32> = (0..2 * 7).map(|e| if e >= 7 && e % 7 >= 4 { f32::MIN } else { 0.0 }).collect();
+    let mask = Tensor::from_vec(&[2, 1, 1, 7], mask).unwrap();
+    check_token_major(0.35, AttentionMask::Add, [2, 7, 7, 3, 8, 5], Some(mask), 200);
+    // Fewer queries than keys, no mask.
+    check_token_major(1.0, AttentionMask::None, [1, 3, 11, 2, 4, 4], None, 210);
+}
+
+#[test]
+fn token_major_blocks_on_several_threads() {
+    let pool = crate::team::Team::new(2, "test").unwrap();
+    pool.run(|| {
+        // GPT-2's causal mask: blocks skip the keys they cannot see.
+        let select = AttentionMask::Select { fill: f32::MIN };
+        check_token_major(0.125, select, [1, 64, 64, 4, 32, 32], Some(causal(64, 64)), 220);
+        // L = 3000: several blocks of queries per head, shared between workers.
+        let mask = random(DType::F32, &[1, 1, 1, 3000], 230);
+        check_token_major(0.05, AttentionMask::Add, [2, 40, 3000, 3, 16, 8], Some(mask), 231);
+    });
+}
+
+#[test]
+fn token_major_shapes_that_do_not_fit_are_errors() {
+    let layout = AttentionLayout::TokenMajor;
+    let op = Op::Attention(AttentionAttrs { scale: 1.0, keys_transposed: false, mask: AttentionMask::None, layout });
+    let (q, k) = (random(DType::F32, &[1, 4, 2, 8], 240), random(DType::F32, &[1, 6, 2, 8], 241));
+    let v = random(DType::F32, &[1, 6, 3, 8], 242);
+    let e = try_run_op(&op, &[Some(&q), Some(&k), Some(&v)], &[(DType::F32, &[1, 4, 2, 8])]).unwrap_err();
+    assert!(e.to_string().contains("shapes do not fit"), "{e}");
+    let flat = random(DType::F32, &[4, 8], 243);
+    let e = try_run_op(&op, &[Some(&flat), Some(&k), Some(&v)], &[(DType::F32, &[4, 8])]).unwrap_err();
+    assert!(e.to_string().contains("rank 4"), "{e}");
 }
 
 /// The fused node computes what the chain it replaces computes.
