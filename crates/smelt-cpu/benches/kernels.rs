@@ -218,6 +218,17 @@ fn attention(c: &mut Criterion) {
     let padding = Tensor::from_vec(&[1, 1, 1, seq], vec![0f32; seq]).expect("mask shape");
     let mut bert = Case::new(fused(AttentionMask::Add), vec![q.clone(), kt.clone(), v.clone(), padding], &[false; 4]);
     g.bench_function("fused bert 12x128x64", |b| b.iter(|| bert.run()));
+    let token_major = AttentionAttrs {
+        scale: 0.125,
+        keys_transposed: false,
+        mask: AttentionMask::Add,
+        layout: AttentionLayout::TokenMajor,
+    };
+    let projections: Vec<Tensor> = (21..24).map(|seed| random(&[1, seq, heads, dim], seed)).collect();
+    let padding = Tensor::from_vec(&[1, 1, 1, seq], vec![0f32; seq]).expect("mask shape");
+    let inputs = projections.into_iter().chain([padding]).collect();
+    let mut bert_tokens = Case::new(Op::Attention(token_major), inputs, &[false; 4]);
+    g.bench_function("fused bert token-major 12x128x64", |b| b.iter(|| bert_tokens.run()));
     let causal: Vec<bool> = (0..seq * seq).map(|e| e % seq <= e / seq).collect();
     let causal = Tensor::from_bools(&[1, 1, seq, seq], &causal).expect("mask shape");
     let mut gpt2 = Case::new(fused(AttentionMask::Select { fill: f32::MIN }), vec![q, kt, v, causal], &[false; 4]);

@@ -399,7 +399,9 @@ fn masked_scores(
     let Rows { q_at, k_at, mask_at: mask_rows, n } = *rows;
     let scores = &mut tile[..n * keys];
     if keys == 0 {
-        return true;
+        // Every row of the block hides every key: each row's softmax is then
+        // over the fill alone, which only the full computation gives.
+        return false;
     }
     let q = &ops.q[q_at..];
     let (q_layout, s_layout) = (Layout { row: g.q_row, col: 1 }, Layout::row_major(keys));

@@ -212,6 +212,22 @@ fn token_major_shapes_that_do_not_fit_are_errors() {
     assert!(e.to_string().contains("rank 4"), "{e}");
 }
 
+/// A block whose rows all hide every key: the softmax is uniform over the fill,
+/// as the unfused chain gives.
+#[test]
+fn blocks_that_see_no_key_take_the_full_path() {
+    let hidden = Tensor::from_bools(&[1, 1, 6, 5], &[false; 30]).unwrap();
+    check(
+        attrs(1.0, false, AttentionMask::Select { fill: -1e9 }),
+        &[1, 2, 6, 4],
+        &[1, 2, 5, 4],
+        &[1, 2, 5, 3],
+        Some(hidden),
+        &[1, 2, 6, 3],
+        250,
+    );
+}
+
 /// The fused node computes what the chain it replaces computes.
 #[test]
 fn matches_the_unfused_chain() {
