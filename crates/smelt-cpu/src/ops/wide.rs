@@ -6,6 +6,15 @@
 //! into an FMA on its own, so only the width changes, not the arithmetic.
 //! [`run_either`] is for code that fuses its multiply-adds where it can: it
 //! takes the wide form and the narrow one separately.
+//!
+//! The inlining is LLVM's choice, not a guarantee: a closure it finds too large
+//! stays a function of its own, compiled for the baseline, and its loops run 4
+//! lanes wide with no error anywhere. BERT-base's LayerNorm rows did, and so
+//! did a longer attention softmax loop (`perf annotate` showed `xmm` loops in a
+//! `{{closure}}` symbol). A hot loop of any size belongs in an `#[inline(always)]` function
+//! called from an explicit `#[target_feature(enable = "avx512f,avx2,fma")]`
+//! function, as `norm::normalize_rows` does; `perf report` then names the wide
+//! function, not a closure.
 
 /// Runs `f`, with AVX-512 code where the CPU has it.
 #[inline(always)]
