@@ -99,6 +99,8 @@ fn gemm(c: &mut Criterion) {
         ("bert ffn up", (128, 768, 3072)),
         ("bert ffn down", (128, 3072, 768)),
         ("gpt2 c_attn", (128, 768, 2304)),
+        ("bert b8 ffn up", (1024, 768, 3072)),
+        ("bert b8 ffn down", (1024, 3072, 768)),
     ] {
         matmul(c, "gemm", label, shape, true);
     }
