@@ -70,6 +70,18 @@ impl Builder {
         (probs, self.matmul(probs, v))
     }
 
+    /// BERT's chain on q and kᵀ: `q · kᵀ`, `/ 2`, `+ mask` (the mask the left
+    /// operand when `mask_first`), Softmax, `· v`.
+    fn bert_chain(&mut self, q: ValueId, kt: ValueId, v: ValueId, mask: ValueId, mask_first: bool) -> ValueId {
+        let scores = self.matmul(q, kt);
+        let root_d = self.constant(2.0);
+        let scaled = self.node(Op::Binary(BinaryOp::Div), &[scores, root_d]);
+        let operands = if mask_first { [mask, scaled] } else { [scaled, mask] };
+        let masked = self.node(Op::Binary(BinaryOp::Add), &operands);
+        let probs = self.softmax(masked, -1);
+        self.matmul(probs, v)
+    }
+
     fn finish(mut self, outputs: &[ValueId]) -> Graph {
         self.g.outputs.extend_from_slice(outputs);
         self.g.infer_facts().expect("test graphs are valid");
@@ -89,12 +101,7 @@ fn bert_chain_becomes_one_node_reading_k_itself() {
     let mask = b.input("mask", f32_fact(&[1, 1, 1, SEQ]));
     let (q, k, v) = (b.q, b.k, b.v);
     let kt = b.transpose(k, &[0, 1, 3, 2]);
-    let scores = b.matmul(q, kt);
-    let root_d = b.constant(2.0);
-    let scaled = b.node(Op::Binary(BinaryOp::Div), &[scores, root_d]);
-    let masked = b.node(Op::Binary(BinaryOp::Add), &[mask, scaled]);
-    let probs = b.softmax(masked, -1);
-    let out = b.matmul(probs, v);
+    let out = b.bert_chain(q, kt, v, mask, true);
     let mut g = b.finish(&[out]);
 
     assert_eq!(fuse_attention(&mut g).unwrap(), 1);
@@ -162,12 +169,7 @@ fn token_major_chain(keys_in_two_steps: bool) -> (Graph, [ValueId; 4], ValueId) 
         b.transpose(k0, &[0, 2, 3, 1])
     };
     let v = b.transpose(v0, &[0, 2, 1, 3]);
-    let scores = b.matmul(q, kt);
-    let root_d = b.constant(2.0);
-    let scaled = b.node(Op::Binary(BinaryOp::Div), &[scores, root_d]);
-    let masked = b.node(Op::Binary(BinaryOp::Add), &[scaled, mask]);
-    let probs = b.softmax(masked, -1);
-    let heads = b.matmul(probs, v);
+    let heads = b.bert_chain(q, kt, v, mask, false);
     let out = b.transpose(heads, &[0, 2, 1, 3]);
     (b.finish(&[out]), [q0, k0, v0, mask], out)
 }
