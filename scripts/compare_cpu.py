@@ -262,10 +262,26 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a is not None and b else "–"
 
 
+def per_round(smelt: Samples, peer: Samples) -> str:
+    """The median of the round-by-round ratios and the rounds Smelt won.
+
+    The two engines of one round run minutes apart at most, so a slow phase of
+    the machine that spans a round slows both; the ratio of the medians can
+    instead pair one engine's fast rounds with the other's slow ones. Only
+    engines that measured every round are paired.
+    """
+    if smelt.error or peer.error or not smelt.items_per_s or len(smelt.items_per_s) != len(peer.items_per_s):
+        return "–"
+    pairs = list(zip(smelt.items_per_s, peer.items_per_s))
+    ahead = sum(s > p for s, p in pairs)
+    return f"{statistics.median(s / p for s, p in pairs):.2f} ({ahead} of {len(pairs)})"
+
+
 def table(rows: list[Row], results: dict[str, dict[str, Samples]]) -> str:
     lines = [
-        "| model | batch | unit | Smelt | onnxruntime | tract | Smelt / onnxruntime | Smelt / tract |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| model | batch | unit | Smelt | onnxruntime | tract | Smelt / onnxruntime "
+        "| per round (rounds Smelt won) | Smelt / tract |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         r = results[row.key]
@@ -273,7 +289,7 @@ def table(rows: list[Row], results: dict[str, dict[str, Samples]]) -> str:
         lines.append(
             f"| {row.label} | {row.batch} | {row.unit} | {r['smelt'].cell()} | {r['onnxruntime'].cell()} | "
             f"{r['tract'].cell()} | {ratio(smelt, r['onnxruntime'].median())} | "
-            f"{ratio(smelt, r['tract'].median())} |")
+            f"{per_round(r['smelt'], r['onnxruntime'])} | {ratio(smelt, r['tract'].median())} |")
     return "\n".join(lines)
 
 
@@ -299,6 +315,20 @@ def versions() -> str:
     return ", ".join(found)
 
 
+def recorded_args(argv: list[str]) -> list[str]:
+    """The arguments the docs record: all but `--smelt PATH`, a path on the
+    machine that ran it (the default binary is the one a reader builds)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--smelt":
+            skip = True
+        elif not arg.startswith("--smelt="):
+            kept.append(arg)
+    return kept
+
+
 def docs_section(text: str, args, command: str) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join([
@@ -308,7 +338,8 @@ def docs_section(text: str, args, command: str) -> str:
         f"Measured {now} on {cpu_model()}, {os.cpu_count()} cores, with {args.threads} threads per engine "
         f"({versions()}; tract at its default threading). Items per second, median of {args.rounds} "
         f"round-robin rounds of {args.duration:g} s each after {args.warmup:g} s of warm-up; "
-        "ratios above 1 mean Smelt is faster.",
+        "ratios above 1 mean Smelt is faster. \"Per round\" is the median of each round's "
+        "Smelt / onnxruntime ratio, with the rounds in which Smelt was faster.",
         "",
         text,
         "",
@@ -406,7 +437,7 @@ def main() -> int:
 
     text = table(rows, results)
     print(text)
-    command = "scripts/compare_cpu.py " + " ".join(sys.argv[1:])
+    command = "scripts/compare_cpu.py " + " ".join(recorded_args(sys.argv[1:]))
     if args.quick or args.no_docs:
         print(f"(not written to {DOCS.relative_to(ROOT)}: {'--quick' if args.quick else '--no-docs'})",
               file=sys.stderr)
