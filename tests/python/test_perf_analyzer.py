@@ -76,10 +76,9 @@ def run_perf_analyzer(server: SmeltServer, command: list[str]) -> tuple[subproce
     request finished in between, the main thread waits forever for a count its
     workers will never reach. Caught in the act: the server had answered all
     200 requests, its connections were idle, and perf_analyzer's main thread was
-    sleeping in `Measure` with every worker gone.
-    Measured: 40 runs of `--concurrency-range 16
-    --request-count 200` over HTTP hung 6 times against this server, and 3 times
-    against the build from before the CPU team (2026-12-07).
+    sleeping in `Measure` with every worker gone. Of 40 runs of
+    `--concurrency-range 16 --request-count 200` over HTTP, 6 hung against this
+    server and 3 against the build from before the CPU team (2026-12-07).
     Each hang is reported as a warning with what the server counted.
     """
     for attempt in range(1, ATTEMPTS + 1):

@@ -140,10 +140,7 @@ fn token_major(graph: &Graph, uses: &Uses, chain: &Chain, readers: [usize; 3]) -
     const KEYS_TRANSPOSED_OUT: [usize; 4] = [0, 2, 3, 1];
     let transposed_from = |value: ValueId, reader: usize, perm: [usize; 4]| {
         let (t, node) = producer(graph, uses, value, reader)?;
-        match (&node.op, &node.inputs[..]) {
-            (Op::Transpose { perm: Some(p) }, [Some(input)]) if p[..] == perm => Some((t, *input)),
-            _ => None,
-        }
+        Some((t, transpose_input(node, &perm)?))
     };
     let [q_reader, k_reader, v_reader] = readers;
     let (tq, q) = transposed_from(chain.q, q_reader, HEADS_OUT)?;
@@ -152,10 +149,7 @@ fn token_major(graph: &Graph, uses: &Uses, chain: &Chain, readers: [usize; 3]) -
     let (tv, v) = transposed_from(chain.v, v_reader, HEADS_OUT)?;
     let [out] = graph.nodes[chain.last].outputs[..] else { return None };
     let tout = uses.only_reader(out)?;
-    match &graph.nodes[tout].op {
-        Op::Transpose { perm: Some(p) } if p[..] == HEADS_OUT => {}
-        _ => return None,
-    }
+    transpose_input(&graph.nodes[tout], &HEADS_OUT)?;
     let mut nodes = chain.nodes.clone();
     nodes.extend([tq, tk, tv, tout]);
     let attrs = AttentionAttrs { keys_transposed: false, layout: AttentionLayout::TokenMajor, ..chain.attrs.clone() };
@@ -207,6 +201,14 @@ fn scaling(graph: &Graph, node: &Node) -> Option<(ValueId, f32)> {
             (Some(c), None) => Some((*b, c)),
             (None, None) => None,
         },
+        _ => None,
+    }
+}
+
+/// The input of `node` when it is a Transpose by exactly `perm`.
+fn transpose_input(node: &Node, perm: &[usize]) -> Option<ValueId> {
+    match (&node.op, &node.inputs[..]) {
+        (Op::Transpose { perm: Some(p) }, [Some(input)]) if p[..] == *perm => Some(*input),
         _ => None,
     }
 }

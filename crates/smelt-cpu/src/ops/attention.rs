@@ -333,7 +333,6 @@ impl SendPtr {
 /// # Safety
 /// `out` must be the whole output `g` describes, and no other thread may touch
 /// these rows of it during the call.
-#[allow(clippy::too_many_arguments)]
 unsafe fn attend_block(
     g: &Geometry,
     ops: &Operands,
@@ -403,16 +402,15 @@ fn masked_scores(
         // over the fill alone, which only the full computation gives.
         return false;
     }
-    let q = &ops.q[q_at..];
-    let (q_layout, s_layout) = (Layout { row: g.q_row, col: 1 }, Layout::row_major(keys));
-    if key_copy.is_empty() {
-        sgemm(n, keys, g.d, q, q_layout, &ops.k[k_at..], g.keys, scores, s_layout, ops.scale, 0.0, Parallelism::None);
+    let (k, k_layout) = if key_copy.is_empty() {
+        (&ops.k[k_at..], g.keys)
     } else {
         let kt = &mut key_copy[..g.d * keys];
         copy_keys(g, ops.k, k_at, keys, kt);
-        let kt_layout = Layout::row_major(keys);
-        sgemm(n, keys, g.d, q, q_layout, kt, kt_layout, scores, s_layout, ops.scale, 0.0, Parallelism::None);
-    }
+        (&*kt, Layout::row_major(keys))
+    };
+    let (q, q_layout, s_layout) = (&ops.q[q_at..], Layout { row: g.q_row, col: 1 }, Layout::row_major(keys));
+    sgemm(n, keys, g.d, q, q_layout, k, k_layout, scores, s_layout, ops.scale, 0.0, Parallelism::None);
     let partial = keys < g.l;
     crate::ops::wide::run(|| {
         let mut exact = true;
